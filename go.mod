@@ -1,0 +1,3 @@
+module github.com/flock-snmp/flock
+
+go 1.26

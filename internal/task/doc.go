@@ -1,0 +1,36 @@
+// Package task is Flock's wire contract: the PollTask the dispatcher puts on
+// the work queue, the HostRecord a poller publishes for every poll, and the
+// NATS subject scheme. It is plain data with JSON encoding and imports
+// neither NATS nor gosnmp, so any subscriber can depend on it.
+//
+// # Subjects
+//
+//	flock.tasks.<site>.<hostkey>     one PollTask per host and slot (JetStream work queue FLOCK_TASKS)
+//	flock.results.<site>.<hostkey>   one HostRecord per poll (JetStream stream FLOCK_RESULTS, limits retention)
+//
+// A host key is the host's name lowercased, with '.', ':' and '%' mapped to
+// '-', so that it is a single subject token: "core-sw1.example.net" becomes
+// "core-sw1-example-net". Until sites exist the site is "default".
+//
+// # Compatibility
+//
+// Both messages carry "schema" (currently 1). Adding a field is compatible and
+// does not change the schema; renaming, removing or retyping a field does, and
+// a reader must reject a schema it does not know (ErrUnknownSchema). The
+// golden files in testdata/ freeze the encoding; regenerate them only with
+// `go test ./internal/task -update` and review the diff.
+//
+// # Varbind values
+//
+// Each varbind is {"oid", "type", "value"}. OIDs are numeric with a leading
+// dot, as net-snmp's -On prints them. The value keeps its SNMP type:
+//
+//	Integer                                  JSON number (int64)
+//	Counter32 Gauge32 TimeTicks Uinteger32   JSON number (uint32)
+//	Counter64                                JSON number, exact (uint64; decode it as such, never via float64)
+//	OctetString Opaque BitString             JSON string: the text when it is printable UTF-8, otherwise
+//	                                         lowercase hex with "encoding": "hex"
+//	IpAddress ObjectIdentifier               JSON string
+//	OpaqueFloat OpaqueDouble                 JSON number
+//	Null NoSuchObject NoSuchInstance EndOfMibView   null
+package task

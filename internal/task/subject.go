@@ -1,0 +1,46 @@
+package task
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultSite is the site of every host until sites can be configured.
+const DefaultSite = "default"
+
+// Subject prefixes.
+const (
+	TaskPrefix   = "flock.tasks."
+	ResultPrefix = "flock.results."
+)
+
+// TaskSubject is the work-queue subject of one host's tasks.
+func TaskSubject(site, hostKey string) string { return TaskPrefix + site + "." + hostKey }
+
+// ResultSubject is the subject a host's HostRecords are published on.
+func ResultSubject(site, hostKey string) string { return ResultPrefix + site + "." + hostKey }
+
+// HostKey maps a host name or address to a subject-safe token: lowercase
+// letters, digits, '-' and '_'. '.', ':' and '%' become '-'. Any other
+// character is an error, since it cannot come from a DNS name or an IP address.
+func HostKey(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("host name is empty")
+	}
+	var b strings.Builder
+	b.Grow(len(name))
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+			b.WriteByte(c)
+		case c >= 'A' && c <= 'Z':
+			b.WriteByte(c + 'a' - 'A')
+		case c == '.', c == ':', c == '%':
+			b.WriteByte('-')
+		default:
+			return "", fmt.Errorf("host name %q has character %q, which is not allowed in a host name or address", name, c)
+		}
+	}
+	return b.String(), nil
+}

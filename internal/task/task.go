@@ -1,0 +1,212 @@
+package task
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/oid"
+)
+
+// Schema is the version of PollTask and HostRecord this package writes.
+const Schema = 1
+
+// ErrUnknownSchema is returned when a message carries a schema this package does not know.
+var ErrUnknownSchema = errors.New("unknown schema")
+
+// ErrBadTask is wrapped by every error that makes a PollTask unusable.
+var ErrBadTask = errors.New("bad task")
+
+// PollTask asks a poller to poll one host once. It names a credential
+// profile and never carries a secret.
+type PollTask struct {
+	Schema      int    `json:"schema"`
+	ID          string `json:"id"` // "<site>.<hostkey>@<slot unix ms>": unique per host and slot
+	Site        string `json:"site"`
+	Host        string `json:"host"`
+	HostKey     string `json:"host_key"`
+	Address     string `json:"address"` // DNS name or IP address, resolved by the poller at poll time
+	Port        uint16 `json:"port"`
+	Credentials string `json:"credentials"` // name of a credential profile in the poller's config
+	// Get lists OIDs to GET; Walk lists subtrees to walk. Numeric, leading dot.
+	Get            []string  `json:"get,omitempty"`
+	Walk           []string  `json:"walk,omitempty"`
+	TimeoutMS      int64     `json:"timeout_ms"` // per request
+	Retries        int       `json:"retries"`
+	MaxOids        int       `json:"max_oids"`
+	MaxRepetitions int       `json:"max_repetitions"`
+	ScheduledAt    time.Time `json:"scheduled_at"`
+	Deadline       time.Time `json:"deadline"` // the poll must end by then, whatever the retries
+}
+
+// Timeout is the per-request timeout.
+func (t *PollTask) Timeout() time.Duration { return time.Duration(t.TimeoutMS) * time.Millisecond }
+
+// DecodeTask decodes and validates a PollTask. Every error wraps ErrBadTask.
+func DecodeTask(data []byte) (PollTask, error) {
+	var t PollTask
+	if err := json.Unmarshal(data, &t); err != nil {
+		return t, fmt.Errorf("%w: decode: %w", ErrBadTask, err)
+	}
+	return t, t.Validate()
+}
+
+// Validate checks that a task can be polled as it is.
+func (t *PollTask) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if t.Schema != Schema {
+		bad("schema %d: %w", t.Schema, ErrUnknownSchema)
+	}
+	if t.ID == "" {
+		bad("id is empty")
+	}
+	if t.Host == "" {
+		bad("host is empty")
+	}
+	if t.Address == "" {
+		bad("address is empty")
+	}
+	if t.Port == 0 {
+		bad("port is 0")
+	}
+	if t.Credentials == "" {
+		bad("credentials is empty")
+	}
+	if len(t.Get) == 0 && len(t.Walk) == 0 {
+		bad("nothing to poll: get and walk are both empty")
+	}
+	for i, s := range t.Get {
+		if _, err := oid.Parse(s); err != nil {
+			bad("get[%d]: %w", i, err)
+		}
+	}
+	for i, s := range t.Walk {
+		if _, err := oid.Parse(s); err != nil {
+			bad("walk[%d]: %w", i, err)
+		}
+	}
+	if t.TimeoutMS <= 0 {
+		bad("timeout_ms %d is not positive", t.TimeoutMS)
+	}
+	if t.Retries < 0 {
+		bad("retries %d is negative", t.Retries)
+	}
+	if t.MaxOids <= 0 {
+		bad("max_oids %d is not positive", t.MaxOids)
+	}
+	if t.MaxRepetitions <= 0 {
+		bad("max_repetitions %d is not positive", t.MaxRepetitions)
+	}
+	if t.Deadline.IsZero() {
+		bad("deadline is missing")
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	name := t.Host
+	if name == "" {
+		name = t.ID
+	}
+	return fmt.Errorf("%w for host %q: %w", ErrBadTask, name, errors.Join(errs...))
+}
+
+// Error kinds a HostRecord can carry.
+const (
+	KindTimeout     = "timeout"     // the agent did not answer in time (or the community/user is wrong: SNMP agents stay silent then)
+	KindAuth        = "auth"        // the agent rejected our credentials (SNMPv3 reports)
+	KindUnreachable = "unreachable" // ICMP unreachable, connection refused, no route
+	KindResolve     = "resolve"     // the host name did not resolve
+	KindProtocol    = "protocol"    // the agent answered with an error status, a malformed packet, or non-increasing OIDs
+	KindBadTask     = "bad_task"    // the task itself was unusable (undecodable, unknown credential profile)
+	KindInternal    = "internal"    // a fault of the poller itself
+)
+
+// Error says why a poll failed. Varbinds collected before the failure stay in the record.
+type Error struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Kind + ": " + e.Message }
+
+// HostRecord is the result of one poll of one host.
+type HostRecord struct {
+	Schema      int       `json:"schema"`
+	TaskID      string    `json:"task_id"`
+	Site        string    `json:"site"`
+	Host        string    `json:"host"`
+	HostKey     string    `json:"host_key"`
+	Address     string    `json:"address"`
+	Port        uint16    `json:"port"`
+	Poller      string    `json:"poller"`
+	Attempt     int       `json:"attempt"` // delivery number of the task, 1 for the first
+	ScheduledAt time.Time `json:"scheduled_at"`
+	StartedAt   time.Time `json:"started_at"`
+	DurationMS  float64   `json:"duration_ms"`
+	Varbinds    []Varbind `json:"varbinds"`
+	Error       *Error    `json:"error"`
+}
+
+// DecodeRecord decodes a HostRecord, keeping Counter64 values exact.
+func DecodeRecord(data []byte) (HostRecord, error) {
+	var r HostRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("decode host record: %w", err)
+	}
+	if r.Schema != Schema {
+		return r, fmt.Errorf("decode host record %q: schema %d: %w", r.TaskID, r.Schema, ErrUnknownSchema)
+	}
+	return r, nil
+}
+
+// MarshalJSON encodes the record exactly as AppendJSON does.
+func (r *HostRecord) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
+
+// AppendJSON appends the record's JSON encoding (one line, no trailing newline) to b.
+// It does not use reflection: it runs once per poll.
+func (r *HostRecord) AppendJSON(b []byte) []byte {
+	b = append(b, `{"schema":`...)
+	b = appendInt(b, int64(r.Schema))
+	b = append(b, `,"task_id":`...)
+	b = appendString(b, r.TaskID)
+	b = append(b, `,"site":`...)
+	b = appendString(b, r.Site)
+	b = append(b, `,"host":`...)
+	b = appendString(b, r.Host)
+	b = append(b, `,"host_key":`...)
+	b = appendString(b, r.HostKey)
+	b = append(b, `,"address":`...)
+	b = appendString(b, r.Address)
+	b = append(b, `,"port":`...)
+	b = appendUint(b, uint64(r.Port))
+	b = append(b, `,"poller":`...)
+	b = appendString(b, r.Poller)
+	b = append(b, `,"attempt":`...)
+	b = appendInt(b, int64(r.Attempt))
+	b = append(b, `,"scheduled_at":`...)
+	b = appendTime(b, r.ScheduledAt)
+	b = append(b, `,"started_at":`...)
+	b = appendTime(b, r.StartedAt)
+	b = append(b, `,"duration_ms":`...)
+	b = appendFloat(b, r.DurationMS)
+	b = append(b, `,"varbinds":[`...)
+	for i := range r.Varbinds {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = r.Varbinds[i].AppendJSON(b)
+	}
+	b = append(b, `],"error":`...)
+	if r.Error == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, `{"kind":`...)
+		b = appendString(b, r.Error.Kind)
+		b = append(b, `,"message":`...)
+		b = appendString(b, r.Error.Message)
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
