@@ -1,0 +1,292 @@
+// Package snmp adapts gosnmp to Flock: it builds a session from a
+// credential profile, runs GETs and walks under a context deadline, turns
+// gosnmp's errors into Flock's error sentinels and its PDUs into
+// task.Varbinds. It does not log; it returns errors.
+package snmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/oid"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// Errors a caller branches on. Every error from this package wraps one of them,
+// or context.Canceled when the caller gave up.
+var (
+	// ErrTimeout: the agent did not answer within the timeout, retries and deadline.
+	ErrTimeout = errors.New("timeout")
+	// ErrUnreachable: the network refused (ICMP port or host unreachable, no route).
+	ErrUnreachable = errors.New("unreachable")
+	// ErrResolve: the host name has no address.
+	ErrResolve = errors.New("name does not resolve")
+	// ErrAuth: the agent rejected the credentials (SNMPv3 reports).
+	ErrAuth = errors.New("authentication failed")
+	// ErrProtocol: the agent answered with an error status or broke the protocol.
+	ErrProtocol = errors.New("protocol error")
+)
+
+// Options are the per-host knobs of a session.
+type Options struct {
+	Timeout        time.Duration // per request
+	Retries        int
+	MaxOids        int // OIDs per GET PDU
+	MaxRepetitions int // GETBULK max-repetitions for walks
+}
+
+// Session is one gosnmp session to one target. It is not safe for
+// concurrent use: one goroutine polls through it at a time.
+type Session struct {
+	g    *gosnmp.GoSNMP
+	name string // host name, for error messages
+	opts Options
+}
+
+// Resolve turns a host name or address into an IP address, bounded by ctx.
+// A literal address is returned without any lookup.
+func Resolve(ctx context.Context, r *net.Resolver, host string) (netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip, nil
+	}
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	ips, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
+			return netip.Addr{}, ctx.Err()
+		}
+		return netip.Addr{}, fmt.Errorf("resolve %s: %w: %w", host, ErrResolve, err)
+	}
+	if len(ips) == 0 {
+		return netip.Addr{}, fmt.Errorf("resolve %s: %w", host, ErrResolve)
+	}
+	for _, ip := range ips { // prefer IPv4, as most SNMP fleets are addressed that way
+		if ip.Is4() || ip.Is4In6() {
+			return ip.Unmap(), nil
+		}
+	}
+	return ips[0], nil
+}
+
+// Dial opens a UDP session to addr with the given credentials. name labels errors.
+func Dial(name string, addr netip.AddrPort, cred *config.Credential, opts Options) (*Session, error) {
+	g := &gosnmp.GoSNMP{
+		Target:         addr.Addr().String(),
+		Port:           addr.Port(),
+		Transport:      "udp",
+		Timeout:        opts.Timeout,
+		Retries:        opts.Retries,
+		MaxOids:        opts.MaxOids,
+		MaxRepetitions: uint32(opts.MaxRepetitions),
+	}
+	switch cred.Version {
+	case config.Version1:
+		g.Version = gosnmp.Version1
+	case config.Version2c:
+		g.Version = gosnmp.Version2c
+	default:
+		return nil, fmt.Errorf("dial %s: credentials %q: SNMP version %q is not supported", name, cred.Name, cred.Version)
+	}
+	g.Community = cred.Community.Reveal()
+	if err := g.Connect(); err != nil {
+		return nil, fmt.Errorf("dial %s (%s): %w", name, addr, classify(err))
+	}
+	return &Session{g: g, name: name, opts: opts}, nil
+}
+
+// bind makes ctx govern the session's requests. gosnmp checks the context
+// only between retries, so a cancel also expires the socket's read deadline
+// to wake a read that is blocked waiting for the agent.
+func (s *Session) bind(ctx context.Context) (release func() bool) {
+	s.g.Context = ctx
+	conn := s.g.Conn
+	return context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+}
+
+// Close releases the socket.
+func (s *Session) Close() error { return s.g.Close() }
+
+// Get fetches oids in PDUs of at most MaxOids and calls fn for each varbind,
+// in request order. An OID the agent does not have is a varbind of type
+// NoSuchObject/NoSuchInstance (v1's noSuchName becomes NoSuchObject), not an error.
+func (s *Session) Get(ctx context.Context, oids []string, fn func(*task.Varbind)) error {
+	defer s.bind(ctx)()
+	step := max(s.opts.MaxOids, 1)
+	for i := 0; i < len(oids); i += step {
+		if err := s.getChunk(ctx, oids[i:min(i+step, len(oids))], fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Session) getChunk(ctx context.Context, oids []string, fn func(*task.Varbind)) error {
+	if len(oids) == 0 {
+		return nil
+	}
+	pkt, err := s.g.Get(oids)
+	if err != nil {
+		return s.opErr(ctx, "get", oids[0], err)
+	}
+	switch pkt.Error {
+	case gosnmp.NoError:
+		if len(pkt.Variables) != len(oids) {
+			return fmt.Errorf("get %s on %s: %w: asked for %d OIDs, got %d", oids[0], s.name, ErrProtocol, len(oids), len(pkt.Variables))
+		}
+		var vb task.Varbind
+		for i := range pkt.Variables {
+			if err := Convert(&pkt.Variables[i], &vb); err != nil {
+				return fmt.Errorf("get %s on %s: %w: %w", pkt.Variables[i].Name, s.name, ErrProtocol, err)
+			}
+			fn(&vb)
+		}
+		return nil
+	case gosnmp.NoSuchName:
+		// SNMPv1 fails the whole PDU for one missing OID: report that one and ask again for the rest.
+		idx := int(pkt.ErrorIndex)
+		if idx < 1 || idx > len(oids) {
+			return fmt.Errorf("get %s on %s: %w: noSuchName with error index %d of %d", oids[0], s.name, ErrProtocol, idx, len(oids))
+		}
+		if err := s.getChunk(ctx, oids[:idx-1], fn); err != nil {
+			return err
+		}
+		fn(&task.Varbind{OID: canonical(oids[idx-1]), Type: task.TypeNoSuchObject})
+		return s.getChunk(ctx, oids[idx:], fn)
+	case gosnmp.TooBig:
+		if len(oids) == 1 {
+			return fmt.Errorf("get %s on %s: %w: tooBig for a single OID", oids[0], s.name, ErrProtocol)
+		}
+		half := len(oids) / 2
+		if err := s.getChunk(ctx, oids[:half], fn); err != nil {
+			return err
+		}
+		return s.getChunk(ctx, oids[half:], fn)
+	default:
+		return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", failedOID(oids, pkt.ErrorIndex), s.name, ErrProtocol, pkt.Error, pkt.ErrorIndex)
+	}
+}
+
+// Walk visits every object below root in order: GETBULK on v2c, GETNEXT on
+// v1. Unlike gosnmp's BulkWalk it fails, rather than stopping quietly, when
+// the agent answers with an error status or returns non-increasing OIDs; on
+// tooBig it halves max-repetitions and asks again. As net-snmp's walk does,
+// a root that is itself an object and has nothing below it is fetched with GET.
+func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind)) error {
+	defer s.bind(ctx)()
+	root = canonical(root)
+	cur := root
+	maxRep := uint32(max(s.opts.MaxRepetitions, 1))
+	seen := 0
+	var vb task.Varbind
+	for {
+		var pkt *gosnmp.SnmpPacket
+		var err error
+		if s.g.Version == gosnmp.Version1 {
+			pkt, err = s.g.GetNext([]string{cur})
+		} else {
+			pkt, err = s.g.GetBulk([]string{cur}, 0, maxRep)
+		}
+		if err != nil {
+			return s.opErr(ctx, "walk "+root+" at", cur, err)
+		}
+		switch {
+		case pkt.Error == gosnmp.NoSuchName && s.g.Version == gosnmp.Version1:
+			return s.walkEnd(ctx, root, seen, fn) // v1's end of MIB view
+		case pkt.Error == gosnmp.TooBig && maxRep > 1:
+			maxRep /= 2
+			continue
+		case pkt.Error != gosnmp.NoError:
+			return fmt.Errorf("walk %s on %s: %w: agent answered %s after %s (max-repetitions %d)", root, s.name, ErrProtocol, pkt.Error, cur, maxRep)
+		case len(pkt.Variables) == 0:
+			return fmt.Errorf("walk %s on %s: %w: empty answer after %s", root, s.name, ErrProtocol, cur)
+		}
+		for i := range pkt.Variables {
+			p := &pkt.Variables[i]
+			if p.Type == gosnmp.EndOfMibView || !oid.InSubtree(p.Name, root) {
+				return s.walkEnd(ctx, root, seen, fn)
+			}
+			if oid.CompareStrings(p.Name, cur) <= 0 {
+				return fmt.Errorf("walk %s on %s: %w: OID %s is not increasing after %s", root, s.name, ErrProtocol, p.Name, cur)
+			}
+			if err := Convert(p, &vb); err != nil {
+				return fmt.Errorf("walk %s on %s: %w: %w", root, s.name, ErrProtocol, err)
+			}
+			fn(&vb)
+			seen++
+			cur = p.Name
+		}
+		if err := ctx.Err(); err != nil {
+			return s.opErr(ctx, "walk "+root+" at", cur, err)
+		}
+	}
+}
+
+func (s *Session) walkEnd(ctx context.Context, root string, seen int, fn func(*task.Varbind)) error {
+	if seen > 0 {
+		return nil
+	}
+	var found *task.Varbind
+	err := s.getChunk(ctx, []string{root}, func(vb *task.Varbind) {
+		if !vb.Type.IsException() {
+			c := *vb
+			found = &c
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if found != nil {
+		fn(found)
+	}
+	return nil
+}
+
+// opErr wraps a gosnmp error with what we were doing, classified.
+func (s *Session) opErr(ctx context.Context, op, at string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(ctxErr, context.Canceled) {
+		return fmt.Errorf("%s %s on %s: %w", op, at, s.name, ctxErr)
+	}
+	return fmt.Errorf("%s %s on %s: %w", op, at, s.name, classify(err))
+}
+
+// classify maps a gosnmp or network error to one of this package's sentinels, keeping the cause.
+func classify(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, gosnmp.ErrMaxRetriesExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTDOWN):
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	case errors.Is(err, gosnmp.ErrUnknownUsername), errors.Is(err, gosnmp.ErrWrongDigest),
+		errors.Is(err, gosnmp.ErrDecryption), errors.Is(err, gosnmp.ErrUnknownSecurityLevel):
+		return fmt.Errorf("%w: %w", ErrAuth, err)
+	}
+	return fmt.Errorf("%w: %w", ErrProtocol, err)
+}
+
+func canonical(s string) string {
+	if c, err := oid.Normalize(s); err == nil {
+		return c
+	}
+	return s
+}
+
+func failedOID(oids []string, index uint8) string {
+	if i := int(index); i >= 1 && i <= len(oids) {
+		return oids[i-1]
+	}
+	return oids[0] + " (+" + strconv.Itoa(len(oids)-1) + " more)"
+}

@@ -1,0 +1,266 @@
+package snmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/snmpsim"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// loopbackResolver resolves only through /etc/hosts and refuses to reach any
+// DNS server, so no test sends a query off this machine.
+var loopbackResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+	return nil, fmt.Errorf("test resolver: DNS to %s blocked", address)
+}}
+
+func startFleet(t *testing.T, cfg snmpsim.Config) *snmpsim.Fleet {
+	t.Helper()
+	f, err := snmpsim.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+func dial(t *testing.T, addr netip.AddrPort, version config.Version, community string, opts Options) *Session {
+	t.Helper()
+	if opts.Timeout == 0 {
+		opts = Options{Timeout: 500 * time.Millisecond, Retries: 1, MaxOids: 32, MaxRepetitions: 25}
+	}
+	s, err := Dial("sim", addr, &config.Credential{Name: "test", Version: version, Community: config.Secret(community)}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func collect(t *testing.T, f func(fn func(*task.Varbind)) error) ([]task.Varbind, error) {
+	t.Helper()
+	var out []task.Varbind
+	err := f(func(vb *task.Varbind) { out = append(out, *vb) })
+	return out, err
+}
+
+func TestGetAcrossPDUs(t *testing.T) {
+	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 4})
+	addr := fleet.Devices()[0].AddrPort()
+	for _, v := range []config.Version{config.Version1, config.Version2c} {
+		t.Run("v"+string(v), func(t *testing.T) {
+			// 9 OIDs with max_oids 2: five PDUs; the answer keeps request order.
+			var oids []string
+			for i := 1; i <= 4; i++ {
+				oids = append(oids, fmt.Sprintf(".1.3.6.1.2.1.2.2.1.2.%d", i), fmt.Sprintf(".1.3.6.1.2.1.31.1.1.1.6.%d", i))
+			}
+			oids = append(oids, snmpsim.OIDSysName)
+			s := dial(t, addr, v, "public", Options{Timeout: time.Second, Retries: 1, MaxOids: 2, MaxRepetitions: 10})
+			got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), oids, fn) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(oids) {
+				t.Fatalf("got %d varbinds, want %d", len(got), len(oids))
+			}
+			for i, vb := range got {
+				if vb.OID != oids[i] {
+					t.Errorf("varbind %d is %s, want %s", i, vb.OID, oids[i])
+				}
+			}
+			if got[0].Type != task.TypeOctetString || string(got[0].Bytes) != "GigabitEthernet0/1" {
+				t.Errorf("ifDescr.1 = %v %q", got[0].Type, got[0].Bytes)
+			}
+			if got[1].Type != task.TypeCounter64 || got[1].Uint < 1<<62 {
+				t.Errorf("ifHCInOctets.1 = %v %d, want a Counter64 above 2^62", got[1].Type, got[1].Uint)
+			}
+			if string(got[8].Bytes) != "sim-00001" {
+				t.Errorf("sysName = %q", got[8].Bytes)
+			}
+			if fleet.Devices()[0].Malformed() != 0 {
+				t.Error("the agent saw malformed packets")
+			}
+		})
+	}
+}
+
+func TestGetMissingOIDs(t *testing.T) {
+	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 2})
+	addr := fleet.Devices()[0].AddrPort()
+	oids := []string{snmpsim.OIDSysDescr, ".1.3.6.1.2.1.1.5.1", ".1.3.6.1.4.1.99999.1.0", snmpsim.OIDSysName}
+	tests := []struct {
+		version config.Version
+		want    []task.Type
+	}{
+		// v1 fails the PDU on the first missing OID; the others must survive.
+		{config.Version1, []task.Type{task.TypeOctetString, task.TypeNoSuchObject, task.TypeNoSuchObject, task.TypeOctetString}},
+		{config.Version2c, []task.Type{task.TypeOctetString, task.TypeNoSuchInstance, task.TypeNoSuchObject, task.TypeOctetString}},
+	}
+	for _, tc := range tests {
+		t.Run("v"+string(tc.version), func(t *testing.T) {
+			s := dial(t, addr, tc.version, "public", Options{})
+			got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), oids, fn) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d varbinds, want %d: %+v", len(got), len(tc.want), got)
+			}
+			for i := range got {
+				if got[i].Type != tc.want[i] || got[i].OID != oids[i] {
+					t.Errorf("varbind %d = %s %s, want %s %s", i, got[i].OID, got[i].Type, oids[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestWalk(t *testing.T) {
+	const ifaces = 30
+	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: ifaces})
+	addr := fleet.Devices()[0].AddrPort()
+	const ifTableCols = 17
+	for _, tc := range []struct {
+		name    string
+		version config.Version
+		maxRep  int
+	}{{"v1 getnext", config.Version1, 10}, {"v2c bulk 25", config.Version2c, 25}, {"v2c bulk 1", config.Version2c, 1}, {"v2c bulk 200", config.Version2c, 200}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := dial(t, addr, tc.version, "public", Options{Timeout: time.Second, Retries: 1, MaxOids: 32, MaxRepetitions: tc.maxRep})
+			got, err := collect(t, func(fn func(*task.Varbind)) error {
+				return s.Walk(context.Background(), "1.3.6.1.2.1.2.2", fn)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != ifaces*ifTableCols {
+				t.Fatalf("walked %d varbinds, want %d", len(got), ifaces*ifTableCols)
+			}
+			for i := 1; i < len(got); i++ {
+				if !strings.HasPrefix(got[i].OID, ".1.3.6.1.2.1.2.2.1.") {
+					t.Fatalf("varbind %s is outside ifTable", got[i].OID)
+				}
+			}
+			// ifPhysAddress is binary, ifDescr text.
+			if got[ifaces*5].Type != task.TypeOctetString || len(got[ifaces*5].Bytes) != 6 {
+				t.Errorf("ifPhysAddress.1 = %+v", got[ifaces*5])
+			}
+		})
+	}
+	t.Run("leaf root", func(t *testing.T) {
+		s := dial(t, addr, config.Version2c, "public", Options{})
+		got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDSysName, fn) })
+		if err != nil || len(got) != 1 || string(got[0].Bytes) != "sim-00001" {
+			t.Fatalf("walk of sysName.0 = %+v, %v; want the object itself", got, err)
+		}
+	})
+	t.Run("empty subtree", func(t *testing.T) {
+		s := dial(t, addr, config.Version2c, "public", Options{})
+		got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), ".1.3.6.1.4.1.99999", fn) })
+		if err != nil || len(got) != 0 {
+			t.Fatalf("walk of an empty subtree = %+v, %v; want nothing, no error", got, err)
+		}
+	})
+}
+
+func TestWalkTooBigHalvesRepetitions(t *testing.T) {
+	// Responses larger than 700 bytes are truncated by the agent for GETBULK and
+	// answered tooBig for GET: the walk must still be complete.
+	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 10, MaxResponseBytes: 700})
+	s := dial(t, fleet.Devices()[0].AddrPort(), config.Version2c, "public", Options{Timeout: time.Second, Retries: 0, MaxOids: 60, MaxRepetitions: 100})
+	got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDIfXTable, fn) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10*7 {
+		t.Fatalf("walked %d varbinds, want 70", len(got))
+	}
+	var oids []string
+	for i := 1; i <= 10; i++ {
+		for _, c := range []int{1, 6, 10, 18} {
+			oids = append(oids, fmt.Sprintf("%s.1.%d.%d", snmpsim.OIDIfXTable, c, i))
+		}
+	}
+	vbs, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), oids, fn) })
+	if err != nil || len(vbs) != len(oids) {
+		t.Fatalf("GET of %d OIDs against a small agent: %d varbinds, %v", len(oids), len(vbs), err)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	fleet := startFleet(t, snmpsim.Config{Devices: 2, Interfaces: 1})
+	fast := Options{Timeout: 150 * time.Millisecond, Retries: 1, MaxOids: 32, MaxRepetitions: 10}
+
+	t.Run("wrong community times out", func(t *testing.T) {
+		s := dial(t, fleet.Devices()[0].AddrPort(), config.Version2c, "wrong", fast)
+		_, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), []string{snmpsim.OIDSysDescr}, fn) })
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+	})
+	t.Run("dead agent mid-walk", func(t *testing.T) {
+		d := fleet.Devices()[1]
+		s := dial(t, d.AddrPort(), config.Version2c, "public", fast)
+		n := 0
+		err := s.Walk(context.Background(), ".1.3.6.1.2.1", func(*task.Varbind) {
+			n++
+			d.SetDead(true)
+		})
+		d.SetDead(false)
+		if !errors.Is(err, ErrTimeout) || n == 0 {
+			t.Fatalf("walk got %d varbinds and %v; want some varbinds then ErrTimeout", n, err)
+		}
+	})
+	t.Run("closed port is unreachable", func(t *testing.T) {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		_ = pc.Close()
+		s := dial(t, addr, config.Version2c, "public", fast)
+		_, err = collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), []string{snmpsim.OIDSysDescr}, fn) })
+		if !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("err = %v, want ErrUnreachable", err)
+		}
+	})
+	t.Run("deadline bounds retries", func(t *testing.T) {
+		s := dial(t, fleet.Devices()[0].AddrPort(), config.Version2c, "wrong", Options{Timeout: 10 * time.Second, Retries: 5, MaxOids: 1, MaxRepetitions: 1})
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(ctx, []string{snmpsim.OIDSysDescr}, fn) })
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout from the context deadline", err)
+		}
+	})
+	t.Run("cancel is not a timeout", func(t *testing.T) {
+		s := dial(t, fleet.Devices()[0].AddrPort(), config.Version2c, "wrong", Options{Timeout: 10 * time.Second, Retries: 5, MaxOids: 1, MaxRepetitions: 1})
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		_, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(ctx, []string{snmpsim.OIDSysDescr}, fn) })
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestResolve(t *testing.T) {
+	ctx := context.Background()
+	if ip, err := Resolve(ctx, loopbackResolver, "127.0.0.9"); err != nil || ip.String() != "127.0.0.9" {
+		t.Fatalf("literal address: %v %v", ip, err)
+	}
+	if ip, err := Resolve(ctx, loopbackResolver, "localhost"); err != nil || !ip.IsLoopback() {
+		t.Fatalf("localhost: %v %v", ip, err)
+	}
+	_, err := Resolve(ctx, loopbackResolver, "no-such-device.onion")
+	if !errors.Is(err, ErrResolve) || !strings.Contains(err.Error(), "no-such-device.onion") {
+		t.Fatalf("err = %v, want ErrResolve naming the host", err)
+	}
+}

@@ -1,0 +1,330 @@
+// Package snmpsim is Flock's own SNMP agent: a fleet of simulated devices,
+// each a real UDP socket answering SNMPv1 and v2c GET, GETNEXT and GETBULK
+// from an OID table, built on gosnmp's packet codec. Tests, the demo and the
+// benchmarks poll it instead of real devices.
+package snmpsim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/flock-snmp/flock/internal/oid"
+)
+
+// Config describes a simulated fleet.
+type Config struct {
+	Devices    int    // how many devices
+	Interfaces int    // rows in each device's ifTable and ifXTable
+	Community  string // the read community every device accepts; default "public"
+	ListenIP   string // loopback address to bind; default 127.0.0.1
+	BasePort   int    // device i listens on BasePort+i; 0 gives every device a random port
+	NamePrefix string // device names are <prefix>-00001 …; default "sim"
+	// MaxResponseBytes bounds an answer, as an agent's message size does: a
+	// GET or GETNEXT that would exceed it is answered tooBig, a GETBULK is
+	// truncated. Default 65000.
+	MaxResponseBytes int
+}
+
+func (c *Config) setDefaults() {
+	if c.Community == "" {
+		c.Community = "public"
+	}
+	if c.ListenIP == "" {
+		c.ListenIP = "127.0.0.1"
+	}
+	if c.NamePrefix == "" {
+		c.NamePrefix = "sim"
+	}
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = 65000
+	}
+}
+
+// Device is one simulated agent.
+type Device struct {
+	Index     int
+	Name      string
+	Community string
+
+	table    *Table
+	conn     *net.UDPConn
+	addr     netip.AddrPort
+	descr    string
+	location string
+	bootTime time.Time
+	maxResp  int
+
+	dead      atomic.Bool
+	requests  atomic.Uint64
+	malformed atomic.Uint64
+}
+
+// AddrPort is where the device listens.
+func (d *Device) AddrPort() netip.AddrPort { return d.addr }
+
+// SetDead makes the device stop answering (true) or answer again (false).
+func (d *Device) SetDead(dead bool) { d.dead.Store(dead) }
+
+// Requests counts datagrams the device received.
+func (d *Device) Requests() uint64 { return d.requests.Load() }
+
+// Malformed counts datagrams the device could not decode.
+func (d *Device) Malformed() uint64 { return d.malformed.Load() }
+
+// Fleet is a running set of devices.
+type Fleet struct {
+	cfg     Config
+	devices []*Device
+	wg      sync.WaitGroup
+	once    sync.Once
+}
+
+// Start opens one UDP socket per device and serves until Close.
+func Start(cfg Config) (*Fleet, error) {
+	cfg.setDefaults()
+	if cfg.Devices < 1 {
+		return nil, fmt.Errorf("snmpsim: devices must be at least 1, got %d", cfg.Devices)
+	}
+	if cfg.Interfaces < 0 {
+		return nil, fmt.Errorf("snmpsim: interfaces must not be negative, got %d", cfg.Interfaces)
+	}
+	ip, err := netip.ParseAddr(cfg.ListenIP)
+	if err != nil {
+		return nil, fmt.Errorf("snmpsim: listen address: %w", err)
+	}
+	if !ip.IsLoopback() {
+		return nil, fmt.Errorf("snmpsim: listen address %s is not a loopback address", ip)
+	}
+	table, err := RouterTable(cfg.Interfaces)
+	if err != nil {
+		return nil, err
+	}
+	f := &Fleet{cfg: cfg}
+	boot := time.Now().Add(-time.Hour)
+	for i := 0; i < cfg.Devices; i++ {
+		port := 0
+		if cfg.BasePort > 0 {
+			port = cfg.BasePort + i
+		}
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		if err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("snmpsim: device %d: %w", i+1, err)
+		}
+		name := fmt.Sprintf("%s-%05d", cfg.NamePrefix, i+1)
+		d := &Device{
+			Index: i + 1, Name: name, Community: cfg.Community, table: table, conn: conn,
+			addr:     conn.LocalAddr().(*net.UDPAddr).AddrPort(),
+			descr:    fmt.Sprintf("Flock simulated router %s, %d interfaces", name, cfg.Interfaces),
+			location: fmt.Sprintf("simulated rack %d", i/40+1),
+			bootTime: boot, maxResp: cfg.MaxResponseBytes,
+		}
+		f.devices = append(f.devices, d)
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			d.serve()
+		}()
+	}
+	return f, nil
+}
+
+// Devices lists the fleet's devices in order.
+func (f *Fleet) Devices() []*Device { return f.devices }
+
+// Close stops every device and waits for them.
+func (f *Fleet) Close() error {
+	var errs []error
+	f.once.Do(func() {
+		for _, d := range f.devices {
+			if err := d.conn.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		f.wg.Wait()
+	})
+	return errors.Join(errs...)
+}
+
+// WriteHosts writes the fleet as entries of a Flock config's hosts list.
+func (f *Fleet) WriteHosts(w io.Writer) error {
+	for _, d := range f.devices {
+		if _, err := fmt.Fprintf(w, "  - {name: %s, address: %s, port: %d}\n", d.Name, d.addr.Addr(), d.addr.Port()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Device) serve() {
+	buf := make([]byte, 65536)
+	dec := &gosnmp.GoSNMP{} // one decoder per goroutine: decoding mutates it
+	for {
+		n, from, err := d.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		d.requests.Add(1)
+		if d.dead.Load() {
+			continue
+		}
+		req, err := dec.SnmpDecodePacket(buf[:n])
+		if err != nil {
+			d.malformed.Add(1)
+			continue
+		}
+		// A wrong community gets no answer, as on real agents: the manager sees a timeout.
+		if req.Version == gosnmp.Version3 || req.Community != d.Community {
+			continue
+		}
+		resp := d.Respond(req, time.Now())
+		if resp == nil {
+			continue
+		}
+		out, err := resp.MarshalMsg()
+		if err != nil {
+			continue
+		}
+		_, _ = d.conn.WriteToUDPAddrPort(out, from)
+	}
+}
+
+// Respond computes the answer to a decoded request, or nil when the agent stays silent.
+func (d *Device) Respond(req *gosnmp.SnmpPacket, now time.Time) *gosnmp.SnmpPacket {
+	resp := &gosnmp.SnmpPacket{
+		Version: req.Version, Community: req.Community, PDUType: gosnmp.GetResponse, RequestID: req.RequestID,
+	}
+	v1 := req.Version == gosnmp.Version1
+	vars := make([]gosnmp.SnmpPDU, 0, len(req.Variables))
+	size := 0
+	var scratch oid.OID
+	switch req.PDUType {
+	case gosnmp.GetRequest, gosnmp.GetNextRequest:
+		for i, v := range req.Variables {
+			o, err := oid.AppendParse(scratch[:0], v.Name)
+			scratch = o
+			var e *entry
+			var ok bool
+			if err == nil {
+				if req.PDUType == gosnmp.GetRequest {
+					e, ok = d.table.get(o)
+				} else {
+					e, ok = d.table.next(o)
+				}
+			}
+			if ok {
+				pdu := d.pdu(e, now)
+				size += pduSize(&pdu)
+				vars = append(vars, pdu)
+				continue
+			}
+			if v1 {
+				return errorResponse(resp, req, gosnmp.NoSuchName, i+1)
+			}
+			typ := gosnmp.EndOfMibView
+			if req.PDUType == gosnmp.GetRequest {
+				typ = gosnmp.NoSuchObject
+				if err == nil && d.table.hasObject(o) {
+					typ = gosnmp.NoSuchInstance
+				}
+			}
+			vars = append(vars, gosnmp.SnmpPDU{Name: v.Name, Type: typ})
+			size += len(v.Name) + 4
+		}
+		if size > d.maxResp {
+			return errorResponse(resp, req, gosnmp.TooBig, 0)
+		}
+	case gosnmp.GetBulkRequest:
+		if v1 {
+			return nil // GETBULK does not exist in v1; a v1 agent drops it
+		}
+		nonRep := min(int(req.NonRepeaters), len(req.Variables))
+		for _, v := range req.Variables[:nonRep] {
+			vars = d.appendNext(vars, v.Name, now, &size)
+		}
+		repeat := req.Variables[nonRep:]
+		cursors := make([]string, len(repeat))
+		for i, v := range repeat {
+			cursors[i] = v.Name
+		}
+	rows:
+		for r := 0; r < int(req.MaxRepetitions) && len(repeat) > 0; r++ {
+			allEnded := true
+			for i := range cursors {
+				before := len(vars)
+				vars = d.appendNext(vars, cursors[i], now, &size)
+				last := vars[len(vars)-1]
+				if size > d.maxResp && before > 0 {
+					vars = vars[:before] // truncate, as RFC 3416 §4.2.3 allows
+					break rows
+				}
+				if last.Type != gosnmp.EndOfMibView {
+					allEnded = false
+				}
+				cursors[i] = last.Name
+			}
+			if allEnded {
+				break
+			}
+		}
+	default:
+		return nil
+	}
+	resp.Variables = vars
+	return resp
+}
+
+func (d *Device) appendNext(vars []gosnmp.SnmpPDU, name string, now time.Time, size *int) []gosnmp.SnmpPDU {
+	o, err := oid.Parse(name)
+	if err == nil {
+		if e, ok := d.table.next(o); ok {
+			pdu := d.pdu(e, now)
+			*size += pduSize(&pdu)
+			return append(vars, pdu)
+		}
+	}
+	*size += len(name) + 4
+	return append(vars, gosnmp.SnmpPDU{Name: name, Type: gosnmp.EndOfMibView})
+}
+
+func (d *Device) pdu(e *entry, now time.Time) gosnmp.SnmpPDU {
+	return gosnmp.SnmpPDU{Name: e.name, Type: e.typ, Value: e.value(d, now)}
+}
+
+// pduSize estimates a varbind's encoded size, generously.
+func pduSize(p *gosnmp.SnmpPDU) int {
+	n := len(p.Name)/2 + 8
+	switch v := p.Value.(type) {
+	case string:
+		n += len(v)
+	case []byte:
+		n += len(v)
+	default:
+		n += 9
+	}
+	return n
+}
+
+func errorResponse(resp, req *gosnmp.SnmpPacket, status gosnmp.SNMPError, index int) *gosnmp.SnmpPacket {
+	resp.Error = status
+	resp.ErrorIndex = uint8(min(index, 255))
+	resp.Variables = make([]gosnmp.SnmpPDU, len(req.Variables))
+	for i, v := range req.Variables {
+		resp.Variables[i] = gosnmp.SnmpPDU{Name: v.Name, Type: gosnmp.Null}
+	}
+	if status == gosnmp.TooBig {
+		resp.Variables = nil
+	}
+	return resp
+}
