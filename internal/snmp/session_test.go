@@ -200,7 +200,9 @@ func TestFailures(t *testing.T) {
 
 	t.Run("wrong community times out", func(t *testing.T) {
 		s := dial(t, fleet.Devices()[0].AddrPort(), config.Version2c, "wrong", fast)
-		_, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), []string{snmpsim.OIDSysDescr}, fn) })
+		_, err := collect(t, func(fn func(*task.Varbind)) error {
+			return s.Get(context.Background(), []string{snmpsim.OIDSysDescr}, fn)
+		})
 		if !errors.Is(err, ErrTimeout) {
 			t.Fatalf("err = %v, want ErrTimeout", err)
 		}
@@ -226,7 +228,9 @@ func TestFailures(t *testing.T) {
 		addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		_ = pc.Close()
 		s := dial(t, addr, config.Version2c, "public", fast)
-		_, err = collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), []string{snmpsim.OIDSysDescr}, fn) })
+		_, err = collect(t, func(fn func(*task.Varbind)) error {
+			return s.Get(context.Background(), []string{snmpsim.OIDSysDescr}, fn)
+		})
 		if !errors.Is(err, ErrUnreachable) {
 			t.Fatalf("err = %v, want ErrUnreachable", err)
 		}

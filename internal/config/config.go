@@ -1,0 +1,278 @@
+// Package config loads Flock's YAML configuration, the one file both the
+// dispatcher and the pollers read. It is the only package that imports
+// viper. Load applies defaults, then the file, then FLOCK_ environment
+// variables, decodes strictly (an unknown key is an error), validates, and
+// returns plain structs. Every error names the file, the key and the value.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// ErrInvalid is wrapped by every error that comes from the configuration
+// itself (as opposed to, say, an unreadable file): the binaries exit 2 on it.
+var ErrInvalid = errors.New("invalid configuration")
+
+// EnvPrefix prefixes every environment override: FLOCK_NATS_URL sets nats.url.
+const EnvPrefix = "FLOCK"
+
+// Config is the whole configuration.
+type Config struct {
+	// File is the path the configuration was read from, or "" when none was.
+	File        string       `mapstructure:"-"`
+	NATS        NATS         `mapstructure:"nats"`
+	Poller      Poller       `mapstructure:"poller"`
+	Dispatcher  Dispatcher   `mapstructure:"dispatcher"`
+	Credentials []Credential `mapstructure:"credentials"`
+	Defaults    HostDefaults `mapstructure:"defaults"`
+	// Hosts is the inventory with defaults applied, in file order.
+	Hosts []Host `mapstructure:"-"`
+	// RawHosts is the hosts list as written: names, or objects with overrides.
+	RawHosts []any `mapstructure:"hosts"`
+}
+
+// NATS says how to reach the bus, or how to run one.
+type NATS struct {
+	// URL of the NATS server(s). Empty: the dispatcher embeds a server, and
+	// pollers connect to nats://<embedded.listen>.
+	URL      string   `mapstructure:"url"`
+	Embedded Embedded `mapstructure:"embedded"`
+	// AckWait is how long a task may go without an ack or progress report
+	// before JetStream hands it to another poller. Pollers report progress on
+	// long polls, so this bounds how quickly a dead poller's tasks move on.
+	AckWait time.Duration `mapstructure:"ack_wait"`
+	// MaxDeliver bounds how often one task is delivered.
+	MaxDeliver int `mapstructure:"max_deliver"`
+	// ConnectTimeout bounds the wait for the bus at startup; 0 waits forever.
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+}
+
+// Embedded configures the dispatcher's in-process nats-server.
+type Embedded struct {
+	Listen   string `mapstructure:"listen"`
+	StoreDir string `mapstructure:"store_dir"`
+}
+
+// Poller configures the poller process.
+type Poller struct {
+	// Concurrency is how many polls run at once.
+	Concurrency int `mapstructure:"concurrency"`
+	// Name identifies the poller in HostRecords and logs; default host name and pid.
+	Name string `mapstructure:"name"`
+	// ShutdownGrace is how long in-flight polls may run after SIGTERM before they are handed back.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
+}
+
+// Dispatcher configures the dispatcher process.
+type Dispatcher struct {
+	// OnceTimeout bounds a --once run; 0 derives it from the hosts' poll
+	// timeouts plus one redelivery (ack_wait).
+	OnceTimeout time.Duration `mapstructure:"once_timeout"`
+}
+
+// HostDefaults are the settings every host gets unless it overrides them.
+type HostDefaults struct {
+	Credentials    string        `mapstructure:"credentials"`
+	Port           int           `mapstructure:"port"`
+	Timeout        time.Duration `mapstructure:"timeout"`
+	Retries        int           `mapstructure:"retries"`
+	Get            []string      `mapstructure:"get"`
+	Walk           []string      `mapstructure:"walk"`
+	MaxOids        int           `mapstructure:"max_oids"`
+	MaxRepetitions int           `mapstructure:"max_repetitions"`
+	// PollTimeout bounds a whole poll of one host; 0 derives it from timeout and retries.
+	PollTimeout time.Duration `mapstructure:"poll_timeout"`
+}
+
+// Host is one device to poll, with defaults applied.
+type Host struct {
+	Name           string
+	Key            string // subject-safe token, see task.HostKey
+	Address        string
+	Port           uint16
+	Credentials    string
+	Timeout        time.Duration
+	Retries        int
+	Get            []string // numeric, canonical (leading dot)
+	Walk           []string
+	MaxOids        int
+	MaxRepetitions int
+	PollTimeout    time.Duration
+}
+
+// setDefaults registers every scalar key, so that FLOCK_ environment
+// variables reach Unmarshal and a dump shows every setting.
+func setDefaults(v *viper.Viper) {
+	v.SetDefault("nats.url", "")
+	v.SetDefault("nats.embedded.listen", "127.0.0.1:4222")
+	v.SetDefault("nats.embedded.store_dir", "./data/nats")
+	v.SetDefault("nats.ack_wait", "30s")
+	v.SetDefault("nats.max_deliver", 5)
+	v.SetDefault("nats.connect_timeout", "0s")
+	v.SetDefault("poller.concurrency", 256)
+	v.SetDefault("poller.name", "")
+	v.SetDefault("poller.shutdown_grace", "10s")
+	v.SetDefault("dispatcher.once_timeout", "0s")
+	v.SetDefault("defaults.credentials", "public")
+	v.SetDefault("defaults.port", 161)
+	v.SetDefault("defaults.timeout", "2s")
+	v.SetDefault("defaults.retries", 1)
+	v.SetDefault("defaults.get", []string{"1.3.6.1.2.1.1.1.0"})
+	v.SetDefault("defaults.walk", []string{})
+	v.SetDefault("defaults.max_oids", 32)
+	v.SetDefault("defaults.max_repetitions", 25)
+	v.SetDefault("defaults.poll_timeout", "0s")
+}
+
+// DefaultCredentials apply when the configuration has no credentials list:
+// SNMPv2c with community "public", what net-snmp's tools assume.
+func DefaultCredentials() []Credential {
+	return []Credential{{Name: "public", Version: Version2c, Community: "public"}}
+}
+
+// Load reads the configuration from path ("" means: defaults and environment
+// only), applies getenv's FLOCK_ overrides and validates it.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	v := viper.NewWithOptions(viper.EnvKeyReplacer(strings.NewReplacer(".", "_")))
+	setDefaults(v)
+	label := "(no config file)"
+	if path != "" {
+		label = path
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
+			return nil, fmt.Errorf("%s: %w: %w", path, ErrInvalid, unwrapParse(err))
+		}
+	}
+	// Environment overrides, through the injected getenv so tests control them.
+	for _, key := range v.AllKeys() {
+		env := EnvPrefix + "_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))
+		if val := getenv(env); val != "" {
+			v.Set(key, val)
+		}
+	}
+	cfg := &Config{File: path}
+	err := v.UnmarshalExact(cfg, viper.DecodeHook(decodeHooks))
+	if err != nil {
+		p := &problems{file: label}
+		addDecodeProblems(p, "", err)
+		return nil, p.err()
+	}
+	if !v.IsSet("credentials") {
+		cfg.Credentials = DefaultCredentials()
+	}
+	if err := cfg.validate(label); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// decodeHooks turn strings from YAML or the environment into typed values,
+// with errors that quote the value.
+var decodeHooks = mapstructure.ComposeDecodeHookFunc(durationHook, intHook, mapstructure.StringToSliceHookFunc(","))
+
+// intHook decodes a string into an int, quoting the value when it is not a whole number.
+func intHook(from, to reflect.Type, data any) (any, error) {
+	if to.Kind() != reflect.Int || from.Kind() != reflect.String {
+		return data, nil
+	}
+	s := strings.TrimSpace(data.(string))
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a whole number", s)
+	}
+	return n, nil
+}
+
+// durationHook decodes "2s"-style strings into time.Duration with an error that quotes the value.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeFor[time.Duration]() || from.Kind() != reflect.String {
+		return data, nil
+	}
+	s := strings.TrimSpace(data.(string))
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a duration (write it like 2s, 500ms or 1m30s)", s)
+	}
+	return d, nil
+}
+
+// addDecodeProblems rewrites mapstructure's "'key' message" lines as
+// problems under prefix ("" at the top level, "hosts[3]" for one host).
+func addDecodeProblems(p *problems, prefix string, err error) {
+	msg := strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):")
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		key, rest := "", line
+		if strings.HasPrefix(line, "'") {
+			if end := strings.Index(line[1:], "'"); end >= 0 {
+				key, rest = line[1:end+1], strings.TrimSpace(line[end+2:])
+			}
+		}
+		if k, ok := strings.CutPrefix(rest, "has invalid keys: "); ok {
+			rest = "unknown key(s) " + k
+		}
+		switch {
+		case prefix != "" && key != "":
+			key = prefix + "." + key
+		case prefix != "":
+			key = prefix
+		case key == "":
+			key = "(top level)"
+		}
+		p.add(key, "%s", rest)
+	}
+}
+
+// unwrapParse drops viper's generic wrapper so the YAML line number shows.
+func unwrapParse(err error) error {
+	var pe viper.ConfigParseError
+	if errors.As(err, &pe) {
+		if inner := errors.Unwrap(pe); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+// Credential returns the named profile.
+func (c *Config) Credential(name string) (*Credential, bool) {
+	for i := range c.Credentials {
+		if c.Credentials[i].Name == name {
+			return &c.Credentials[i], true
+		}
+	}
+	return nil, false
+}
+
+// PollerURL is the URL pollers use: nats.url, or the embedded server's address.
+func (c *Config) PollerURL() string {
+	if c.NATS.URL != "" {
+		return c.NATS.URL
+	}
+	return "nats://" + c.NATS.Embedded.Listen
+}
+
+// MaxPollTimeout is the longest poll_timeout of any host.
+func (c *Config) MaxPollTimeout() time.Duration {
+	var m time.Duration
+	for i := range c.Hosts {
+		m = max(m, c.Hosts[i].PollTimeout)
+	}
+	return m
+}

@@ -1,0 +1,159 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) string { return "" }
+
+func TestLoadGood(t *testing.T) {
+	c, err := Load("testdata/good.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Poller.Concurrency != 64 || c.NATS.AckWait != 30*time.Second || c.NATS.Embedded.Listen != "127.0.0.1:4222" {
+		t.Errorf("scalars: %+v %+v", c.Poller, c.NATS)
+	}
+	if len(c.Hosts) != 3 {
+		t.Fatalf("hosts: %+v", c.Hosts)
+	}
+	want := []Host{
+		{Name: "localhost", Key: "localhost", Address: "localhost", Port: 161, Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
+			Get: []string{".1.3.6.1.2.1.1.1.0"}, Walk: []string{}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second},
+		{Name: "lab-sw1", Key: "lab-sw1", Address: "127.0.0.1", Port: 16100, Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
+			Get: []string{".1.3.6.1.2.1.1.1.0"}, Walk: []string{}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second},
+		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Address: "core-sw1.example.net", Port: 161, Credentials: "public",
+			Timeout: 500 * time.Millisecond, Retries: 0, Get: []string{".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.3.0"},
+			Walk: []string{".1.3.6.1.2.1.2.2"}, MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second},
+	}
+	for i := range want {
+		if fmt.Sprintf("%+v", c.Hosts[i]) != fmt.Sprintf("%+v", want[i]) {
+			t.Errorf("hosts[%d]:\n got %+v\nwant %+v", i, c.Hosts[i], want[i])
+		}
+	}
+	lab, ok := c.Credential("lab")
+	if !ok || lab.Version != Version1 || lab.Community.Reveal() != "s3cret-lab" {
+		t.Errorf("credential lab = %+v", lab)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := map[string]string{
+		"FLOCK_NATS_URL":           "nats://127.0.0.1:4333",
+		"FLOCK_POLLER_CONCURRENCY": "12",
+		"FLOCK_DEFAULTS_TIMEOUT":   "750ms",
+		"FLOCK_DEFAULTS_GET":       "1.3.6.1.2.1.1.5.0,1.3.6.1.2.1.1.3.0",
+	}
+	c, err := Load("testdata/good.yaml", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.URL != "nats://127.0.0.1:4333" || c.PollerURL() != "nats://127.0.0.1:4333" {
+		t.Errorf("nats.url = %q", c.NATS.URL)
+	}
+	if c.Poller.Concurrency != 12 {
+		t.Errorf("poller.concurrency = %d", c.Poller.Concurrency)
+	}
+	if c.Hosts[0].Timeout != 750*time.Millisecond || len(c.Hosts[0].Get) != 2 {
+		t.Errorf("defaults not overridden: %+v", c.Hosts[0])
+	}
+	if c.Hosts[2].Timeout != 500*time.Millisecond {
+		t.Errorf("a host's own timeout must beat the environment's default: %s", c.Hosts[2].Timeout)
+	}
+}
+
+func TestNoFileUsesDefaults(t *testing.T) {
+	c, err := Load("", func(k string) string {
+		if k == "FLOCK_NATS_URL" {
+			return "nats://127.0.0.1:4222"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Poller.Concurrency != 256 || len(c.Hosts) != 0 {
+		t.Errorf("defaults: concurrency %d, %d hosts", c.Poller.Concurrency, len(c.Hosts))
+	}
+	if cr, ok := c.Credential("public"); !ok || cr.Version != Version2c {
+		t.Errorf("default credential profile missing: %+v", c.Credentials)
+	}
+}
+
+func TestLoadBad(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string // exact lines after "invalid configuration:"
+	}{
+		{"bad-oid.yaml", []string{`testdata/bad-oid.yaml: hosts[0].get[1]: malformed OID "sysDescr.0": unexpected 's' (MIB names are not supported yet: write the numeric OID)`}},
+		{"bad-credentials.yaml", []string{`testdata/bad-credentials.yaml: hosts[0].credentials: "core-v2" is not a defined credential profile (defined: public)`}},
+		{"bad-duplicate.yaml", []string{`testdata/bad-duplicate.yaml: hosts[2].name: host "Core-SW1.Example.Net" has host key "core-sw1-example-net", the same as hosts[0] ("core-sw1.example.net"): host names must differ in more than case, '.', ':' and '-'`}},
+		{"bad-unknown-key.yaml", []string{`testdata/bad-unknown-key.yaml: nats: unknown key(s) urll`}},
+		{"bad-host-key.yaml", []string{`testdata/bad-host-key.yaml: hosts[0]: unknown key(s) adress (known: name, address, port, credentials, timeout, retries, get, walk, max_oids, max_repetitions, poll_timeout)`}},
+		{"bad-duration.yaml", []string{`testdata/bad-duration.yaml: defaults.timeout: "2 seconds" is not a duration (write it like 2s, 500ms or 1m30s)`}},
+		{"bad-host-types.yaml", []string{
+			`testdata/bad-host-types.yaml: hosts[0].port: "abc" is not a whole number`,
+			`testdata/bad-host-types.yaml: hosts[0].timeout: "forever" is not a duration (write it like 2s, 500ms or 1m30s)`,
+			`testdata/bad-host-types.yaml: hosts[1]: want a host name or an object with name/address, got 42`,
+		}},
+		{"bad-values.yaml", []string{
+			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
+			`testdata/bad-values.yaml: credentials[1].version: "4" is not an SNMP version (want 1 or 2c)`,
+			`testdata/bad-values.yaml: credentials[2].community: is empty (SNMP v1 needs a community)`,
+			`testdata/bad-values.yaml: defaults.timeout: 0s is not positive`,
+			`testdata/bad-values.yaml: hosts[0].port: 70000 is not a port number (1..65535)`,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := Load("testdata/"+tc.file, noEnv)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Load = %v, want ErrInvalid", err)
+			}
+			want := "invalid configuration:\n" + strings.Join(tc.want, "\n")
+			if err.Error() != want {
+				t.Errorf("error:\n%s\nwant:\n%s", err, want)
+			}
+		})
+	}
+	t.Run("bad-yaml.yaml", func(t *testing.T) {
+		_, err := Load("testdata/bad-yaml.yaml", noEnv)
+		if !errors.Is(err, ErrInvalid) || err.Error() != "testdata/bad-yaml.yaml: invalid configuration: yaml: line 2: did not find expected key" {
+			t.Errorf("error = %v", err)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		_, err := Load("testdata/nope.yaml", noEnv)
+		if err == nil || errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "testdata/nope.yaml") {
+			t.Errorf("error = %v, want a read error naming the file", err)
+		}
+	})
+}
+
+func TestSecretNeverShows(t *testing.T) {
+	c, err := Load("testdata/good.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, _ := c.Credential("lab")
+	dumps := []string{fmt.Sprintf("%v", lab), fmt.Sprintf("%+v", lab), fmt.Sprintf("%#v", lab), fmt.Sprintf("%s", lab.Community)}
+	js, _ := json.Marshal(c.Credentials)
+	var back []map[string]string
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	dumps = append(dumps, back[1]["Community"])
+	for _, d := range dumps {
+		if strings.Contains(d, "s3cret-lab") {
+			t.Errorf("secret leaked: %s", d)
+		}
+		if !strings.Contains(d, "<secret>") {
+			t.Errorf("no redaction marker in %s", d)
+		}
+	}
+}
