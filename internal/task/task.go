@@ -32,16 +32,27 @@ type PollTask struct {
 	// Get lists OIDs to GET; Walk lists subtrees to walk. Numeric, leading dot.
 	Get            []string  `json:"get,omitempty"`
 	Walk           []string  `json:"walk,omitempty"`
-	TimeoutMS      int64     `json:"timeout_ms"` // per request
+	TimeoutMS      int64     `json:"timeout_ms"`      // per request
+	PollTimeoutMS  int64     `json:"poll_timeout_ms"` // budget for the whole poll, from when it starts
 	Retries        int       `json:"retries"`
 	MaxOids        int       `json:"max_oids"`
 	MaxRepetitions int       `json:"max_repetitions"`
 	ScheduledAt    time.Time `json:"scheduled_at"`
-	Deadline       time.Time `json:"deadline"` // the poll must end by then, whatever the retries
+	Deadline       time.Time `json:"deadline"` // the result is useless after this: the poll ends by then whatever its budget
 }
 
 // Timeout is the per-request timeout.
 func (t *PollTask) Timeout() time.Duration { return time.Duration(t.TimeoutMS) * time.Millisecond }
+
+// PollDeadline is when a poll that starts at start must end: its budget
+// after start, but never past the task's deadline.
+func (t *PollTask) PollDeadline(start time.Time) time.Time {
+	d := start.Add(time.Duration(t.PollTimeoutMS) * time.Millisecond)
+	if t.Deadline.Before(d) {
+		return t.Deadline
+	}
+	return d
+}
 
 // DecodeTask decodes and validates a PollTask. Every error wraps ErrBadTask.
 func DecodeTask(data []byte) (PollTask, error) {
@@ -89,6 +100,9 @@ func (t *PollTask) Validate() error {
 	}
 	if t.TimeoutMS <= 0 {
 		bad("timeout_ms %d is not positive", t.TimeoutMS)
+	}
+	if t.PollTimeoutMS <= 0 {
+		bad("poll_timeout_ms %d is not positive", t.PollTimeoutMS)
 	}
 	if t.Retries < 0 {
 		bad("retries %d is negative", t.Retries)

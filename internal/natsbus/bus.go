@@ -1,0 +1,232 @@
+// Package natsbus is Flock's NATS JetStream adapter and the only package that
+// imports nats.go. It owns the streams and consumers, publishes PollTasks,
+// runs the poller's consume loop with Flock's delivery rule (ack a task only
+// after its HostRecord is stored), and delivers HostRecords to readers.
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// Stream names.
+const (
+	TaskStream   = "FLOCK_TASKS"
+	ResultStream = "FLOCK_RESULTS"
+)
+
+// Errors a caller branches on.
+var (
+	// ErrHostBusy: the host still has a task queued or in flight (an overrun).
+	ErrHostBusy = errors.New("previous task for this host is still queued or in flight")
+	// ErrQueueFull: the task stream reached its message or byte limit.
+	ErrQueueFull = errors.New("task queue is full")
+)
+
+// PollerConsumer is the durable consumer every poller of a site shares.
+func PollerConsumer(site string) string { return "pollers-" + site }
+
+// Bus is a connection to NATS with JetStream.
+type Bus struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log *slog.Logger
+}
+
+// ConnectOptions configure Connect.
+type ConnectOptions struct {
+	URL  string
+	Name string // connection name shown in NATS monitoring
+	// Timeout bounds the wait for the first connection; 0 waits until ctx ends.
+	Timeout time.Duration
+	Log     *slog.Logger
+	// InProcess, when set, connects through the embedded server without a socket.
+	InProcess nats.InProcessConnProvider
+}
+
+// Connect connects to NATS, retrying with backoff until the server answers,
+// and keeps reconnecting for the life of the connection.
+func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	connected := make(chan struct{}, 1)
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.ConnectHandler(func(*nats.Conn) { connected <- struct{}{} }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Error("NATS asynchronous error", "subject", subject, "err", err)
+		}),
+	}
+	if o.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.InProcess))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redact(o.URL), err)
+	}
+	if !nc.IsConnected() {
+		if err := waitConnected(ctx, nc, connected, o, log); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("JetStream on %s: %w", redact(o.URL), err)
+	}
+	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+	return &Bus{nc: nc, js: js, log: log}, nil
+}
+
+func waitConnected(ctx context.Context, nc *nats.Conn, connected <-chan struct{}, o ConnectOptions, log *slog.Logger) error {
+	var deadline <-chan time.Time
+	if o.Timeout > 0 {
+		t := time.NewTimer(o.Timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	log.Warn("NATS is not reachable yet; retrying", "url", redact(o.URL))
+	for {
+		select {
+		case <-connected:
+			return nil
+		case <-tick.C:
+			if nc.IsConnected() {
+				return nil
+			}
+			log.Warn("still waiting for NATS", "url", redact(o.URL))
+		case <-deadline:
+			return fmt.Errorf("connect to NATS at %s: no answer within %s", redact(o.URL), o.Timeout)
+		case <-ctx.Done():
+			return fmt.Errorf("connect to NATS at %s: %w", redact(o.URL), ctx.Err())
+		}
+	}
+}
+
+// redact hides a password in a URL such as nats://user:pass@host:4222.
+func redact(url string) string {
+	at := strings.LastIndex(url, "@")
+	scheme := strings.Index(url, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return url
+	}
+	userinfo := url[scheme+3 : at]
+	if i := strings.Index(userinfo, ":"); i >= 0 {
+		return url[:scheme+3] + userinfo[:i] + ":<secret>" + url[at:]
+	}
+	return url
+}
+
+// Conn exposes the underlying connection, for request-reply and tests.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// JetStream exposes the JetStream context, for tests and tools.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Close drains the connection: pending publishes are flushed and
+// subscriptions finish before it closes.
+func (b *Bus) Close() error {
+	if b.nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	b.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := b.nc.Drain(); err != nil {
+		b.nc.Close()
+		return fmt.Errorf("drain NATS connection: %w", err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		b.nc.Close()
+	}
+	return nil
+}
+
+// StreamOptions set what the dispatcher creates.
+type StreamOptions struct {
+	Site       string
+	AckWait    time.Duration
+	MaxDeliver int
+}
+
+// EnsureStreams creates or updates the task and result streams and the
+// site's poller consumer. Only the dispatcher calls it; pollers only bind.
+func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
+	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        TaskStream,
+		Description: "Flock poll tasks: a work queue, one message per host at a time",
+		Subjects:    []string{task.TaskPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardNew,
+		// One queued or in-flight task per host: a second is refused (an overrun).
+		DiscardNewPerSubject: true,
+		MaxMsgsPerSubject:    1,
+		MaxMsgs:              1_000_000,
+		MaxBytes:             1 << 30,
+		MaxAge:               24 * time.Hour,
+		AllowMsgTTL:          true,
+		Duplicates:           2 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", TaskStream, err)
+	}
+	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ResultStream,
+		Description: "Flock HostRecords, one per poll; every reader has its own consumer",
+		Subjects:    []string{task.ResultPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      24 * time.Hour,
+		MaxBytes:    2 << 30,
+		Duplicates:  2 * time.Minute,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", ResultStream, err)
+	}
+	_, err = b.js.CreateOrUpdateConsumer(ctx, TaskStream, jetstream.ConsumerConfig{
+		Durable:       PollerConsumer(o.Site),
+		Description:   "every poller of site " + o.Site + " takes tasks from here",
+		FilterSubject: task.TaskPrefix + o.Site + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    o.MaxDeliver,
+		MaxAckPending: 20_000,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s on %s: %w", PollerConsumer(o.Site), TaskStream, err)
+	}
+	return nil
+}

@@ -1,0 +1,290 @@
+package natsbus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/natstest"
+	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/snmpsim"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+var creds = []config.Credential{{Name: "public", Version: config.Version2c, Community: "public"}}
+
+func connect(t *testing.T, srv *natsbus.Embedded, name string) *natsbus.Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: srv.ClientURL(), Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func setup(t *testing.T, ackWait time.Duration) (*natsbus.Embedded, *natsbus.Bus) {
+	t.Helper()
+	srv := natstest.RunJetStream(t)
+	b := connect(t, srv, "dispatcher")
+	if err := b.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: ackWait, MaxDeliver: 5}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, b
+}
+
+func tasksFor(devs []*snmpsim.Device, slot int64, pollTimeout time.Duration) []task.PollTask {
+	now := time.Now()
+	out := make([]task.PollTask, len(devs))
+	for i, d := range devs {
+		key, _ := task.HostKey(d.Name)
+		out[i] = task.PollTask{
+			Schema: task.Schema, ID: fmt.Sprintf("default.%s@%d", key, slot), Site: task.DefaultSite, Host: d.Name, HostKey: key,
+			Address: d.AddrPort().Addr().String(), Port: d.AddrPort().Port(), Credentials: "public",
+			Get: []string{snmpsim.OIDSysName}, Walk: []string{snmpsim.OIDIfTable}, TimeoutMS: 300, PollTimeoutMS: pollTimeout.Milliseconds(),
+			Retries: 0, MaxOids: 32, MaxRepetitions: 25, ScheduledAt: now, Deadline: now.Add(time.Minute),
+		}
+	}
+	return out
+}
+
+// collector gathers records by task id.
+type collector struct {
+	mu   sync.Mutex
+	recs map[string][]task.HostRecord
+	bad  []error
+}
+
+func (c *collector) add(_ string, data []byte) {
+	r, err := task.DecodeRecord(data)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.bad = append(c.bad, err)
+		return
+	}
+	if c.recs == nil {
+		c.recs = map[string][]task.HostRecord{}
+	}
+	c.recs[r.TaskID] = append(c.recs[r.TaskID], r)
+}
+
+func (c *collector) waitFor(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		got := len(c.recs)
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.Fatalf("got records for %d tasks within %s, want %d", len(c.recs), within, n)
+}
+
+func servePoller(t *testing.T, ctx context.Context, b *natsbus.Bus, name string, workers int, grace time.Duration) <-chan error {
+	t.Helper()
+	p := poll.New(name, creds, nil)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.ServeTasks(ctx, natsbus.ServeOptions{Site: task.DefaultSite, Workers: workers, Poller: name,
+			ShutdownGrace: grace, Log: slog.New(slog.DiscardHandler)}, p.Poll)
+	}()
+	return done
+}
+
+func TestTasksToRecords(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 20, Interfaces: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	srv, disp := setup(t, 5*time.Second)
+
+	var c collector
+	stop, err := disp.WatchRecords(context.Background(), task.DefaultSite, time.Now().Add(-time.Second), c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d1 := servePoller(t, ctx, connect(t, srv, "p1"), "p1", 4, time.Second)
+	d2 := servePoller(t, ctx, connect(t, srv, "p2"), "p2", 4, time.Second)
+
+	tasks := tasksFor(fleet.Devices(), 1, 3*time.Second)
+	for i, err := range disp.PublishTasks(context.Background(), tasks, time.Minute) {
+		if err != nil {
+			t.Fatalf("publish task %d: %v", i, err)
+		}
+	}
+	c.waitFor(t, len(tasks), 20*time.Second)
+	cancel()
+	for _, d := range []<-chan error{d1, d2} {
+		if err := <-d; err != nil {
+			t.Errorf("ServeTasks: %v", err)
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.bad) > 0 {
+		t.Fatalf("undecodable records: %v", c.bad)
+	}
+	for i, tk := range tasks {
+		recs := c.recs[tk.ID]
+		if len(recs) != 1 {
+			t.Fatalf("task %s has %d records, want exactly 1", tk.ID, len(recs))
+		}
+		r := recs[0]
+		if r.Error != nil || r.Host != tk.Host || len(r.Varbinds) != 1+4*17 || string(r.Varbinds[0].Bytes) != fleet.Devices()[i].Name {
+			t.Errorf("record for %s: err %v, %d varbinds, first %q", tk.Host, r.Error, len(r.Varbinds), r.Varbinds[0].Bytes)
+		}
+		if r.Poller != "p1" && r.Poller != "p2" {
+			t.Errorf("record from unknown poller %q", r.Poller)
+		}
+	}
+	// Every task was acked: the work queue is empty.
+	info, err := disp.JetStream().Stream(context.Background(), natsbus.TaskStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("%d tasks left in %s after all records arrived", n, natsbus.TaskStream)
+	}
+}
+
+func TestOneTaskPerHostAndDedup(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	_, disp := setup(t, 5*time.Second)
+	ctx := context.Background()
+	first := tasksFor(fleet.Devices(), 1, time.Second)
+	if errs := disp.PublishTasks(ctx, first, time.Minute); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	// The same task again (a restarted dispatcher): stored once, no error.
+	if errs := disp.PublishTasks(ctx, first, time.Minute); errs[0] != nil {
+		t.Fatalf("republishing the same task: %v", errs[0])
+	}
+	// The next slot while the first is still queued: an overrun.
+	second := tasksFor(fleet.Devices(), 2, time.Second)
+	if errs := disp.PublishTasks(ctx, second, time.Minute); !errors.Is(errs[0], natsbus.ErrHostBusy) {
+		t.Fatalf("second task for a busy host: %v, want ErrHostBusy", errs[0])
+	}
+	s, err := disp.JetStream().Stream(ctx, natsbus.TaskStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("%d tasks queued, want 1", n)
+	}
+}
+
+func TestGarbageTaskIsAnsweredAndTerminated(t *testing.T) {
+	srv, disp := setup(t, 5*time.Second)
+	var c collector
+	stop, err := disp.WatchRecords(context.Background(), task.DefaultSite, time.Now().Add(-time.Second), c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := servePoller(t, ctx, connect(t, srv, "p1"), "p1", 2, time.Second)
+	if _, err := disp.JetStream().Publish(context.Background(), task.TaskSubject(task.DefaultSite, "broken-sw"), []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(t, 1, 10*time.Second)
+	cancel()
+	<-done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, recs := range c.recs {
+		r := recs[0]
+		if r.HostKey != "broken-sw" || r.Error == nil || r.Error.Kind != task.KindBadTask {
+			t.Fatalf("record = %+v, want a bad_task error for broken-sw", r)
+		}
+	}
+	s, _ := disp.JetStream().Stream(context.Background(), natsbus.TaskStream)
+	if n := s.CachedInfo().State.Msgs; n != 0 {
+		t.Fatalf("garbage task still queued (%d messages): it must be terminated", n)
+	}
+}
+
+func TestShutdownHandsTaskBack(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dev := fleet.Devices()[0]
+	dev.SetDead(true)
+	srv, disp := setup(t, 30*time.Second)
+	var c collector
+	stop, err := disp.WatchRecords(context.Background(), task.DefaultSite, time.Now().Add(-time.Second), c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := servePoller(t, ctx, connect(t, srv, "first"), "first", 1, 100*time.Millisecond)
+	tasks := tasksFor(fleet.Devices(), 1, 20*time.Second) // a long poll of a dead device
+	if errs := disp.PublishTasks(context.Background(), tasks, time.Minute); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	for dev.Requests() == 0 { // wait until the poll is under way
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The first poller handed the task back (Nak) instead of waiting out AckWait (30s)
+	// or publishing a half-done record: a second poller gets it at once, as attempt 2.
+	dev.SetDead(false)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	servePoller(t, ctx2, connect(t, srv, "second"), "second", 1, time.Second)
+	c.waitFor(t, 1, 10*time.Second)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	recs := c.recs[tasks[0].ID]
+	if len(recs) != 1 || recs[0].Poller != "second" || recs[0].Attempt != 2 || recs[0].Error != nil {
+		t.Fatalf("records = %+v; want one good record from the second poller, attempt 2", recs)
+	}
+}
+
+// The poll handler's records reach the results stream with the task id as
+// message id, so a redelivered task's second record is not stored twice.
+func TestRecordDedupByTaskID(t *testing.T) {
+	_, disp := setup(t, 5*time.Second)
+	ctx := context.Background()
+	rec := task.HostRecord{Schema: task.Schema, TaskID: "default.h@1", Site: task.DefaultSite, Host: "h", HostKey: "h"}
+	for range 2 {
+		if _, err := disp.JetStream().Publish(ctx, task.ResultSubject(task.DefaultSite, "h"), rec.AppendJSON(nil), jetstream.WithMsgID(rec.TaskID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := disp.JetStream().Stream(ctx, natsbus.ResultStream)
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("%d records stored, want 1", n)
+	}
+}

@@ -1,0 +1,265 @@
+package natsbus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// Handler polls one task and fills rec completely. Device failures go into
+// rec.Error and return nil. A non-nil error means the poller itself could
+// not finish (its context was cancelled at shutdown): the task is handed back
+// to the queue instead of being answered.
+type Handler func(ctx context.Context, t *task.PollTask, attempt int, rec *task.HostRecord) error
+
+// ServeOptions configure ServeTasks.
+type ServeOptions struct {
+	Site    string
+	Workers int
+	Poller  string // name written into HostRecords
+	// ShutdownGrace is how long in-flight polls may continue after ctx ends.
+	ShutdownGrace time.Duration
+	Log           *slog.Logger
+}
+
+// ServeTasks takes tasks from the site's work queue with at most Workers
+// polls at once, until ctx ends. For each task it calls h, publishes the
+// HostRecord to the results stream and acks the task only once that publish
+// is acknowledged; a poller that dies before then leaves the task to be
+// redelivered. On shutdown it stops taking tasks, hands back the ones it
+// buffered, lets in-flight polls finish for ShutdownGrace, and hands back
+// whatever is still running.
+func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
+	log := o.Log
+	if log == nil {
+		log = b.log
+	}
+	cons, err := b.bindConsumer(ctx, o.Site, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	info := cons.CachedInfo()
+	// Report progress well within AckWait so a live poller's long walk is
+	// never mistaken for a dead poller's.
+	progressEvery := max(info.Config.AckWait/3, 100*time.Millisecond)
+
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopping := make(chan struct{})
+	work := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for i := 0; i < o.Workers; i++ {
+		w := &worker{bus: b, h: h, poller: o.Poller, progressEvery: progressEvery, log: log.With("worker", i)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range work {
+				w.handle(workCtx, m)
+			}
+		}()
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case <-stopping:
+			_ = m.Nak() // shutting down: hand it straight back
+			return
+		default:
+		}
+		select {
+		case work <- m:
+		case <-stopping:
+			_ = m.Nak()
+		}
+	},
+		jetstream.PullMaxMessages(o.Workers),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			log.Warn("task consumer", "err", err)
+		}))
+	if err != nil {
+		close(work)
+		wg.Wait()
+		return fmt.Errorf("consume tasks from %s/%s: %w", TaskStream, PollerConsumer(o.Site), err)
+	}
+	log.Info("taking tasks", "consumer", PollerConsumer(o.Site), "workers", o.Workers, "ack_wait", info.Config.AckWait)
+
+	<-ctx.Done()
+	log.Info("stopping: no new tasks; finishing in-flight polls", "grace", o.ShutdownGrace)
+	close(stopping)
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(5 * time.Second):
+		cc.Stop()
+	}
+	close(work)
+	grace := time.AfterFunc(o.ShutdownGrace, cancelWork)
+	defer grace.Stop()
+	wg.Wait()
+	return nil
+}
+
+// bindConsumer waits until the dispatcher has created the site's consumer.
+func (b *Bus) bindConsumer(ctx context.Context, site string, log *slog.Logger) (jetstream.Consumer, error) {
+	backoff := 250 * time.Millisecond
+	warned := false
+	for {
+		cons, err := b.js.Consumer(ctx, TaskStream, PollerConsumer(site))
+		if err == nil {
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !warned {
+			log.Warn("waiting for the task consumer; the dispatcher creates it", "stream", TaskStream,
+				"consumer", PollerConsumer(site), "err", err)
+			warned = true
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// worker owns the buffers of one poll slot, reused from task to task.
+type worker struct {
+	bus           *Bus
+	h             Handler
+	poller        string
+	progressEvery time.Duration
+	log           *slog.Logger
+	rec           task.HostRecord
+	buf           []byte
+}
+
+func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
+	attempt := 1
+	if md, err := m.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	t, err := task.DecodeTask(m.Data())
+	if err != nil {
+		w.badTask(ctx, m, &t, attempt, err)
+		return
+	}
+	rec := &w.rec
+	*rec = task.HostRecord{Varbinds: rec.Varbinds[:0]}
+	pollCtx, cancel := context.WithDeadline(ctx, t.Deadline)
+	ka := keepAlive(m, w.progressEvery)
+	herr := w.h(pollCtx, &t, attempt, rec)
+	ka.stop()
+	cancel()
+	if herr != nil {
+		w.log.Info("handing task back", "host", t.Host, "task_id", t.ID, "err", herr)
+		_ = m.Nak()
+		return
+	}
+	if err := w.publish(ctx, task.ResultSubject(t.Site, t.HostKey), t.ID, rec); err != nil {
+		w.log.Error("cannot publish host record; the task will be redelivered", "host", t.Host, "task_id", t.ID, "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if err := m.Ack(); err != nil {
+		w.log.Warn("ack failed; the task may be polled again, its record is deduplicated", "host", t.Host, "task_id", t.ID, "err", err)
+	}
+}
+
+// badTask answers an unusable task with an error record on the host's result
+// subject (taken from the task subject when the body is unreadable) and
+// terminates it, so it is neither retried nor silently dropped.
+func (w *worker) badTask(ctx context.Context, m jetstream.Msg, t *task.PollTask, attempt int, cause error) {
+	site, key := task.DefaultSite, ""
+	if rest, ok := strings.CutPrefix(m.Subject(), task.TaskPrefix); ok {
+		if s, k, ok := strings.Cut(rest, "."); ok {
+			site, key = s, k
+		}
+	}
+	host := t.Host
+	if host == "" {
+		host = key
+	}
+	w.log.Error("bad task terminated", "subject", m.Subject(), "host", host, "err", cause)
+	if key != "" && !strings.ContainsAny(key, ".*>") {
+		id := t.ID
+		if id == "" {
+			id = fmt.Sprintf("bad.%s.%s", key, time.Now().UTC().Format("20060102T150405.000000000"))
+		}
+		rec := &task.HostRecord{
+			Schema: task.Schema, TaskID: id, Site: site, Host: host, HostKey: key, Address: t.Address, Port: t.Port,
+			Poller: w.poller, Attempt: attempt, ScheduledAt: t.ScheduledAt, StartedAt: time.Now(),
+			Error: &task.Error{Kind: task.KindBadTask, Message: cause.Error()},
+		}
+		if err := w.publish(ctx, task.ResultSubject(site, key), id, rec); err != nil {
+			w.log.Error("cannot publish bad-task record", "subject", m.Subject(), "err", err)
+		}
+	}
+	_ = m.TermWithReason("bad task: " + truncate(cause.Error(), 200))
+}
+
+func (w *worker) publish(ctx context.Context, subject, id string, rec *task.HostRecord) error {
+	w.buf = rec.AppendJSON(w.buf[:0])
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	msg := &nats.Msg{Subject: subject, Data: w.buf}
+	_, err := w.bus.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(ResultStream))
+	if err != nil {
+		return fmt.Errorf("publish record to %s: %w", subject, err)
+	}
+	return nil
+}
+
+// keepAliveTimer reports progress on a task until stopped. It is a runtime
+// timer, not a goroutine: it costs nothing on polls shorter than its period.
+type keepAliveTimer struct {
+	t     *time.Timer
+	m     jetstream.Msg
+	every time.Duration
+	mu    sync.Mutex
+	done  bool
+}
+
+func keepAlive(m jetstream.Msg, every time.Duration) *keepAliveTimer {
+	k := &keepAliveTimer{m: m, every: every}
+	k.mu.Lock() // fire reads k.t under the lock: order it after this write
+	k.t = time.AfterFunc(every, k.fire)
+	k.mu.Unlock()
+	return k
+}
+
+func (k *keepAliveTimer) fire() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.done {
+		return
+	}
+	_ = k.m.InProgress()
+	k.t.Reset(k.every)
+}
+
+func (k *keepAliveTimer) stop() {
+	k.mu.Lock()
+	k.done = true
+	k.mu.Unlock()
+	k.t.Stop()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,72 @@
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// PublishTasks queues tasks on the work queue, each living at most ttl
+// (minimum 1s) so a task nobody took cannot block its host's next one. It
+// returns one error per task: nil, ErrHostBusy, ErrQueueFull or another
+// failure. The task id is the JetStream message id, so publishing the same
+// task twice (a restarted or doubled dispatcher) stores it once.
+func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask, ttl time.Duration) []error {
+	ttl = max(ttl, time.Second).Round(time.Second)
+	errs := make([]error, len(tasks))
+	futures := make([]jetstream.PubAckFuture, len(tasks))
+	for i := range tasks {
+		t := &tasks[i]
+		data, err := json.Marshal(t)
+		if err != nil {
+			errs[i] = fmt.Errorf("encode task for %s: %w", t.Host, err)
+			continue
+		}
+		msg := &nats.Msg{Subject: task.TaskSubject(t.Site, t.HostKey), Data: data}
+		futures[i], err = b.js.PublishMsgAsync(msg, jetstream.WithMsgID(t.ID), jetstream.WithMsgTTL(ttl),
+			jetstream.WithExpectStream(TaskStream))
+		if err != nil {
+			errs[i] = fmt.Errorf("publish task for %s: %w", t.Host, err)
+		}
+	}
+	select {
+	case <-b.js.PublishAsyncComplete():
+	case <-ctx.Done():
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = classifyPublish(tasks[i].Host, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("publish task for %s: %w", tasks[i].Host, ctx.Err())
+		}
+	}
+	return errs
+}
+
+// errCodeStoreFailed is nats-server's JSStreamStoreFailedF (10077): a limit
+// with DiscardNew refused the message. nats.go has no constant for it.
+const errCodeStoreFailed jetstream.ErrorCode = 10077
+
+func classifyPublish(host string, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed {
+		if strings.Contains(apiErr.Description, "per subject") {
+			return fmt.Errorf("publish task for %s: %w", host, ErrHostBusy)
+		}
+		return fmt.Errorf("publish task for %s: %w: %s", host, ErrQueueFull, apiErr.Description)
+	}
+	return fmt.Errorf("publish task for %s: %w", host, err)
+}

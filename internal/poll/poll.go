@@ -1,0 +1,121 @@
+// Package poll turns one PollTask into one HostRecord: it resolves the host,
+// opens an SNMP session with the named credential profile, runs the task's
+// GETs and walks under the poll's deadline, and records what it got. A device
+// that fails is a result (the record's error), not a failure of the poll.
+package poll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/snmp"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// Poller polls tasks with the credential profiles of its own configuration.
+// It is safe for concurrent use: every Poll opens its own session.
+type Poller struct {
+	name     string
+	creds    map[string]*config.Credential
+	resolver *net.Resolver
+}
+
+// New returns a Poller named name (written into its records). A nil resolver
+// means net.DefaultResolver.
+func New(name string, creds []config.Credential, resolver *net.Resolver) *Poller {
+	m := make(map[string]*config.Credential, len(creds))
+	for i := range creds {
+		m[creds[i].Name] = &creds[i]
+	}
+	return &Poller{name: name, creds: m, resolver: resolver}
+}
+
+// Poll polls t and fills rec, reusing rec's varbind slice. It returns an error
+// only when ctx was cancelled (the poller is shutting down), so the caller
+// can hand the task back; device failures are in rec.Error.
+func (p *Poller) Poll(ctx context.Context, t *task.PollTask, attempt int, rec *task.HostRecord) error {
+	start := time.Now()
+	*rec = task.HostRecord{
+		Schema: task.Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey,
+		Address: t.Address, Port: t.Port, Poller: p.name, Attempt: attempt,
+		ScheduledAt: t.ScheduledAt, StartedAt: start, Varbinds: rec.Varbinds[:0],
+	}
+	err := p.poll(ctx, t, start, rec)
+	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	if err != nil && errors.Is(err, context.Canceled) {
+		return err
+	}
+	if err != nil && rec.Error == nil {
+		rec.Error = &task.Error{Kind: Kind(err), Message: err.Error()}
+	}
+	return nil
+}
+
+func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, rec *task.HostRecord) error {
+	cred, ok := p.creds[t.Credentials]
+	if !ok {
+		rec.Error = &task.Error{Kind: task.KindBadTask,
+			Message: fmt.Sprintf("host %s: credential profile %q is not defined on poller %s", t.Host, t.Credentials, p.name)}
+		return nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, t.PollDeadline(start))
+	defer cancel()
+	ip, err := snmp.Resolve(ctx, p.resolver, t.Address)
+	if err != nil {
+		return err
+	}
+	sess, err := snmp.Dial(t.Host, netip.AddrPortFrom(ip, t.Port), cred, snmp.Options{
+		Timeout: t.Timeout(), Retries: t.Retries, MaxOids: t.MaxOids, MaxRepetitions: t.MaxRepetitions,
+	})
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	add := func(vb *task.Varbind) { rec.Varbinds = append(rec.Varbinds, *vb) }
+
+	// Each part (the GETs, each walk) runs even when an earlier one failed
+	// with a protocol error, so one bad table does not empty the record. A
+	// timeout or unreachable host ends the poll: the rest would only wait too.
+	var first error
+	note := func(err error) bool {
+		if first == nil {
+			first = err
+		}
+		return errors.Is(err, snmp.ErrTimeout) || errors.Is(err, snmp.ErrUnreachable) || errors.Is(err, context.Canceled)
+	}
+	if len(t.Get) > 0 {
+		if err := sess.Get(ctx, t.Get, add); err != nil && note(err) {
+			return first
+		}
+	}
+	for _, root := range t.Walk {
+		if err := sess.Walk(ctx, root, add); err != nil && note(err) {
+			return first
+		}
+	}
+	return first
+}
+
+// Kind maps an error from a poll to a HostRecord error kind.
+func Kind(err error) string {
+	switch {
+	case errors.Is(err, snmp.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return task.KindTimeout
+	case errors.Is(err, snmp.ErrUnreachable):
+		return task.KindUnreachable
+	case errors.Is(err, snmp.ErrResolve):
+		return task.KindResolve
+	case errors.Is(err, snmp.ErrAuth):
+		return task.KindAuth
+	case errors.Is(err, snmp.ErrProtocol):
+		return task.KindProtocol
+	case errors.Is(err, task.ErrBadTask):
+		return task.KindBadTask
+	}
+	return task.KindInternal
+}

@@ -1,0 +1,137 @@
+package poll
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/snmpsim"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// noDNS resolves through /etc/hosts only: no test query leaves the machine.
+var noDNS = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+	return nil, fmt.Errorf("test resolver: DNS to %s blocked", address)
+}}
+
+var creds = []config.Credential{
+	{Name: "v1", Version: config.Version1, Community: "public"},
+	{Name: "v2", Version: config.Version2c, Community: "public"},
+	{Name: "wrong", Version: config.Version2c, Community: "not-the-community"},
+}
+
+func newTask(host, address string, port uint16, cred string) task.PollTask {
+	now := time.Now()
+	return task.PollTask{
+		Schema: task.Schema, ID: "default." + host + "@1", Site: task.DefaultSite, Host: host, HostKey: host,
+		Address: address, Port: port, Credentials: cred,
+		Get:  []string{snmpsim.OIDSysDescr, snmpsim.OIDSysUpTime, snmpsim.OIDSysName, snmpsim.OIDIfNumber},
+		Walk: []string{snmpsim.OIDIfXTable}, TimeoutMS: 200, PollTimeoutMS: 3000, Retries: 1, MaxOids: 3, MaxRepetitions: 25,
+		ScheduledAt: now, Deadline: now.Add(time.Minute),
+	}
+}
+
+func TestPoll(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 2, Interfaces: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dev := fleet.Devices()[1]
+	ap := dev.AddrPort()
+	closed, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	closedPort := uint16(closed.LocalAddr().(*net.UDPAddr).Port)
+	_ = closed.Close()
+
+	p := New("test-poller", creds, noDNS)
+	tests := []struct {
+		name     string
+		task     task.PollTask
+		wantKind string // "" for success
+		wantVBs  int
+		wantMsg  string
+	}{
+		{name: "v1", task: newTask("sim2", ap.Addr().String(), ap.Port(), "v1"), wantVBs: 4 + 8*7},
+		{name: "v2c", task: newTask("sim2", ap.Addr().String(), ap.Port(), "v2"), wantVBs: 4 + 8*7},
+		{name: "v2c via localhost", task: newTask("sim2", "localhost", ap.Port(), "v2"), wantVBs: 4 + 8*7},
+		{name: "wrong community", task: newTask("sim2", ap.Addr().String(), ap.Port(), "wrong"), wantKind: task.KindTimeout, wantMsg: "sim2"},
+		{name: "closed port", task: newTask("gone", "127.0.0.1", closedPort, "v2"), wantKind: task.KindUnreachable, wantMsg: "gone"},
+		{name: "name does not resolve", task: newTask("ghost", "ghost-device.onion", 161, "v2"), wantKind: task.KindResolve, wantMsg: "ghost-device.onion"},
+		{name: "unknown credential profile", task: newTask("sim2", ap.Addr().String(), ap.Port(), "core-v3"), wantKind: task.KindBadTask, wantMsg: `"core-v3"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var rec task.HostRecord
+			if err := p.Poll(context.Background(), &tc.task, 2, &rec); err != nil {
+				t.Fatalf("Poll returned %v; device failures belong in the record", err)
+			}
+			if rec.TaskID != tc.task.ID || rec.Host != tc.task.Host || rec.Poller != "test-poller" || rec.Attempt != 2 || rec.StartedAt.IsZero() {
+				t.Errorf("identity fields: %+v", rec)
+			}
+			if tc.wantKind == "" {
+				if rec.Error != nil {
+					t.Fatalf("unexpected error %v", rec.Error)
+				}
+				if len(rec.Varbinds) != tc.wantVBs {
+					t.Fatalf("got %d varbinds, want %d", len(rec.Varbinds), tc.wantVBs)
+				}
+				if string(rec.Varbinds[2].Bytes) != dev.Name {
+					t.Errorf("sysName = %q, want %q", rec.Varbinds[2].Bytes, dev.Name)
+				}
+				return
+			}
+			if rec.Error == nil || rec.Error.Kind != tc.wantKind || !strings.Contains(rec.Error.Message, tc.wantMsg) {
+				t.Fatalf("error = %+v, want kind %q mentioning %q", rec.Error, tc.wantKind, tc.wantMsg)
+			}
+			if strings.Contains(rec.Error.Message, "not-the-community") {
+				t.Errorf("community leaked into the error: %s", rec.Error.Message)
+			}
+		})
+	}
+}
+
+func TestPollDeadline(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	ap := fleet.Devices()[0].AddrPort()
+	fleet.Devices()[0].SetDead(true)
+	tk := newTask("dead", ap.Addr().String(), ap.Port(), "v2")
+	tk.TimeoutMS, tk.Retries, tk.PollTimeoutMS = 5000, 10, 300 // retries alone would take a minute
+	var rec task.HostRecord
+	start := time.Now()
+	if err := New("p", creds, noDNS).Poll(context.Background(), &tk, 1, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Error == nil || rec.Error.Kind != task.KindTimeout {
+		t.Fatalf("error = %+v, want timeout", rec.Error)
+	}
+	// Not a timing assertion on speed: a poll budget of 300ms must not turn into a minute.
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("poll ignored its budget: %s", took)
+	}
+}
+
+func TestPollCancelHandsBack(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	ap := fleet.Devices()[0].AddrPort()
+	fleet.Devices()[0].SetDead(true)
+	tk := newTask("dead", ap.Addr().String(), ap.Port(), "v2")
+	tk.TimeoutMS, tk.PollTimeoutMS = 10000, 60000
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	var rec task.HostRecord
+	if err := New("p", creds, noDNS).Poll(ctx, &tk, 1, &rec); err == nil {
+		t.Fatalf("Poll after cancel returned nil with record %+v; want an error so the task is handed back", rec.Error)
+	}
+}
