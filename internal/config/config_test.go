@@ -157,3 +157,16 @@ func TestSecretNeverShows(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                               "nats://127.0.0.1:4222",
+		"nats://poller:hunter2@nats.example.net:4222":         "nats://poller:<secret>@nats.example.net:4222",
+		"nats://a:x@n1.example.net,nats://b:y@n2.example.net": "nats://a:<secret>@n1.example.net,nats://b:<secret>@n2.example.net",
+		"nats://s3cr3t-token@nats.example.net":                "nats://<secret>@nats.example.net",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -9,12 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/task"
 )
 
@@ -131,19 +131,7 @@ func waitConnected(ctx context.Context, nc *nats.Conn, connected <-chan struct{}
 	}
 }
 
-// redact hides a password in a URL such as nats://user:pass@host:4222.
-func redact(url string) string {
-	at := strings.LastIndex(url, "@")
-	scheme := strings.Index(url, "://")
-	if at < 0 || scheme < 0 || at < scheme {
-		return url
-	}
-	userinfo := url[scheme+3 : at]
-	if i := strings.Index(userinfo, ":"); i >= 0 {
-		return url[:scheme+3] + userinfo[:i] + ":<secret>" + url[at:]
-	}
-	return url
-}
+func redact(url string) string { return config.RedactURL(url) }
 
 // Conn exposes the underlying connection, for request-reply and tests.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
@@ -155,6 +143,10 @@ func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 // subscriptions finish before it closes.
 func (b *Bus) Close() error {
 	if b.nc.IsClosed() {
+		return nil
+	}
+	if !b.nc.IsConnected() { // nothing to flush to: close at once
+		b.nc.Close()
 		return nil
 	}
 	closed := make(chan struct{})

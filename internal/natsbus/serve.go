@@ -96,7 +96,11 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 	<-ctx.Done()
 	log.Info("stopping: no new tasks; finishing in-flight polls", "grace", o.ShutdownGrace)
 	close(stopping)
-	cc.Drain()
+	if b.nc.IsConnected() {
+		cc.Drain() // buffered tasks reach the handler, which hands them back
+	} else {
+		cc.Stop() // nothing can be handed back without a server: AckWait will
+	}
 	select {
 	case <-cc.Closed():
 	case <-time.After(5 * time.Second):

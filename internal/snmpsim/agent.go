@@ -31,6 +31,8 @@ type Config struct {
 	// GET or GETNEXT that would exceed it is answered tooBig, a GETBULK is
 	// truncated. Default 65000.
 	MaxResponseBytes int
+	// Delay is added to every answer, as a round trip to a distant device would.
+	Delay time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +64,7 @@ type Device struct {
 	bootTime time.Time
 	maxResp  int
 
+	delay     atomic.Int64 // nanoseconds added to each answer
 	dead      atomic.Bool
 	requests  atomic.Uint64
 	malformed atomic.Uint64
@@ -69,6 +72,9 @@ type Device struct {
 
 // AddrPort is where the device listens.
 func (d *Device) AddrPort() netip.AddrPort { return d.addr }
+
+// SetDelay makes the device answer d later.
+func (d *Device) SetDelay(delay time.Duration) { d.delay.Store(int64(delay)) }
 
 // SetDead makes the device stop answering (true) or answer again (false).
 func (d *Device) SetDead(dead bool) { d.dead.Store(dead) }
@@ -127,6 +133,7 @@ func Start(cfg Config) (*Fleet, error) {
 			location: fmt.Sprintf("simulated rack %d", i/40+1),
 			bootTime: boot, maxResp: cfg.MaxResponseBytes,
 		}
+		d.delay.Store(int64(cfg.Delay))
 		f.devices = append(f.devices, d)
 		f.wg.Add(1)
 		go func() {
@@ -194,6 +201,10 @@ func (d *Device) serve() {
 		}
 		out, err := resp.MarshalMsg()
 		if err != nil {
+			continue
+		}
+		if delay := time.Duration(d.delay.Load()); delay > 0 {
+			time.AfterFunc(delay, func() { _, _ = d.conn.WriteToUDPAddrPort(out, from) })
 			continue
 		}
 		_, _ = d.conn.WriteToUDPAddrPort(out, from)

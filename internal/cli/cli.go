@@ -1,0 +1,119 @@
+// Package cli holds what Flock's binaries share on the command line: common
+// flags, the logger they select, and the mapping from errors to exit codes
+// (0 success, 1 failure, 2 bad configuration or usage).
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/flock-snmp/flock/internal/config"
+)
+
+// ErrUsage marks a command-line mistake (exit 2).
+var ErrUsage = errors.New("usage")
+
+// ErrReported marks a failure already reported to the user (exit 1, nothing more printed).
+var ErrReported = errors.New("failed")
+
+// ExitCode maps an error from a binary's run function to its exit status.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrUsage), errors.Is(err, config.ErrInvalid):
+		return 2
+	}
+	return 1
+}
+
+// Main runs a binary's run function and exits with its status.
+func Main(name string, run func() error) {
+	err := run()
+	if err != nil && !errors.Is(err, ErrReported) && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	os.Exit(ExitCode(err))
+}
+
+// Common are the flags every binary takes.
+type Common struct {
+	Config      string
+	CheckConfig bool
+	LogLevel    string
+	LogFormat   string
+}
+
+// Register adds the common flags to fs. The config path defaults to $FLOCK_CONFIG.
+func (c *Common) Register(fs *flag.FlagSet, getenv func(string) string) {
+	fs.StringVar(&c.Config, "config", getenv("FLOCK_CONFIG"), "configuration `file` (YAML); default $FLOCK_CONFIG")
+	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, print a summary and exit (2 if invalid)")
+	fs.StringVar(&c.LogLevel, "log-level", envOr(getenv, "FLOCK_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", envOr(getenv, "FLOCK_LOG_FORMAT", "text"), "log format: text or json")
+}
+
+// Parse parses args, turning flag errors into ErrUsage.
+func Parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w (see -h)", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (see -h)", ErrUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// Usage writes fs's help to w.
+func Usage(fs *flag.FlagSet, w io.Writer, synopsis string) {
+	fmt.Fprintf(w, "usage: %s\n\n", synopsis)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// Logger builds the process's logger on w.
+func (c *Common) Logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("%w: -log-level %q: want debug, info, warn or error", ErrUsage, c.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(c.LogFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: -log-format %q: want text or json", ErrUsage, c.LogFormat)
+}
+
+// Summary is the line --check-config prints for a valid configuration.
+func Summary(cfg *config.Config) string {
+	file := cfg.File
+	if file == "" {
+		file = "(no file: defaults and environment)"
+	}
+	nats := "embedded, listening on " + cfg.NATS.Embedded.Listen
+	if cfg.NATS.URL != "" {
+		nats = config.RedactURL(cfg.NATS.URL)
+	}
+	return fmt.Sprintf("configuration OK: %s: %d hosts, %d credential profiles, NATS %s", file, len(cfg.Hosts), len(cfg.Credentials), nats)
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}

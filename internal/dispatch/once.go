@@ -1,0 +1,204 @@
+// Package dispatch is the dispatcher's logic: it turns the inventory into
+// PollTasks and collects the HostRecords that come back.
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// Bus is what a one-shot run needs from the message bus.
+type Bus interface {
+	PublishTasks(ctx context.Context, tasks []task.PollTask, ttl time.Duration) []error
+	WatchRecords(ctx context.Context, site string, since time.Time, fn func(subject string, data []byte)) (stop func(), err error)
+}
+
+// Summary counts the outcome of a one-shot run.
+type Summary struct {
+	Hosts      int
+	OK         int // records without error
+	Failed     int // records with an error
+	Missing    int // hosts without a record by the deadline
+	Duplicates int // extra records for a task already answered (dropped)
+	Elapsed    time.Duration
+}
+
+// Complete reports whether every host answered without error.
+func (s Summary) Complete() bool { return s.Failed == 0 && s.Missing == 0 }
+
+// String is the one-line summary printed on stderr.
+func (s Summary) String() string {
+	return fmt.Sprintf("flock: hosts=%d ok=%d failed=%d missing=%d duplicates=%d elapsed=%.3fs",
+		s.Hosts, s.OK, s.Failed, s.Missing, s.Duplicates, s.Elapsed.Seconds())
+}
+
+// OnceTimeout is how long a one-shot run waits for records: the configured
+// dispatcher.once_timeout, or the slowest host's poll budget twice over plus
+// one ack_wait, so a task whose poller died is redelivered and answered.
+func OnceTimeout(cfg *config.Config) time.Duration {
+	if cfg.Dispatcher.OnceTimeout > 0 {
+		return cfg.Dispatcher.OnceTimeout
+	}
+	return 2*cfg.MaxPollTimeout() + cfg.NATS.AckWait + 5*time.Second
+}
+
+// Tasks builds one task per host for the slot starting at now.
+func Tasks(cfg *config.Config, site string, now time.Time, validFor time.Duration) []task.PollTask {
+	slot := now.UnixMilli()
+	out := make([]task.PollTask, len(cfg.Hosts))
+	for i := range cfg.Hosts {
+		h := &cfg.Hosts[i]
+		out[i] = task.PollTask{
+			Schema: task.Schema, ID: fmt.Sprintf("%s.%s@%d", site, h.Key, slot), Site: site,
+			Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Credentials: h.Credentials,
+			Get: h.Get, Walk: h.Walk, TimeoutMS: h.Timeout.Milliseconds(), PollTimeoutMS: h.PollTimeout.Milliseconds(),
+			Retries: h.Retries, MaxOids: h.MaxOids, MaxRepetitions: h.MaxRepetitions,
+			ScheduledAt: now, Deadline: now.Add(validFor),
+		}
+	}
+	return out
+}
+
+// recordHead is the part of a HostRecord the dispatcher looks at.
+type recordHead struct {
+	TaskID string      `json:"task_id"`
+	Host   string      `json:"host"`
+	Error  *task.Error `json:"error"`
+}
+
+// RunOnce polls every host once: it publishes one task per host, writes each
+// host's first record to out as one JSON line as it arrives, and returns
+// when every host has a record, the timeout passes, or ctx ends.
+func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, log *slog.Logger) (Summary, error) {
+	start := time.Now()
+	timeout := OnceTimeout(cfg)
+	tasks := Tasks(cfg, task.DefaultSite, start, timeout)
+	sum := Summary{Hosts: len(tasks)}
+	if len(tasks) == 0 {
+		return sum, errors.New("no hosts to poll: the configuration's hosts list is empty")
+	}
+	pending := make(map[string]int, len(tasks)) // task id → index
+	for i := range tasks {
+		pending[tasks[i].ID] = i
+	}
+	var mu sync.Mutex // the callback runs on the consumer's goroutine
+	answered := make(map[string]bool, len(tasks))
+	allIn := make(chan struct{})
+	var writeErr error
+
+	// Watch before publishing; the results stream keeps anything that
+	// arrives in between anyway.
+	stop, err := bus.WatchRecords(ctx, task.DefaultSite, start.Add(-time.Second), func(_ string, data []byte) {
+		var head recordHead
+		if err := json.Unmarshal(data, &head); err != nil {
+			log.Warn("undecodable record on the results stream", "err", err)
+			return
+		}
+		if _, ours := pending[head.TaskID]; !ours {
+			return // a record from another run or dispatcher
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if answered[head.TaskID] {
+			sum.Duplicates++
+			return
+		}
+		answered[head.TaskID] = true
+		if head.Error == nil {
+			sum.OK++
+		} else {
+			sum.Failed++
+		}
+		if writeErr == nil {
+			if _, err := out.Write(append(data, '\n')); err != nil {
+				writeErr = err
+			}
+		}
+		if len(answered) == len(tasks) {
+			close(allIn)
+		}
+	})
+	if err != nil {
+		return sum, err
+	}
+
+	if err := publishAll(ctx, bus, tasks, timeout, start.Add(timeout), log); err != nil {
+		stop()
+		return sum, err
+	}
+	remaining := time.Until(start.Add(timeout))
+	timer := time.NewTimer(remaining)
+	defer timer.Stop()
+	select {
+	case <-allIn:
+	case <-timer.C:
+		log.Warn("deadline passed before every host answered", "timeout", timeout)
+	case <-ctx.Done():
+		log.Warn("interrupted before every host answered")
+	}
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	sum.Elapsed = time.Since(start)
+	sum.Missing = len(tasks) - len(answered)
+	reported := 0
+	for i := range tasks {
+		if !answered[tasks[i].ID] {
+			if reported < 20 {
+				log.Warn("no record", "host", tasks[i].Host, "task_id", tasks[i].ID)
+			}
+			reported++
+		}
+	}
+	if reported > 20 {
+		log.Warn("more hosts without a record", "count", reported-20)
+	}
+	if writeErr != nil {
+		return sum, fmt.Errorf("write records: %w", writeErr)
+	}
+	return sum, nil
+}
+
+// publishAll publishes the tasks. A host whose previous task is still queued
+// (left by an earlier run) is retried until that task expires or the
+// deadline passes, so one stale task does not cost the host this run.
+func publishAll(ctx context.Context, bus Bus, tasks []task.PollTask, ttl time.Duration, deadline time.Time, log *slog.Logger) error {
+	todo := tasks
+	warned := map[string]bool{}
+	for {
+		errs := bus.PublishTasks(ctx, todo, ttl)
+		var busy []task.PollTask
+		for i, err := range errs {
+			switch {
+			case err == nil:
+			case errors.Is(err, natsbus.ErrHostBusy):
+				if !warned[todo[i].Host] {
+					log.Warn("host still has a queued task from an earlier run; retrying", "host", todo[i].Host)
+					warned[todo[i].Host] = true
+				}
+				busy = append(busy, todo[i])
+			default:
+				log.Error("task not published", "host", todo[i].Host, "err", err)
+			}
+		}
+		if len(busy) == 0 || time.Now().After(deadline) {
+			return nil
+		}
+		todo = busy
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
