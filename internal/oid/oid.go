@@ -60,9 +60,6 @@ func AppendParse(dst OID, s string) (OID, error) {
 			return dst[:start], fmt.Errorf("%w %q: sub-identifier exceeds 4294967295", ErrSyntax, s)
 		}
 	}
-	if len(dst)-start < 2 {
-		return dst[:start], fmt.Errorf("%w %q: needs at least two sub-identifiers", ErrSyntax, s)
-	}
 	if dst[start] > 2 {
 		return dst[:start], fmt.Errorf("%w %q: first sub-identifier must be 0, 1 or 2", ErrSyntax, s)
 	}

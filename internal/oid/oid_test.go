@@ -22,7 +22,7 @@ func TestParse(t *testing.T) {
 		{name: "trailing dot", in: "1.3.6.", wantErr: true},
 		{name: "letters", in: "1.3.six", wantErr: true},
 		{name: "mib name", in: "sysDescr.0", wantErr: true},
-		{name: "single arc", in: "1", wantErr: true},
+		{name: "single arc is a walk root", in: "1", want: ".1"},
 		{name: "first arc too big", in: "3.1", wantErr: true},
 	}
 	for _, tc := range tests {

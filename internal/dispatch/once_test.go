@@ -1,0 +1,130 @@
+package dispatch_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/dispatch"
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/natstest"
+	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/snmpsim"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func fleetConfig(t *testing.T, fleet *snmpsim.Fleet, onceTimeout time.Duration) *config.Config {
+	t.Helper()
+	cfg, err := config.Load("", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dispatcher.OnceTimeout = onceTimeout
+	for _, d := range fleet.Devices() {
+		key, _ := task.HostKey(d.Name)
+		cfg.Hosts = append(cfg.Hosts, config.Host{
+			Name: d.Name, Key: key, Address: d.AddrPort().Addr().String(), Port: d.AddrPort().Port(), Credentials: "public",
+			Timeout: 300 * time.Millisecond, Retries: 0, Get: []string{snmpsim.OIDSysName}, MaxOids: 32, MaxRepetitions: 10,
+			PollTimeout: 2 * time.Second,
+		})
+	}
+	return cfg
+}
+
+func bus(t *testing.T, srv *natsbus.Embedded, name string) *natsbus.Bus {
+	t.Helper()
+	b, err := natsbus.Connect(context.Background(), natsbus.ConnectOptions{URL: srv.ClientURL(), Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func servePoller(t *testing.T, srv *natsbus.Embedded, cfg *config.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	b := bus(t, srv, "poller")
+	go func() {
+		defer close(done)
+		_ = b.ServeTasks(ctx, natsbus.ServeOptions{Site: task.DefaultSite, Workers: 4, Poller: "p", ShutdownGrace: time.Second, Log: quiet},
+			poll.New("p", cfg.Credentials, nil).Poll)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestRunOnceNoPollers(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 3, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	srv := natstest.RunJetStream(t)
+	d := bus(t, srv, "dispatcher")
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	sum, err := dispatch.RunOnce(context.Background(), d, fleetConfig(t, fleet, 1500*time.Millisecond), &out, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Hosts != 3 || sum.Missing != 3 || sum.OK != 0 || sum.Complete() || out.Len() != 0 {
+		t.Fatalf("summary %s, output %q; want 3 missing hosts and no records", sum, out.String())
+	}
+	if !strings.HasPrefix(sum.String(), "flock: hosts=3 ok=0 failed=0 missing=3 duplicates=0 elapsed=") {
+		t.Errorf("summary line %q", sum)
+	}
+}
+
+func TestRunOnceRetriesHostWithStaleTask(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 2, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	srv := natstest.RunJetStream(t)
+	d := bus(t, srv, "dispatcher")
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fleetConfig(t, fleet, 20*time.Second)
+	// An earlier run left a task for the first host in the queue.
+	stale := dispatch.Tasks(cfg, task.DefaultSite, time.Now().Add(-time.Hour), time.Minute)[:1]
+	if errs := d.PublishTasks(context.Background(), stale, time.Minute); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	type result struct {
+		sum dispatch.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	var out bytes.Buffer
+	go func() {
+		sum, err := dispatch.RunOnce(context.Background(), d, cfg, &out, quiet)
+		done <- result{sum, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // the run meets the stale task first
+	servePoller(t, srv, cfg)
+	r := <-done
+	if r.err != nil || !r.sum.Complete() || r.sum.OK != 2 {
+		t.Fatalf("summary %s, err %v; want both hosts answered once the stale task was polled", r.sum, r.err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d records printed, want 2 (the stale task's record belongs to another run):\n%s", len(lines), out.String())
+	}
+	for _, l := range lines {
+		rec, err := task.DecodeRecord([]byte(l))
+		if err != nil || rec.TaskID == stale[0].ID {
+			t.Errorf("record %s (err %v): the stale task's record must not be printed", rec.TaskID, err)
+		}
+	}
+}
