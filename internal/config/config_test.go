@@ -170,3 +170,14 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// The example shipped in config/ must stay valid.
+func TestShippedExample(t *testing.T) {
+	c, err := Load("../../config/flock.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Hosts) != 3 || len(c.Credentials) != 2 {
+		t.Fatalf("example config: %d hosts, %d credentials", len(c.Hosts), len(c.Credentials))
+	}
+}
