@@ -7,10 +7,10 @@ BINS    := dispatcher poller snmpsim
 .PHONY: demo test build check vet clean
 
 demo:
-	./scripts/demo.sh
+	@./scripts/demo.sh
 
 test:
-	./scripts/test.sh
+	@./scripts/test.sh
 
 check: test
 
