@@ -365,8 +365,8 @@ func TestConfigAndUsageErrorsExitTwo(t *testing.T) {
 }
 
 func TestGarbageTaskDoesNotStopPolling(t *testing.T) {
-	// A poller keeps serving after a task it cannot decode; covered in
-	// natsbus at the bus level, here through the binary with a live NATS URL.
+	// A poller reports and terminates a task it cannot decode and goes on
+	// polling; natsbus checks the bad_task record, this checks the binary.
 	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 5, Interfaces: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -374,8 +374,10 @@ func TestGarbageTaskDoesNotStopPolling(t *testing.T) {
 	defer fleet.Close()
 	cfgPath, url := fleetConfig(t, fleet, "", "poller: {concurrency: 2}")
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath, "--once")
-	p := start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url}, "--config", cfgPath)
+	// The dispatcher waits for records until a poller comes, so its server is
+	// up: queue the garbage first, then start the poller that must get past it.
 	publishGarbage(t, url)
+	p := start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url}, "--config", cfgPath)
 	if code := disp.wait(t, 60*time.Second); code != 0 {
 		t.Fatalf("dispatcher exit %d", code)
 	}

@@ -36,25 +36,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var common cli.Common
 	common.Register(fs, getenv)
 	once := fs.Bool("once", false, "poll every host once, print one JSON HostRecord per line, a summary on stderr, and exit")
-	if err := cli.Parse(fs, args); err != nil {
-		cli.Usage(fs, stderr, synopsis)
-		return err
-	}
-	cfg, err := config.Load(common.Config, getenv)
-	if err != nil {
-		return err
-	}
-	if common.CheckConfig {
-		_, err := fmt.Fprintln(stdout, cli.Summary(cfg))
+	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
+	if err != nil || done {
 		return err
 	}
 	if !*once {
 		cli.Usage(fs, stderr, synopsis)
 		return fmt.Errorf("%w: --once is required: continuous scheduling is not available yet", cli.ErrUsage)
-	}
-	log, err := common.Logger(stderr)
-	if err != nil {
-		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -15,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/flock-snmp/flock/internal/cli"
-	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/poll"
 	"github.com/flock-snmp/flock/internal/task"
@@ -31,20 +30,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("poller", flag.ContinueOnError)
 	var common cli.Common
 	common.Register(fs, getenv)
-	if err := cli.Parse(fs, args); err != nil {
-		cli.Usage(fs, stderr, "poller [--config FILE] [--check-config]")
-		return err
-	}
-	cfg, err := config.Load(common.Config, getenv)
-	if err != nil {
-		return err
-	}
-	if common.CheckConfig {
-		_, err := fmt.Fprintln(stdout, cli.Summary(cfg))
-		return err
-	}
-	log, err := common.Logger(stderr)
-	if err != nil {
+	cfg, log, done, err := common.Setup(fs, "poller [--config FILE] [--check-config]", args, getenv, stdout, stderr)
+	if err != nil || done {
 		return err
 	}
 	name := cfg.Poller.Name

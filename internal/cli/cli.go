@@ -60,6 +60,29 @@ func (c *Common) Register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.LogFormat, "log-format", envOr(getenv, "FLOCK_LOG_FORMAT", "text"), "log format: text or json")
 }
 
+// Setup parses args with fs (the common flags registered, plus the binary's
+// own), loads and validates the configuration and builds the logger. With
+// --check-config it prints the summary and returns done: the binary has
+// nothing more to do.
+func (c *Common) Setup(fs *flag.FlagSet, synopsis string, args []string, getenv func(string) string,
+	stdout, stderr io.Writer) (cfg *config.Config, log *slog.Logger, done bool, err error) {
+	if err := Parse(fs, args); err != nil {
+		Usage(fs, stderr, synopsis)
+		return nil, nil, false, err
+	}
+	if cfg, err = config.Load(c.Config, getenv); err != nil {
+		return nil, nil, false, err
+	}
+	if c.CheckConfig {
+		_, err := fmt.Fprintln(stdout, Summary(cfg))
+		return cfg, nil, true, err
+	}
+	if log, err = c.Logger(stderr); err != nil {
+		return nil, nil, false, err
+	}
+	return cfg, log, false, nil
+}
+
 // Parse parses args, turning flag errors into ErrUsage.
 func Parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)

@@ -47,6 +47,23 @@ func bus(t *testing.T, srv *natsbus.Embedded, name string) *natsbus.Bus {
 	return b
 }
 
+// setup starts a fleet of n devices and a server whose streams exist, and
+// returns them with the dispatcher's connection.
+func setup(t *testing.T, n int) (*snmpsim.Fleet, *natsbus.Embedded, *natsbus.Bus) {
+	t.Helper()
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: n, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fleet.Close() })
+	srv := natstest.RunJetStream(t)
+	d := bus(t, srv, "dispatcher")
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {
+		t.Fatal(err)
+	}
+	return fleet, srv, d
+}
+
 func servePoller(t *testing.T, srv *natsbus.Embedded, cfg *config.Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -61,16 +78,7 @@ func servePoller(t *testing.T, srv *natsbus.Embedded, cfg *config.Config) {
 }
 
 func TestRunOnceNoPollers(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 3, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
-	srv := natstest.RunJetStream(t)
-	d := bus(t, srv, "dispatcher")
-	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {
-		t.Fatal(err)
-	}
+	fleet, _, d := setup(t, 3)
 	var out bytes.Buffer
 	sum, err := dispatch.RunOnce(context.Background(), d, fleetConfig(t, fleet, 1500*time.Millisecond), &out, quiet)
 	if err != nil {
@@ -85,16 +93,7 @@ func TestRunOnceNoPollers(t *testing.T) {
 }
 
 func TestRunOnceRetriesHostWithStaleTask(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 2, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
-	srv := natstest.RunJetStream(t)
-	d := bus(t, srv, "dispatcher")
-	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {
-		t.Fatal(err)
-	}
+	fleet, srv, d := setup(t, 2)
 	cfg := fleetConfig(t, fleet, 20*time.Second)
 	// An earlier run left a task for the first host in the queue.
 	stale := dispatch.Tasks(cfg, task.DefaultSite, time.Now().Add(-time.Hour), time.Minute)[:1]

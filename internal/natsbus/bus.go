@@ -100,7 +100,11 @@ func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
 		nc.Close()
 		return nil, fmt.Errorf("JetStream on %s: %w", redact(o.URL), err)
 	}
-	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+	if o.InProcess != nil {
+		log.Info("connected to NATS in-process")
+	} else {
+		log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+	}
 	return &Bus{nc: nc, js: js, log: log}, nil
 }
 

@@ -79,6 +79,18 @@ func (c *collector) add(_ string, data []byte) {
 	c.recs[r.TaskID] = append(c.recs[r.TaskID], r)
 }
 
+// watch collects every record stored from now on.
+func watch(t *testing.T, b *natsbus.Bus) *collector {
+	t.Helper()
+	c := &collector{}
+	stop, err := b.WatchRecords(context.Background(), task.DefaultSite, time.Now().Add(-time.Second), c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return c
+}
+
 func (c *collector) waitFor(t *testing.T, n int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -115,12 +127,7 @@ func TestTasksToRecords(t *testing.T) {
 	defer fleet.Close()
 	srv, disp := setup(t, 5*time.Second)
 
-	var c collector
-	stop, err := disp.WatchRecords(context.Background(), task.DefaultSite, time.Now().Add(-time.Second), c.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	c := watch(t, disp)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d1 := servePoller(t, ctx, connect(t, srv, "p1"), "p1", 4, time.Second)
@@ -200,12 +207,7 @@ func TestOneTaskPerHostAndDedup(t *testing.T) {
 
 func TestGarbageTaskIsAnsweredAndTerminated(t *testing.T) {
 	srv, disp := setup(t, 5*time.Second)
-	var c collector
-	stop, err := disp.WatchRecords(context.Background(), task.DefaultSite, time.Now().Add(-time.Second), c.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	c := watch(t, disp)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := servePoller(t, ctx, connect(t, srv, "p1"), "p1", 2, time.Second)
 	if _, err := disp.JetStream().Publish(context.Background(), task.TaskSubject(task.DefaultSite, "broken-sw"), []byte("{not json")); err != nil {
@@ -237,12 +239,7 @@ func TestShutdownHandsTaskBack(t *testing.T) {
 	dev := fleet.Devices()[0]
 	dev.SetDead(true)
 	srv, disp := setup(t, 30*time.Second)
-	var c collector
-	stop, err := disp.WatchRecords(context.Background(), task.DefaultSite, time.Now().Add(-time.Second), c.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	c := watch(t, disp)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := servePoller(t, ctx, connect(t, srv, "first"), "first", 1, 100*time.Millisecond)
