@@ -296,7 +296,7 @@ credentials:
   - {name: public, version: 2c, community: public}
   - {name: wrong, version: 2c, community: wrong-community-s3cret}`)
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath, "--once")
-	start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url}, "--config", cfgPath)
+	poller := start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url}, "--config", cfgPath, "--log-level", "debug")
 	if code := disp.wait(t, 60*time.Second); code != 1 {
 		t.Fatalf("dispatcher exit %d, want 1 when records carry errors", code)
 	}
@@ -316,8 +316,12 @@ credentials:
 	if !strings.Contains(disp.stderr.String(), "flock: hosts=6 ok=3 failed=3 missing=0") {
 		t.Errorf("summary:\n%s", disp.stderr.String())
 	}
-	if strings.Contains(disp.stdout.String()+disp.stderr.String(), "wrong-community-s3cret") {
-		t.Errorf("a community string appeared in the dispatcher's output")
+	_ = poller.cmd.Process.Signal(syscall.SIGTERM)
+	poller.wait(t, 20*time.Second)
+	for _, out := range []string{disp.stdout.String(), disp.stderr.String(), poller.stdout.String(), poller.stderr.String()} {
+		if strings.Contains(out, "wrong-community-s3cret") {
+			t.Errorf("a community string appeared in a record or a log line:\n%s", out)
+		}
 	}
 }
 

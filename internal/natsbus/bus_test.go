@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,6 +129,11 @@ func TestTasksToRecords(t *testing.T) {
 	srv, disp := setup(t, 5*time.Second)
 
 	c := watch(t, disp)
+	// A plain core subscriber (what `nats sub 'flock.results.>'` does) sees records live too.
+	core, err := connect(t, srv, "nats-sub").Conn().SubscribeSync("flock.results.>")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d1 := servePoller(t, ctx, connect(t, srv, "p1"), "p1", 4, time.Second)
@@ -163,6 +169,15 @@ func TestTasksToRecords(t *testing.T) {
 		}
 		if r.Poller != "p1" && r.Poller != "p2" {
 			t.Errorf("record from unknown poller %q", r.Poller)
+		}
+	}
+	for i := range tasks {
+		m, err := core.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("core subscriber got %d of %d records: %v", i, len(tasks), err)
+		}
+		if _, err := task.DecodeRecord(m.Data); err != nil || !strings.HasPrefix(m.Subject, task.ResultPrefix+task.DefaultSite+".sim-") {
+			t.Fatalf("core subscriber got %s: %v", m.Subject, err)
 		}
 	}
 	// Every task was acked: the work queue is empty.

@@ -213,11 +213,16 @@ func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind))
 		}
 		for i := range pkt.Variables {
 			p := &pkt.Variables[i]
-			if p.Type == gosnmp.EndOfMibView || !oid.InSubtree(p.Name, root) {
+			if p.Type == gosnmp.EndOfMibView {
 				return s.walkEnd(ctx, root, seen, fn)
 			}
+			// Order first: an answer at or before where we asked is a broken
+			// agent, even when it lies outside the subtree (it would loop).
 			if oid.CompareStrings(p.Name, cur) <= 0 {
 				return fmt.Errorf("walk %s on %s: %w: OID %s is not increasing after %s", root, s.name, ErrProtocol, p.Name, cur)
+			}
+			if !oid.InSubtree(p.Name, root) {
+				return s.walkEnd(ctx, root, seen, fn)
 			}
 			if err := Convert(p, &vb); err != nil {
 				return fmt.Errorf("walk %s on %s: %w: %w", root, s.name, ErrProtocol, err)

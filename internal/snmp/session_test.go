@@ -194,6 +194,35 @@ func TestWalkTooBigHalvesRepetitions(t *testing.T) {
 	}
 }
 
+func TestBrokenAgents(t *testing.T) {
+	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 4})
+	dev := fleet.Devices()[0]
+	for _, tc := range []struct {
+		name    string
+		fault   snmpsim.Fault
+		version config.Version
+		want    string
+	}{
+		{"genErr v2c", snmpsim.FaultGenErr, config.Version2c, "agent answered GenErr"},
+		{"genErr v1", snmpsim.FaultGenErr, config.Version1, "agent answered GenErr"},
+		{"non-increasing v2c", snmpsim.FaultNonIncreasing, config.Version2c, "is not increasing"},
+		{"non-increasing v1", snmpsim.FaultNonIncreasing, config.Version1, "is not increasing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dev.SetFault(tc.fault)
+			defer dev.SetFault(snmpsim.FaultNone)
+			s := dial(t, dev.AddrPort(), tc.version, "public", Options{})
+			got, err := collect(t, func(fn func(*task.Varbind)) error {
+				return s.Walk(context.Background(), ".1.3.6.1.2.1.2.2.1.2", fn)
+			})
+			// gosnmp's BulkWalk would return nil here: the truncation must be an error.
+			if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ".1.3.6.1.2.1.2.2.1.2") {
+				t.Fatalf("walk of a broken agent: %d varbinds, err %v; want ErrProtocol containing %q and the walk root", len(got), err, tc.want)
+			}
+		})
+	}
+}
+
 func TestFailures(t *testing.T) {
 	fleet := startFleet(t, snmpsim.Config{Devices: 2, Interfaces: 1})
 	fast := Options{Timeout: 150 * time.Millisecond, Retries: 1, MaxOids: 32, MaxRepetitions: 10}

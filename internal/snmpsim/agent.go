@@ -50,6 +50,19 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Fault is a way a device misbehaves, for testing how Flock copes.
+type Fault int32
+
+// Faults.
+const (
+	FaultNone Fault = iota
+	// FaultGenErr answers every GETNEXT and GETBULK with genErr.
+	FaultGenErr
+	// FaultNonIncreasing answers GETNEXT and GETBULK with the requested OID
+	// itself, as a broken agent that would make a naive walk loop forever.
+	FaultNonIncreasing
+)
+
 // Device is one simulated agent.
 type Device struct {
 	Index     int
@@ -65,6 +78,7 @@ type Device struct {
 	maxResp  int
 
 	delay     atomic.Int64 // nanoseconds added to each answer
+	fault     atomic.Int32
 	dead      atomic.Bool
 	requests  atomic.Uint64
 	malformed atomic.Uint64
@@ -75,6 +89,9 @@ func (d *Device) AddrPort() netip.AddrPort { return d.addr }
 
 // SetDelay makes the device answer d later.
 func (d *Device) SetDelay(delay time.Duration) { d.delay.Store(int64(delay)) }
+
+// SetFault makes the device misbehave (FaultNone to heal it).
+func (d *Device) SetFault(f Fault) { d.fault.Store(int32(f)) }
 
 // SetDead makes the device stop answering (true) or answer again (false).
 func (d *Device) SetDead(dead bool) { d.dead.Store(dead) }
@@ -217,6 +234,18 @@ func (d *Device) Respond(req *gosnmp.SnmpPacket, now time.Time) *gosnmp.SnmpPack
 		Version: req.Version, Community: req.Community, PDUType: gosnmp.GetResponse, RequestID: req.RequestID,
 	}
 	v1 := req.Version == gosnmp.Version1
+	if req.PDUType == gosnmp.GetNextRequest || req.PDUType == gosnmp.GetBulkRequest {
+		switch Fault(d.fault.Load()) {
+		case FaultGenErr:
+			return errorResponse(resp, req, gosnmp.GenErr, 1)
+		case FaultNonIncreasing:
+			resp.Variables = make([]gosnmp.SnmpPDU, len(req.Variables))
+			for i, v := range req.Variables {
+				resp.Variables[i] = gosnmp.SnmpPDU{Name: v.Name, Type: gosnmp.Integer, Value: 1}
+			}
+			return resp
+		}
+	}
 	vars := make([]gosnmp.SnmpPDU, 0, len(req.Variables))
 	size := 0
 	var scratch oid.OID
