@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/natstest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -191,10 +193,11 @@ func TestOnceWithTwoPollers(t *testing.T) {
 	cfgPath, url := fleetConfig(t, fleet, "", "poller: {concurrency: 8}")
 
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath, "--once")
-	var pollers []*proc
-	for i := 1; i <= 2; i++ {
-		pollers = append(pollers, start(t, fmt.Sprintf("poller-%d", i), "poller",
-			[]string{"FLOCK_NATS_URL=" + url, fmt.Sprintf("FLOCK_POLLER_NAME=poller-%d", i)}, "--config", cfgPath))
+	// One poller with the config file, one with nothing but the environment:
+	// its credentials default to the v2c profile "public".
+	pollers := []*proc{
+		start(t, "poller-1", "poller", []string{"FLOCK_NATS_URL=" + url, "FLOCK_POLLER_NAME=poller-1"}, "--config", cfgPath),
+		start(t, "poller-2", "poller", []string{"FLOCK_NATS_URL=" + url, "FLOCK_POLLER_NAME=poller-2", "FLOCK_POLLER_CONCURRENCY=8"}),
 	}
 	if code := disp.wait(t, 60*time.Second); code != 0 {
 		t.Fatalf("dispatcher exit %d, want 0", code)
@@ -225,6 +228,38 @@ func TestOnceWithTwoPollers(t *testing.T) {
 		if code := p.wait(t, 20*time.Second); code != 0 {
 			t.Errorf("%s exit %d after SIGTERM, want 0", p.name, code)
 		}
+	}
+}
+
+func TestExternalNATS(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 5, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	srv := natstest.RunJetStream(t) // a NATS server the dispatcher does not own
+	cfgPath, _ := fleetConfig(t, fleet, "", "poller: {concurrency: 2}")
+	env := []string{"FLOCK_NATS_URL=" + srv.ClientURL()}
+	disp := start(t, "dispatcher", "dispatcher", env, "--config", cfgPath, "--once")
+	start(t, "poller", "poller", env, "--config", cfgPath)
+	if code := disp.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("dispatcher exit %d, want 0", code)
+	}
+	if n := len(decodeAll(t, disp.stdout.Lines())); n != 5 {
+		t.Fatalf("records for %d hosts, want 5", n)
+	}
+	if strings.Contains(disp.stderr.String(), "embedded NATS server started") {
+		t.Errorf("with nats.url set the dispatcher must not embed a server")
+	}
+	// The streams live on the external server.
+	b, err := natsbus.Connect(context.Background(), natsbus.ConnectOptions{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s, err := b.JetStream().Stream(context.Background(), natsbus.ResultStream)
+	if err != nil || s.CachedInfo().State.Msgs != 5 {
+		t.Fatalf("results stream on the external server: %v", err)
 	}
 }
 
