@@ -4,7 +4,7 @@ GO      ?= go
 TAGS    := gosnmp_nodebug
 BINS    := dispatcher poller snmpsim
 
-.PHONY: demo test build check vet clean
+.PHONY: demo test build check vet bench clean
 
 demo:
 	@./scripts/demo.sh
@@ -13,6 +13,10 @@ test:
 	@./scripts/test.sh
 
 check: test
+
+# Go benchmarks of the per-poll path (figures go to BENCHMARKS.md).
+bench:
+	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -count 1 ./internal/...
 
 vet:
 	$(GO) vet -tags integration ./...
