@@ -96,9 +96,10 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 	allIn := make(chan struct{})
 	var writeErr error
 
-	// Watch before publishing; the results stream keeps anything that
-	// arrives in between anyway.
-	stop, err := bus.WatchRecords(ctx, task.DefaultSite, start.Add(-time.Second), func(_ string, data []byte) {
+	// Watch for new records before publishing: no record of these tasks can
+	// exist before they are published, so nothing is missed, whatever the
+	// server's clock says.
+	stop, err := bus.WatchRecords(ctx, task.DefaultSite, time.Time{}, func(_ string, data []byte) {
 		var head recordHead
 		if err := json.Unmarshal(data, &head); err != nil {
 			log.Warn("undecodable record on the results stream", "err", err)
