@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/flock-snmp/flock/internal/mib"
 )
 
 // ErrInvalid is wrapped by every error that comes from the configuration
@@ -33,11 +35,18 @@ type Config struct {
 	Poller      Poller       `mapstructure:"poller"`
 	Dispatcher  Dispatcher   `mapstructure:"dispatcher"`
 	Credentials []Credential `mapstructure:"credentials"`
+	Modules     []Module     `mapstructure:"modules"`
 	Defaults    HostDefaults `mapstructure:"defaults"`
-	// Hosts is the inventory with defaults applied, in file order.
+	Sinks       []Sink       `mapstructure:"sinks"`
+	// Groups are the named overrides hosts join, validated, in file order.
+	Groups []Group `mapstructure:"-"`
+	// Hosts is the inventory with defaults and groups applied, in file order.
 	Hosts []Host `mapstructure:"-"`
-	// RawHosts is the hosts list as written: names, or objects with overrides.
-	RawHosts []any `mapstructure:"hosts"`
+	// RawGroups and RawHosts are the lists as written.
+	RawGroups []any `mapstructure:"groups"`
+	RawHosts  []any `mapstructure:"hosts"`
+	// Resolver turns MIB names into OIDs and knows table columns.
+	Resolver *mib.Resolver `mapstructure:"-"`
 }
 
 // NATS says how to reach the bus, or how to run one.
@@ -79,36 +88,6 @@ type Dispatcher struct {
 	OnceTimeout time.Duration `mapstructure:"once_timeout"`
 }
 
-// HostDefaults are the settings every host gets unless it overrides them.
-type HostDefaults struct {
-	Credentials    string        `mapstructure:"credentials"`
-	Port           int           `mapstructure:"port"`
-	Timeout        time.Duration `mapstructure:"timeout"`
-	Retries        int           `mapstructure:"retries"`
-	Get            []string      `mapstructure:"get"`
-	Walk           []string      `mapstructure:"walk"`
-	MaxOids        int           `mapstructure:"max_oids"`
-	MaxRepetitions int           `mapstructure:"max_repetitions"`
-	// PollTimeout bounds a whole poll of one host; 0 derives it from timeout and retries.
-	PollTimeout time.Duration `mapstructure:"poll_timeout"`
-}
-
-// Host is one device to poll, with defaults applied.
-type Host struct {
-	Name           string
-	Key            string // subject-safe token, see task.HostKey
-	Address        string
-	Port           uint16
-	Credentials    string
-	Timeout        time.Duration
-	Retries        int
-	Get            []string // numeric, canonical (leading dot)
-	Walk           []string
-	MaxOids        int
-	MaxRepetitions int
-	PollTimeout    time.Duration
-}
-
 // setDefaults registers every scalar key, so that FLOCK_ environment
 // variables reach Unmarshal and a dump shows every setting.
 func setDefaults(v *viper.Viper) {
@@ -131,6 +110,12 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("defaults.max_oids", 32)
 	v.SetDefault("defaults.max_repetitions", 25)
 	v.SetDefault("defaults.poll_timeout", "0s")
+	v.SetDefault("defaults.modules", []string{})
+	v.SetDefault("defaults.interval", "60s")
+	v.SetDefault("defaults.jitter", "0s")
+	v.SetDefault("defaults.bulk", true)
+	v.SetDefault("defaults.allow_nonincreasing_oids", false)
+	v.SetDefault("defaults.unconnected_udp", false)
 }
 
 // DefaultCredentials apply when the configuration has no credentials list:
@@ -173,7 +158,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	if !v.IsSet("credentials") {
 		cfg.Credentials = DefaultCredentials()
 	}
-	if err := cfg.validate(label); err != nil {
+	if err := cfg.validate(label, getenv); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -181,7 +166,21 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 
 // decodeHooks turn strings from YAML or the environment into typed values,
 // with errors that quote the value.
-var decodeHooks = mapstructure.ComposeDecodeHookFunc(durationHook, intHook, mapstructure.StringToSliceHookFunc(","))
+var decodeHooks = mapstructure.ComposeDecodeHookFunc(durationHook, intHook, boolHook, mapstructure.StringToSliceHookFunc(","))
+
+// boolHook accepts true/false (and yes/no, on/off) only, quoting anything else.
+func boolHook(from, to reflect.Type, data any) (any, error) {
+	if to.Kind() != reflect.Bool || from.Kind() != reflect.String {
+		return data, nil
+	}
+	switch strings.ToLower(strings.TrimSpace(data.(string))) {
+	case "true", "yes", "on":
+		return true, nil
+	case "false", "no", "off":
+		return false, nil
+	}
+	return nil, fmt.Errorf("%q is not true or false", data)
+}
 
 // intHook decodes a string into an int, quoting the value when it is not a whole number.
 func intHook(from, to reflect.Type, data any) (any, error) {

@@ -24,12 +24,14 @@ func TestLoadGood(t *testing.T) {
 	}
 	want := []Host{
 		{Name: "localhost", Key: "localhost", Address: "localhost", Port: 161, Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
-			Get: []string{".1.3.6.1.2.1.1.1.0"}, Walk: []string{}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second},
+			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
+			Interval: time.Minute, Bulk: true},
 		{Name: "lab-sw1", Key: "lab-sw1", Address: "127.0.0.1", Port: 16100, Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
-			Get: []string{".1.3.6.1.2.1.1.1.0"}, Walk: []string{}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second},
+			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
+			Interval: time.Minute, Bulk: true},
 		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Address: "core-sw1.example.net", Port: 161, Credentials: "public",
-			Timeout: 500 * time.Millisecond, Retries: 0, Get: []string{".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.3.0"},
-			Walk: []string{".1.3.6.1.2.1.2.2"}, MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second},
+			Timeout: 500 * time.Millisecond, Retries: 0, Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.3.0"},
+			Walk: []string{".1.3.6.1.2.1.2.2"}, MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second, Interval: time.Minute, Bulk: true},
 	}
 	for i := range want {
 		if fmt.Sprintf("%+v", c.Hosts[i]) != fmt.Sprintf("%+v", want[i]) {
@@ -90,11 +92,25 @@ func TestLoadBad(t *testing.T) {
 		file string
 		want []string // exact lines after "invalid configuration:"
 	}{
-		{"bad-oid.yaml", []string{`testdata/bad-oid.yaml: hosts[0].get[1]: malformed OID "sysDescr.0": unexpected 's' (MIB names are not supported yet: write the numeric OID)`}},
+		{"bad-oid.yaml", []string{
+			`testdata/bad-oid.yaml: hosts[0].get[1]: unknown MIB name "sysDescripton.0": no object "sysDescripton" is known (built in: HOST-RESOURCES-MIB, IF-MIB, SNMPv2-MIB; add the MIB's directory to mib_dirs)`,
+			`testdata/bad-oid.yaml: hosts[0].get[2]: malformed OID "1.3.x": unexpected 'x'`,
+		}},
+		{"bad-issue3.yaml", []string{
+			`testdata/bad-issue3.yaml: credentials[1].priv_protocol: "AES512" is not a privacy protocol (want one of DES, AES, AES192, AES256, AES192C, AES256C)`,
+			`testdata/bad-issue3.yaml: credentials[1].priv_passphrase: is missing (give priv_passphrase, priv_passphrase_file or FLOCK_CREDENTIALS_CORE_V3_PRIV_PASSPHRASE)`,
+			`testdata/bad-issue3.yaml: credentials[2].auth_passphrase: is missing (give auth_passphrase, auth_passphrase_file or FLOCK_CREDENTIALS_NOPASS_AUTH_PASSPHRASE)`,
+			`testdata/bad-issue3.yaml: credentials[3].auth_passphrase: is shorter than 8 characters, which SNMPv3 (RFC 3414) does not allow`,
+			`testdata/bad-issue3.yaml: modules[0].get[1]: unknown MIB name "SNMPv2-MIB::sysUptime.0": SNMPv2-MIB has no object "sysUptime" known here (built in: HOST-RESOURCES-MIB, IF-MIB, SNMPv2-MIB; add the MIB's directory to mib_dirs)`,
+			`testdata/bad-issue3.yaml: groups[0].interval: 0s is shorter than 1s`,
+			`testdata/bad-issue3.yaml: groups[0].credentials: "core-v4" is not a defined credential profile (defined: public, core-v3, nopass, short)`,
+			`testdata/bad-issue3.yaml: groups[0].modules[1]: "if-mib" is not a defined module (defined: system)`,
+			`testdata/bad-issue3.yaml: hosts[0].groups[1]: "edge" is not a defined group (defined: core)`,
+		}},
 		{"bad-credentials.yaml", []string{`testdata/bad-credentials.yaml: hosts[0].credentials: "core-v2" is not a defined credential profile (defined: public)`}},
 		{"bad-duplicate.yaml", []string{`testdata/bad-duplicate.yaml: hosts[2].name: host "Core-SW1.Example.Net" has host key "core-sw1-example-net", the same as hosts[0] ("core-sw1.example.net"): host names must differ in more than case, '.', ':' and '-'`}},
 		{"bad-unknown-key.yaml", []string{`testdata/bad-unknown-key.yaml: nats: unknown key(s) urll`}},
-		{"bad-host-key.yaml", []string{`testdata/bad-host-key.yaml: hosts[0]: unknown key(s) adress (known: name, address, port, credentials, timeout, retries, get, walk, max_oids, max_repetitions, poll_timeout)`}},
+		{"bad-host-key.yaml", []string{`testdata/bad-host-key.yaml: hosts[0]: unknown key(s) adress (known: name, address, groups, credentials, port, timeout, retries, get, walk, modules, max_oids, max_repetitions, poll_timeout, interval, jitter, bulk, allow_nonincreasing_oids, unconnected_udp)`}},
 		{"bad-duration.yaml", []string{`testdata/bad-duration.yaml: defaults.timeout: "2 seconds" is not a duration (write it like 2s, 500ms or 1m30s)`}},
 		{"bad-host-types.yaml", []string{
 			`testdata/bad-host-types.yaml: hosts[0].port: "abc" is not a whole number`,
@@ -103,8 +119,8 @@ func TestLoadBad(t *testing.T) {
 		}},
 		{"bad-values.yaml", []string{
 			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
-			`testdata/bad-values.yaml: credentials[1].version: "4" is not an SNMP version (want 1 or 2c)`,
-			`testdata/bad-values.yaml: credentials[2].community: is empty (SNMP v1 needs a community)`,
+			`testdata/bad-values.yaml: credentials[1].version: "4" is not an SNMP version (want 1, 2c or 3)`,
+			`testdata/bad-values.yaml: credentials[2].community: is empty (SNMP v1 needs a community, or community_file, or FLOCK_CREDENTIALS_NOCOMM_COMMUNITY)`,
 			`testdata/bad-values.yaml: defaults.timeout: 0s is not positive`,
 			`testdata/bad-values.yaml: hosts[0].port: 70000 is not a port number (1..65535)`,
 		}},
@@ -177,7 +193,42 @@ func TestShippedExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Hosts) != 3 || len(c.Credentials) != 2 {
+	if len(c.Hosts) != 4 || len(c.Credentials) != 3 || len(c.Modules) != 3 {
 		t.Fatalf("example config: %d hosts, %d credentials", len(c.Hosts), len(c.Credentials))
+	}
+}
+
+func TestGroupsModulesAndSecrets(t *testing.T) {
+	env := map[string]string{"FLOCK_CREDENTIALS_CORE_V3_PRIV_PASSPHRASE": "from-the-environment"}
+	c, err := Load("testdata/good-issue3.yaml", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Host{}
+	for _, h := range c.Hosts {
+		byName[h.Name] = h
+	}
+	sw1, sw2, edge := byName["core-sw1"], byName["core-sw2"], byName["edge-sw1.example.net"]
+	// Group over defaults.
+	if sw1.Interval != 30*time.Second || sw1.Credentials != "core-v3" || len(sw1.Walk) != 2 || sw1.Walk[0] != ".1.3.6.1.2.1.2.2" {
+		t.Errorf("core-sw1 = %+v", sw1)
+	}
+	// Later group over earlier, host over groups; modules' OIDs plus the host's own.
+	if sw2.Interval != 45*time.Second || sw2.Timeout != 5*time.Second || sw2.Get[len(sw2.Get)-1] != ".1.3.6.1.2.1.1.4.0" || len(sw2.Get) != 4 {
+		t.Errorf("core-sw2 = %+v", sw2)
+	}
+	// Defaults only; names resolved; sysDescr.0 from defaults.get and module system counted once.
+	if edge.Interval != time.Minute || edge.Credentials != "public" || len(edge.Get) != 3 || edge.Get[1] != ".1.3.6.1.2.1.1.3.0" {
+		t.Errorf("edge-sw1 = %+v", edge)
+	}
+	v3, _ := c.Credential("core-v3")
+	if v3.AuthPassphrase.Reveal() != "file-auth-secret" || v3.PrivPassphrase.Reveal() != "from-the-environment" || v3.AuthProtocol != "SHA256" {
+		t.Errorf("core-v3: auth %q from file, priv %q from env, protocol %q", v3.AuthPassphrase.Reveal(), v3.PrivPassphrase.Reveal(), v3.AuthProtocol)
+	}
+	if len(c.Sinks) != 2 || c.Sinks[1].Path != "./data/records.jsonl" {
+		t.Errorf("sinks = %+v", c.Sinks)
+	}
+	if fmt.Sprintf("%+v", v3) == "" || strings.Contains(fmt.Sprintf("%+v", *v3), "file-auth-secret") {
+		t.Errorf("passphrase visible in %+v", *v3)
 	}
 }

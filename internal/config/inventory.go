@@ -1,0 +1,459 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+
+	"github.com/flock-snmp/flock/internal/mib"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// Module is a named, reusable set of OIDs (snmp_exporter's sense).
+type Module struct {
+	Name string   `mapstructure:"name"`
+	Get  []string `mapstructure:"get"`
+	Walk []string `mapstructure:"walk"`
+}
+
+// HostDefaults are the settings every host gets unless a group it joins or
+// the host itself overrides them.
+type HostDefaults struct {
+	Credentials    string        `mapstructure:"credentials"`
+	Port           int           `mapstructure:"port"`
+	Timeout        time.Duration `mapstructure:"timeout"`
+	Retries        int           `mapstructure:"retries"`
+	Get            []string      `mapstructure:"get"`
+	Walk           []string      `mapstructure:"walk"`
+	Modules        []string      `mapstructure:"modules"`
+	MaxOids        int           `mapstructure:"max_oids"`
+	MaxRepetitions int           `mapstructure:"max_repetitions"`
+	// PollTimeout bounds a whole poll of one host; 0 derives it from timeout and retries.
+	PollTimeout time.Duration `mapstructure:"poll_timeout"`
+	// Interval between polls of a host; Jitter adds up to that much delay to each poll.
+	Interval time.Duration `mapstructure:"interval"`
+	Jitter   time.Duration `mapstructure:"jitter"`
+	// Bulk false walks with GETNEXT even on v2c/v3, for agents that mishandle GETBULK.
+	Bulk bool `mapstructure:"bulk"`
+	// AllowNonIncreasingOIDs lets walks continue through agents that return OIDs out of order.
+	AllowNonIncreasingOIDs bool `mapstructure:"allow_nonincreasing_oids"`
+	// UnconnectedUDP accepts answers from another address than the one asked (multi-homed agents).
+	UnconnectedUDP bool `mapstructure:"unconnected_udp"`
+}
+
+// overrides are the settings a group or a host may set; nil means "inherit".
+type overrides struct {
+	Credentials            *string        `mapstructure:"credentials"`
+	Port                   *int           `mapstructure:"port"`
+	Timeout                *time.Duration `mapstructure:"timeout"`
+	Retries                *int           `mapstructure:"retries"`
+	Get                    []string       `mapstructure:"get"`
+	Walk                   []string       `mapstructure:"walk"`
+	Modules                []string       `mapstructure:"modules"`
+	MaxOids                *int           `mapstructure:"max_oids"`
+	MaxRepetitions         *int           `mapstructure:"max_repetitions"`
+	PollTimeout            *time.Duration `mapstructure:"poll_timeout"`
+	Interval               *time.Duration `mapstructure:"interval"`
+	Jitter                 *time.Duration `mapstructure:"jitter"`
+	Bulk                   *bool          `mapstructure:"bulk"`
+	AllowNonIncreasingOIDs *bool          `mapstructure:"allow_nonincreasing_oids"`
+	UnconnectedUDP         *bool          `mapstructure:"unconnected_udp"`
+}
+
+var overrideKeys = []string{"credentials", "port", "timeout", "retries", "get", "walk", "modules", "max_oids",
+	"max_repetitions", "poll_timeout", "interval", "jitter", "bulk", "allow_nonincreasing_oids", "unconnected_udp"}
+
+func (o *overrides) applyTo(s *HostDefaults) {
+	override(&s.Credentials, o.Credentials)
+	override(&s.Port, o.Port)
+	override(&s.Timeout, o.Timeout)
+	override(&s.Retries, o.Retries)
+	override(&s.MaxOids, o.MaxOids)
+	override(&s.MaxRepetitions, o.MaxRepetitions)
+	override(&s.PollTimeout, o.PollTimeout)
+	override(&s.Interval, o.Interval)
+	override(&s.Jitter, o.Jitter)
+	override(&s.Bulk, o.Bulk)
+	override(&s.AllowNonIncreasingOIDs, o.AllowNonIncreasingOIDs)
+	override(&s.UnconnectedUDP, o.UnconnectedUDP)
+	if o.Get != nil {
+		s.Get = o.Get
+	}
+	if o.Walk != nil {
+		s.Walk = o.Walk
+	}
+	if o.Modules != nil {
+		s.Modules = o.Modules
+	}
+}
+
+func override[T any](dst *T, src *T) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+// Group is a named set of overrides that hosts join.
+type Group struct {
+	Name string
+	overrides
+}
+
+// Host is one device to poll, with defaults, groups and its own settings applied.
+type Host struct {
+	Name        string
+	Key         string // subject-safe token, see task.HostKey
+	Address     string
+	Port        uint16
+	Groups      []string
+	Credentials string
+	Timeout     time.Duration
+	Retries     int
+	Modules     []string
+	// Get and Walk are the union of the modules' OIDs and the host's own,
+	// numeric and canonical (leading dot), without duplicates.
+	Get                    []string
+	Walk                   []string
+	MaxOids                int
+	MaxRepetitions         int
+	PollTimeout            time.Duration
+	Interval               time.Duration
+	Jitter                 time.Duration
+	Bulk                   bool
+	AllowNonIncreasingOIDs bool
+	UnconnectedUDP         bool
+}
+
+// checkLevel validates the settings a level sets: every one for defaults
+// (set == nil), only the overridden ones for a group or host.
+func (c *Config) checkLevel(p *problems, key string, s *HostDefaults, set *overrides) {
+	all := set == nil
+	if all || set.Port != nil {
+		if s.Port < 1 || s.Port > 65535 {
+			p.add(key+".port", "%d is not a port number (1..65535)", s.Port)
+		}
+	}
+	if (all || set.Timeout != nil) && s.Timeout <= 0 {
+		p.add(key+".timeout", "%s is not positive", s.Timeout)
+	}
+	if (all || set.Retries != nil) && (s.Retries < 0 || s.Retries > 100) {
+		p.add(key+".retries", "%d is out of range 0..100", s.Retries)
+	}
+	if (all || set.MaxOids != nil) && (s.MaxOids < 1 || s.MaxOids > 128) {
+		p.add(key+".max_oids", "%d is out of range 1..128", s.MaxOids)
+	}
+	if (all || set.MaxRepetitions != nil) && (s.MaxRepetitions < 1 || s.MaxRepetitions > 1000) {
+		p.add(key+".max_repetitions", "%d is out of range 1..1000", s.MaxRepetitions)
+	}
+	if (all || set.PollTimeout != nil) && s.PollTimeout < 0 {
+		p.add(key+".poll_timeout", "%s is negative", s.PollTimeout)
+	}
+	if (all || set.Interval != nil) && s.Interval < time.Second {
+		p.add(key+".interval", "%s is shorter than 1s", s.Interval)
+	}
+	if (all || set.Jitter != nil) && (s.Jitter < 0 || (s.Interval > 0 && s.Jitter >= s.Interval)) {
+		p.add(key+".jitter", "%s must be at least 0 and shorter than the interval (%s)", s.Jitter, s.Interval)
+	}
+	if all || set.Credentials != nil {
+		if _, ok := c.Credential(s.Credentials); !ok {
+			p.add(key+".credentials", "%q is not a defined credential profile (defined: %s)", s.Credentials, c.credentialNames())
+		}
+	}
+	if all || set.Get != nil {
+		s.Get = c.resolveOIDs(p, key+".get", s.Get)
+	}
+	if all || set.Walk != nil {
+		s.Walk = c.resolveOIDs(p, key+".walk", s.Walk)
+	}
+	if all || set.Modules != nil {
+		for i, m := range s.Modules {
+			if _, ok := c.module(m); !ok {
+				p.add(fmt.Sprintf("%s.modules[%d]", key, i), "%q is not a defined module (defined: %s)", m, c.moduleNames())
+			}
+		}
+	}
+}
+
+// resolveOIDs turns names and numeric OIDs into canonical numeric OIDs.
+func (c *Config) resolveOIDs(p *problems, key string, in []string) []string {
+	out := make([]string, 0, len(in))
+	for i, s := range in {
+		o, err := c.Resolver.Resolve(s)
+		if err != nil {
+			p.add(fmt.Sprintf("%s[%d]", key, i), "%v", err)
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func (c *Config) module(name string) (*Module, bool) {
+	for i := range c.Modules {
+		if c.Modules[i].Name == name {
+			return &c.Modules[i], true
+		}
+	}
+	return nil, false
+}
+
+func (c *Config) moduleNames() string {
+	if len(c.Modules) == 0 {
+		return "none"
+	}
+	names := make([]string, len(c.Modules))
+	for i := range c.Modules {
+		names[i] = c.Modules[i].Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func (c *Config) validateModules(p *problems) {
+	seen := map[string]int{}
+	for i := range c.Modules {
+		m := &c.Modules[i]
+		key := fmt.Sprintf("modules[%d]", i)
+		if m.Name == "" {
+			p.add(key+".name", "is empty")
+		} else if j, dup := seen[m.Name]; dup {
+			p.add(key+".name", "%q is already defined by modules[%d]", m.Name, j)
+		}
+		seen[m.Name] = i
+		m.Get = c.resolveOIDs(p, key+".get", m.Get)
+		m.Walk = c.resolveOIDs(p, key+".walk", m.Walk)
+		if len(m.Get) == 0 && len(m.Walk) == 0 {
+			p.add(key, "module %q has nothing to poll: get and walk are both empty", m.Name)
+		}
+	}
+}
+
+func (c *Config) buildGroups(p *problems) {
+	seen := map[string]int{}
+	for i, raw := range c.RawGroups {
+		key := fmt.Sprintf("groups[%d]", i)
+		m, ok := raw.(map[string]any)
+		if !ok {
+			p.add(key, "want an object with a name and settings, got %v", raw)
+			continue
+		}
+		var spec struct {
+			Name      string `mapstructure:"name"`
+			overrides `mapstructure:",squash"`
+		}
+		if !decodeStrict(p, key, m, append([]string{"name"}, overrideKeys...), &spec) {
+			continue
+		}
+		if spec.Name == "" {
+			p.add(key+".name", "is empty")
+			continue
+		}
+		if j, dup := seen[spec.Name]; dup {
+			p.add(key+".name", "%q is already defined by groups[%d]", spec.Name, j)
+			continue
+		}
+		seen[spec.Name] = i
+		s := c.Defaults
+		spec.overrides.applyTo(&s)
+		c.checkLevel(p, key, &s, &spec.overrides)
+		// Keep the resolved OID lists, so hosts get canonical OIDs.
+		if spec.Get != nil {
+			spec.Get = s.Get
+		}
+		if spec.Walk != nil {
+			spec.Walk = s.Walk
+		}
+		c.Groups = append(c.Groups, Group{Name: spec.Name, overrides: spec.overrides})
+	}
+}
+
+func (c *Config) group(name string) (*Group, bool) {
+	for i := range c.Groups {
+		if c.Groups[i].Name == name {
+			return &c.Groups[i], true
+		}
+	}
+	return nil, false
+}
+
+func (c *Config) buildHosts(p *problems) {
+	type seenHost struct {
+		index int
+		name  string
+	}
+	byKey := map[string]seenHost{}
+	for i, raw := range c.RawHosts {
+		key := fmt.Sprintf("hosts[%d]", i)
+		var spec struct {
+			Name      string   `mapstructure:"name"`
+			Address   string   `mapstructure:"address"`
+			Groups    []string `mapstructure:"groups"`
+			overrides `mapstructure:",squash"`
+		}
+		switch h := raw.(type) {
+		case string:
+			spec.Name = h
+		case map[string]any:
+			if !decodeStrict(p, key, h, append([]string{"name", "address", "groups"}, overrideKeys...), &spec) {
+				continue
+			}
+		default:
+			p.add(key, "want a host name or an object with name/address, got %v", raw)
+			continue
+		}
+		spec.Name = strings.TrimSpace(spec.Name)
+		if spec.Name == "" {
+			p.add(key+".name", "is empty")
+			continue
+		}
+		s := c.Defaults
+		for j, g := range spec.Groups {
+			grp, ok := c.group(g)
+			if !ok {
+				p.add(fmt.Sprintf("%s.groups[%d]", key, j), "%q is not a defined group (defined: %s)", g, c.groupNames())
+				continue
+			}
+			grp.applyTo(&s)
+		}
+		spec.overrides.applyTo(&s)
+		c.checkLevel(p, key, &s, &spec.overrides)
+
+		h := Host{Name: spec.Name, Address: spec.Address, Groups: spec.Groups, Port: uint16(s.Port),
+			Credentials: s.Credentials, Timeout: s.Timeout, Retries: s.Retries, Modules: s.Modules,
+			MaxOids: s.MaxOids, MaxRepetitions: s.MaxRepetitions, PollTimeout: s.PollTimeout,
+			Interval: s.Interval, Jitter: s.Jitter, Bulk: s.Bulk, AllowNonIncreasingOIDs: s.AllowNonIncreasingOIDs,
+			UnconnectedUDP: s.UnconnectedUDP}
+		if h.Address == "" {
+			h.Address = h.Name
+		}
+		if strings.ContainsAny(h.Address, " \t/") {
+			p.add(key+".address", "%q is not a host name or IP address", h.Address)
+		}
+		k, err := task.HostKey(h.Name)
+		if err != nil {
+			p.add(key+".name", "%v", err)
+		} else if prev, dup := byKey[k]; dup {
+			p.add(key+".name", "host %q has host key %q, the same as hosts[%d] (%q): host names must differ in more than case, '.', ':' and '-'",
+				h.Name, k, prev.index, prev.name)
+		} else {
+			byKey[k] = seenHost{i, h.Name}
+		}
+		h.Key = k
+		for _, name := range s.Modules {
+			if m, ok := c.module(name); ok {
+				h.Get = appendNew(h.Get, m.Get...)
+				h.Walk = appendNew(h.Walk, m.Walk...)
+			}
+		}
+		h.Get = appendNew(h.Get, s.Get...)
+		h.Walk = appendNew(h.Walk, s.Walk...)
+		if len(h.Get) == 0 && len(h.Walk) == 0 {
+			p.add(key, "host %q has nothing to poll: no modules, and get and walk are both empty", h.Name)
+		}
+		if h.PollTimeout == 0 {
+			h.PollTimeout = derivedPollTimeout(h.Timeout, h.Retries)
+		}
+		c.Hosts = append(c.Hosts, h)
+	}
+}
+
+func (c *Config) groupNames() string {
+	if len(c.Groups) == 0 {
+		return "none"
+	}
+	names := make([]string, len(c.Groups))
+	for i := range c.Groups {
+		names[i] = c.Groups[i].Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// appendNew appends the items of add that dst does not hold yet.
+func appendNew(dst []string, add ...string) []string {
+	for _, a := range add {
+		dup := false
+		for _, d := range dst {
+			if d == a {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			dst = append(dst, a)
+		}
+	}
+	return dst
+}
+
+// derivedPollTimeout allows a dead host its full timeout and retries twice
+// over (a GET then a walk), plus a second of slack for live hosts' walks.
+func derivedPollTimeout(timeout time.Duration, retries int) time.Duration {
+	return 2*timeout*time.Duration(retries+1) + time.Second
+}
+
+// decodeStrict decodes m into out, reporting unknown keys by name.
+func decodeStrict(p *problems, key string, m map[string]any, known []string, out any) bool {
+	var unknown []string
+	for k := range m {
+		if !contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		p.add(key, "unknown key(s) %s (known: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
+		return false
+	}
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result: out, WeaklyTypedInput: true, TagName: "mapstructure", DecodeHook: decodeHooks, Squash: true,
+	})
+	if err == nil {
+		err = dec.Decode(m)
+	}
+	if err != nil {
+		addDecodeProblems(p, key, err)
+		return false
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Sink is where the dispatcher writes HostRecords, besides the results stream.
+type Sink struct {
+	Type string `mapstructure:"type"` // stdout | file
+	Path string `mapstructure:"path"` // for file
+}
+
+func (c *Config) validateSinks(p *problems) {
+	if len(c.Sinks) == 0 {
+		c.Sinks = []Sink{{Type: "stdout"}}
+	}
+	for i, s := range c.Sinks {
+		key := fmt.Sprintf("sinks[%d]", i)
+		switch s.Type {
+		case "stdout":
+			if s.Path != "" {
+				p.add(key+".path", "a stdout sink takes no path")
+			}
+		case "file":
+			if s.Path == "" {
+				p.add(key+".path", "is empty (a file sink needs a path)")
+			}
+		default:
+			p.add(key+".type", "%q is not a sink type (want stdout or file)", s.Type)
+		}
+	}
+}
+
+// newResolver returns the MIB name resolver the configuration uses.
+func newResolver() *mib.Resolver { return mib.Builtin() }
