@@ -29,8 +29,9 @@ import (
 
 const community = "flock-interop"
 
-// startSnmpd runs net-snmp's agent on a free loopback UDP port.
-func startSnmpd(t *testing.T) int {
+// startSnmpd runs net-snmp's agent on a free loopback UDP port, with extra
+// configuration lines (SNMPv3 users).
+func startSnmpd(t *testing.T, extra ...string) int {
 	t.Helper()
 	bin, err := exec.LookPath("snmpd")
 	if err != nil {
@@ -52,7 +53,8 @@ sysName flock-interop.example.net
 sysLocation "Flock interop test"
 sysContact noc@example.net
 master no
-`, port, community)
+%s
+`, port, community, strings.Join(extra, "\n"))
 	confPath := filepath.Join(dir, "snmpd.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -89,7 +91,10 @@ type nsVar struct {
 // netsnmp runs a net-snmp tool with numeric OIDs, numeric enums and hex strings.
 func netsnmp(t *testing.T, tool string, port int, args ...string) ([]nsVar, error) {
 	t.Helper()
-	full := append([]string{"-c", community, "-On", "-Oe", "-Ox", "-M", "/dev/null", "-m", "", "-r", "1", "-t", "2"}, args[:len(args)-1]...)
+	full := []string{"-c", community, "-On", "-Oe", "-Ox", "-M", "/dev/null", "-m", "", "-r", "1", "-t", "2"}
+	for _, a := range args[:len(args)-1] {
+		full = append(full, strings.Fields(a)...)
+	}
 	full = append(full, fmt.Sprintf("127.0.0.1:%d", port))
 	if tool == "snmpget" {
 		full = append(full, strings.Fields(args[len(args)-1])...)
@@ -209,7 +214,7 @@ func compare(t *testing.T, what string, got []task.Varbind, before, after []nsVa
 }
 
 func TestNetSNMPInterop(t *testing.T) {
-	port := startSnmpd(t)
+	port := startSnmpd(t, "")
 	gets := []string{".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.2.0", ".1.3.6.1.2.1.1.3.0", ".1.3.6.1.2.1.1.4.0",
 		".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.6.0", ".1.3.6.1.2.1.1.7.0", ".1.3.6.1.2.1.2.1.0",
 		".1.3.6.1.2.1.1.99.0", ".1.3.6.1.2.1.1.5.1"} // the last two: NoSuchObject, NoSuchInstance

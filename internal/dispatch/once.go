@@ -63,6 +63,7 @@ func Tasks(cfg *config.Config, site string, now time.Time, validFor time.Duratio
 			Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Credentials: h.Credentials,
 			Get: h.Get, Walk: h.Walk, TimeoutMS: h.Timeout.Milliseconds(), PollTimeoutMS: h.PollTimeout.Milliseconds(),
 			Retries: h.Retries, MaxOids: h.MaxOids, MaxRepetitions: h.MaxRepetitions,
+			NoBulk: !h.Bulk, AllowNonIncreasingOIDs: h.AllowNonIncreasingOIDs, UnconnectedUDP: h.UnconnectedUDP,
 			ScheduledAt: now, Deadline: now.Add(validFor),
 		}
 	}

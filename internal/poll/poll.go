@@ -23,6 +23,7 @@ type Poller struct {
 	name     string
 	creds    map[string]*config.Credential
 	resolver *net.Resolver
+	engines  *snmp.EngineCache
 }
 
 // New returns a Poller named name (written into its records). A nil resolver
@@ -32,8 +33,11 @@ func New(name string, creds []config.Credential, resolver *net.Resolver) *Poller
 	for i := range creds {
 		m[creds[i].Name] = &creds[i]
 	}
-	return &Poller{name: name, creds: m, resolver: resolver}
+	return &Poller{name: name, creds: m, resolver: resolver, engines: snmp.NewEngineCache(200_000)}
 }
+
+// Engines is the poller's cache of SNMPv3 engines.
+func (p *Poller) Engines() *snmp.EngineCache { return p.engines }
 
 // Poll polls t and fills rec, reusing rec's varbind slice. It returns an error
 // only when ctx was cancelled (the poller is shutting down), so the caller
@@ -71,6 +75,8 @@ func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, re
 	}
 	sess, err := snmp.Dial(t.Host, netip.AddrPortFrom(ip, t.Port), cred, snmp.Options{
 		Timeout: t.Timeout(), Retries: t.Retries, MaxOids: t.MaxOids, MaxRepetitions: t.MaxRepetitions,
+		NoBulk: t.NoBulk, AllowNonIncreasing: t.AllowNonIncreasingOIDs, UnconnectedUDP: t.UnconnectedUDP,
+		Engines: p.engines,
 	})
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,6 +43,15 @@ type Options struct {
 	Retries        int
 	MaxOids        int // OIDs per GET PDU
 	MaxRepetitions int // GETBULK max-repetitions for walks
+	// NoBulk walks with GETNEXT even on v2c and v3.
+	NoBulk bool
+	// AllowNonIncreasing lets a walk go on when the agent returns an OID that
+	// sorts before the previous one; a repeated OID still ends it as an error.
+	AllowNonIncreasing bool
+	// UnconnectedUDP accepts answers from any address (multi-homed agents).
+	UnconnectedUDP bool
+	// Engines remembers SNMPv3 engine ids and clocks across sessions; may be nil.
+	Engines *EngineCache
 }
 
 // Session is one gosnmp session to one target. It is not safe for
@@ -49,6 +59,7 @@ type Options struct {
 type Session struct {
 	g    *gosnmp.GoSNMP
 	name string // host name, for error messages
+	addr netip.AddrPort
 	opts Options
 }
 
@@ -82,27 +93,73 @@ func Resolve(ctx context.Context, r *net.Resolver, host string) (netip.Addr, err
 // Dial opens a UDP session to addr with the given credentials. name labels errors.
 func Dial(name string, addr netip.AddrPort, cred *config.Credential, opts Options) (*Session, error) {
 	g := &gosnmp.GoSNMP{
-		Target:         addr.Addr().String(),
-		Port:           addr.Port(),
-		Transport:      "udp",
-		Timeout:        opts.Timeout,
-		Retries:        opts.Retries,
-		MaxOids:        opts.MaxOids,
-		MaxRepetitions: uint32(opts.MaxRepetitions),
+		Target:                  addr.Addr().String(),
+		Port:                    addr.Port(),
+		Transport:               "udp",
+		Timeout:                 opts.Timeout,
+		Retries:                 opts.Retries,
+		MaxOids:                 opts.MaxOids,
+		MaxRepetitions:          uint32(opts.MaxRepetitions),
+		UseUnconnectedUDPSocket: opts.UnconnectedUDP,
 	}
 	switch cred.Version {
 	case config.Version1:
 		g.Version = gosnmp.Version1
+		g.Community = cred.Community.Reveal()
 	case config.Version2c:
 		g.Version = gosnmp.Version2c
+		g.Community = cred.Community.Reveal()
+	case config.Version3:
+		if err := setV3(g, cred); err != nil {
+			return nil, fmt.Errorf("dial %s: credentials %q: %w", name, cred.Name, err)
+		}
+		opts.Engines.seed(addr, g.SecurityParameters.(*gosnmp.UsmSecurityParameters), time.Now())
 	default:
 		return nil, fmt.Errorf("dial %s: credentials %q: SNMP version %q is not supported", name, cred.Name, cred.Version)
 	}
-	g.Community = cred.Community.Reveal()
 	if err := g.Connect(); err != nil {
 		return nil, fmt.Errorf("dial %s (%s): %w", name, addr, classify(err))
 	}
-	return &Session{g: g, name: name, opts: opts}, nil
+	return &Session{g: g, name: name, addr: addr, opts: opts}, nil
+}
+
+var (
+	authProtocols = map[string]gosnmp.SnmpV3AuthProtocol{"MD5": gosnmp.MD5, "SHA": gosnmp.SHA, "SHA224": gosnmp.SHA224,
+		"SHA256": gosnmp.SHA256, "SHA384": gosnmp.SHA384, "SHA512": gosnmp.SHA512}
+	privProtocols = map[string]gosnmp.SnmpV3PrivProtocol{"DES": gosnmp.DES, "AES": gosnmp.AES, "AES192": gosnmp.AES192,
+		"AES256": gosnmp.AES256, "AES192C": gosnmp.AES192C, "AES256C": gosnmp.AES256C}
+)
+
+// setV3 configures USM. A fresh UsmSecurityParameters per session: gosnmp
+// writes the discovered engine into it, so it must never be shared.
+func setV3(g *gosnmp.GoSNMP, cred *config.Credential) error {
+	sp := &gosnmp.UsmSecurityParameters{UserName: cred.Username, AuthenticationProtocol: gosnmp.NoAuth, PrivacyProtocol: gosnmp.NoPriv}
+	g.Version = gosnmp.Version3
+	g.SecurityModel = gosnmp.UserSecurityModel
+	g.ContextName = cred.ContextName
+	g.ContextEngineID = cred.ContextEngineIDBytes()
+	switch cred.SecurityLevel {
+	case config.NoAuthNoPriv:
+		g.MsgFlags = gosnmp.NoAuthNoPriv
+	case config.AuthNoPriv, config.AuthPriv:
+		g.MsgFlags = gosnmp.AuthNoPriv
+		var ok bool
+		if sp.AuthenticationProtocol, ok = authProtocols[cred.AuthProtocol]; !ok {
+			return fmt.Errorf("unknown auth protocol %q", cred.AuthProtocol)
+		}
+		sp.AuthenticationPassphrase = cred.AuthPassphrase.Reveal()
+		if cred.SecurityLevel == config.AuthPriv {
+			g.MsgFlags = gosnmp.AuthPriv
+			if sp.PrivacyProtocol, ok = privProtocols[cred.PrivProtocol]; !ok {
+				return fmt.Errorf("unknown privacy protocol %q", cred.PrivProtocol)
+			}
+			sp.PrivacyPassphrase = cred.PrivPassphrase.Reveal()
+		}
+	default:
+		return fmt.Errorf("unknown security level %q", cred.SecurityLevel)
+	}
+	g.SecurityParameters = sp
+	return nil
 }
 
 // bind makes ctx govern the session's requests. gosnmp checks the context
@@ -114,8 +171,14 @@ func (s *Session) bind(ctx context.Context) (release func() bool) {
 	return context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 }
 
-// Close releases the socket.
-func (s *Session) Close() error { return s.g.Close() }
+// Close releases the socket and remembers what the session learnt of an
+// SNMPv3 engine, for the next session to the same agent.
+func (s *Session) Close() error {
+	if sp, ok := s.g.SecurityParameters.(*gosnmp.UsmSecurityParameters); ok && s.g.Version == gosnmp.Version3 {
+		s.opts.Engines.store(s.addr, sp, time.Now())
+	}
+	return s.g.Close()
+}
 
 // Get fetches oids in PDUs of at most MaxOids and calls fn for each varbind,
 // in request order. An OID the agent does not have is a varbind of type
@@ -192,7 +255,7 @@ func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind))
 	for {
 		var pkt *gosnmp.SnmpPacket
 		var err error
-		if s.g.Version == gosnmp.Version1 {
+		if s.g.Version == gosnmp.Version1 || s.opts.NoBulk {
 			pkt, err = s.g.GetNext([]string{cur})
 		} else {
 			pkt, err = s.g.GetBulk([]string{cur}, 0, maxRep)
@@ -218,7 +281,7 @@ func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind))
 			}
 			// Order first: an answer at or before where we asked is a broken
 			// agent, even when it lies outside the subtree (it would loop).
-			if oid.CompareStrings(p.Name, cur) <= 0 {
+			if c := oid.CompareStrings(p.Name, cur); c == 0 || (c < 0 && !s.opts.AllowNonIncreasing) {
 				return fmt.Errorf("walk %s on %s: %w: OID %s is not increasing after %s", root, s.name, ErrProtocol, p.Name, cur)
 			}
 			if !oid.InSubtree(p.Name, root) {
@@ -262,7 +325,41 @@ func (s *Session) opErr(ctx context.Context, op, at string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(ctxErr, context.Canceled) {
 		return fmt.Errorf("%s %s on %s: %w", op, at, s.name, ctxErr)
 	}
-	return fmt.Errorf("%s %s on %s: %w", op, at, s.name, classify(err))
+	err = classify(err)
+	if errors.Is(err, ErrTimeout) && s.g.Version == gosnmp.Version3 && s.g.MsgFlags&gosnmp.AuthPriv == gosnmp.AuthPriv && s.privacyIsWrong(ctx) {
+		return fmt.Errorf("%s %s on %s: %w: the agent answers authenticated requests without privacy but not encrypted ones: "+
+			"the privacy passphrase or protocol is wrong (agents drop what they cannot decrypt)", op, at, s.name, ErrAuth)
+	}
+	return fmt.Errorf("%s %s on %s: %w", op, at, s.name, err)
+}
+
+// privacyIsWrong tells an agent that is down from one that cannot decrypt
+// us: agents drop undecryptable requests silently, so both look like a
+// timeout. It asks once with authentication but no privacy; any answer,
+// even an access error, shows the agent and the auth key are fine.
+func (s *Session) privacyIsWrong(ctx context.Context) bool {
+	sp, ok := s.g.SecurityParameters.(*gosnmp.UsmSecurityParameters)
+	if !ok || sp.AuthoritativeEngineID == "" {
+		return false // never heard from the agent: nothing to tell
+	}
+	probe := &gosnmp.GoSNMP{
+		Target: s.g.Target, Port: s.g.Port, Transport: "udp", Version: gosnmp.Version3,
+		Timeout: min(s.opts.Timeout, time.Second), Retries: 0, Context: ctx,
+		SecurityModel: gosnmp.UserSecurityModel, MsgFlags: gosnmp.AuthNoPriv, ContextName: s.g.ContextName,
+		SecurityParameters: &gosnmp.UsmSecurityParameters{
+			UserName: sp.UserName, AuthenticationProtocol: sp.AuthenticationProtocol,
+			AuthenticationPassphrase: sp.AuthenticationPassphrase, PrivacyProtocol: gosnmp.NoPriv,
+			AuthoritativeEngineID: sp.AuthoritativeEngineID, AuthoritativeEngineBoots: sp.AuthoritativeEngineBoots,
+			AuthoritativeEngineTime: sp.AuthoritativeEngineTime,
+		},
+	}
+	if err := probe.Connect(); err != nil {
+		return false
+	}
+	defer probe.Close()
+	_, err := probe.Get([]string{".1.3.6.1.2.1.1.3.0"})
+	// An answer, an error status, or a report that the level is not allowed: all are answers.
+	return err == nil || errors.Is(err, gosnmp.ErrUnknownSecurityLevel)
 }
 
 // classify maps a gosnmp or network error to one of this package's sentinels, keeping the cause.
@@ -278,6 +375,10 @@ func classify(err error) error {
 	case errors.Is(err, gosnmp.ErrUnknownUsername), errors.Is(err, gosnmp.ErrWrongDigest),
 		errors.Is(err, gosnmp.ErrDecryption), errors.Is(err, gosnmp.ErrUnknownSecurityLevel):
 		return fmt.Errorf("%w: %w", ErrAuth, err)
+	case strings.Contains(err.Error(), "not authentic"), strings.Contains(err.Error(), "is not authenticated"):
+		// gosnmp's own text (no sentinel) when the agent's report does not
+		// verify with our key: a wrong auth passphrase or an unknown user.
+		return fmt.Errorf("%w: the agent rejected the user or the authentication passphrase/protocol (%w)", ErrAuth, err)
 	}
 	return fmt.Errorf("%w: %w", ErrProtocol, err)
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosnmp/gosnmp"
+
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
@@ -296,4 +298,26 @@ func TestResolve(t *testing.T) {
 	if !errors.Is(err, ErrResolve) || !strings.Contains(err.Error(), "no-such-device.onion") {
 		t.Fatalf("err = %v, want ErrResolve naming the host", err)
 	}
+}
+
+func TestEngineCacheAdvancesTime(t *testing.T) {
+	c := NewEngineCache(2)
+	a := netip.MustParseAddrPort("127.0.0.1:161")
+	t0 := time.Now()
+	c.store(a, &gosnmp.UsmSecurityParameters{AuthoritativeEngineID: "engine-a", AuthoritativeEngineBoots: 3, AuthoritativeEngineTime: 1000}, t0)
+	sp := &gosnmp.UsmSecurityParameters{}
+	c.seed(a, sp, t0.Add(200*time.Second))
+	// Beyond the 150s time window: an unadvanced clock would be rejected as notInTimeWindow.
+	if sp.AuthoritativeEngineID != "engine-a" || sp.AuthoritativeEngineBoots != 3 || sp.AuthoritativeEngineTime != 1200 {
+		t.Fatalf("seeded %+v, want engine-a, boots 3, time 1200", sp)
+	}
+	for _, port := range []string{"1", "2", "3"} {
+		c.store(netip.MustParseAddrPort("127.0.0.1:"+port), &gosnmp.UsmSecurityParameters{AuthoritativeEngineID: "e" + port}, t0)
+	}
+	if c.Len() != 2 {
+		t.Fatalf("cache holds %d agents, want its bound 2", c.Len())
+	}
+	var nilCache *EngineCache
+	nilCache.seed(a, sp, t0) // a nil cache caches nothing and does not panic
+	nilCache.store(a, sp, t0)
 }

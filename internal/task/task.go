@@ -30,15 +30,21 @@ type PollTask struct {
 	Port        uint16 `json:"port"`
 	Credentials string `json:"credentials"` // name of a credential profile in the poller's config
 	// Get lists OIDs to GET; Walk lists subtrees to walk. Numeric, leading dot.
-	Get            []string  `json:"get,omitempty"`
-	Walk           []string  `json:"walk,omitempty"`
-	TimeoutMS      int64     `json:"timeout_ms"`      // per request
-	PollTimeoutMS  int64     `json:"poll_timeout_ms"` // budget for the whole poll, from when it starts
-	Retries        int       `json:"retries"`
-	MaxOids        int       `json:"max_oids"`
-	MaxRepetitions int       `json:"max_repetitions"`
-	ScheduledAt    time.Time `json:"scheduled_at"`
-	Deadline       time.Time `json:"deadline"` // the result is useless after this: the poll ends by then whatever its budget
+	Get            []string `json:"get,omitempty"`
+	Walk           []string `json:"walk,omitempty"`
+	TimeoutMS      int64    `json:"timeout_ms"`      // per request
+	PollTimeoutMS  int64    `json:"poll_timeout_ms"` // budget for the whole poll, from when it starts
+	Retries        int      `json:"retries"`
+	MaxOids        int      `json:"max_oids"`
+	MaxRepetitions int      `json:"max_repetitions"`
+	// NoBulk walks with GETNEXT even on v2c/v3; AllowNonIncreasingOIDs lets
+	// walks pass OIDs out of order; UnconnectedUDP accepts answers from any
+	// address. All false by default.
+	NoBulk                 bool      `json:"no_bulk,omitempty"`
+	AllowNonIncreasingOIDs bool      `json:"allow_nonincreasing_oids,omitempty"`
+	UnconnectedUDP         bool      `json:"unconnected_udp,omitempty"`
+	ScheduledAt            time.Time `json:"scheduled_at"`
+	Deadline               time.Time `json:"deadline"` // the result is useless after this: the poll ends by then whatever its budget
 }
 
 // Timeout is the per-request timeout.

@@ -22,7 +22,7 @@ func sampleTask() PollTask {
 		Schema: Schema, ID: "default.core-sw1-example-net@1795608000000", Site: DefaultSite,
 		Host: "core-sw1.example.net", HostKey: "core-sw1-example-net", Address: "core-sw1.example.net", Port: 161,
 		Credentials: "public", Get: []string{".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.3.0"}, Walk: []string{".1.3.6.1.2.1.2.2"},
-		TimeoutMS: 2000, PollTimeoutMS: 9000, Retries: 1, MaxOids: 32, MaxRepetitions: 25,
+		TimeoutMS: 2000, PollTimeoutMS: 9000, Retries: 1, MaxOids: 32, MaxRepetitions: 25, AllowNonIncreasingOIDs: true,
 		ScheduledAt: at, Deadline: at.Add(17 * time.Second),
 	}
 }
