@@ -19,7 +19,7 @@ import (
 
 // Bus is what a one-shot run needs from the message bus.
 type Bus interface {
-	PublishTasks(ctx context.Context, tasks []task.PollTask, ttl time.Duration) []error
+	PublishTasks(ctx context.Context, tasks []task.PollTask) []error
 	WatchRecords(ctx context.Context, site string, since time.Time, fn func(subject string, data []byte)) (stop func(), err error)
 }
 
@@ -52,20 +52,11 @@ func OnceTimeout(cfg *config.Config) time.Duration {
 	return 2*cfg.MaxPollTimeout() + cfg.NATS.AckWait + 5*time.Second
 }
 
-// Tasks builds one task per host for the slot starting at now.
+// Tasks builds one task per host for a one-shot run starting at now.
 func Tasks(cfg *config.Config, site string, now time.Time, validFor time.Duration) []task.PollTask {
-	slot := now.UnixMilli()
 	out := make([]task.PollTask, len(cfg.Hosts))
 	for i := range cfg.Hosts {
-		h := &cfg.Hosts[i]
-		out[i] = task.PollTask{
-			Schema: task.Schema, ID: fmt.Sprintf("%s.%s@%d", site, h.Key, slot), Site: site,
-			Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Credentials: h.Credentials,
-			Get: h.Get, Walk: h.Walk, TimeoutMS: h.Timeout.Milliseconds(), PollTimeoutMS: h.PollTimeout.Milliseconds(),
-			Retries: h.Retries, MaxOids: h.MaxOids, MaxRepetitions: h.MaxRepetitions,
-			NoBulk: !h.Bulk, AllowNonIncreasingOIDs: h.AllowNonIncreasingOIDs, UnconnectedUDP: h.UnconnectedUDP,
-			ScheduledAt: now, Deadline: now.Add(validFor),
-		}
+		out[i] = newTask(site, &cfg.Hosts[i], now, now, now.Add(validFor))
 	}
 	return out
 }
@@ -134,7 +125,7 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 		return sum, err
 	}
 
-	if err := publishAll(ctx, bus, tasks, timeout, start.Add(timeout), log); err != nil {
+	if err := publishAll(ctx, bus, tasks, start.Add(timeout), log); err != nil {
 		stop()
 		return sum, err
 	}
@@ -174,11 +165,11 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 // publishAll publishes the tasks. A host whose previous task is still queued
 // (left by an earlier run) is retried until that task expires or the
 // deadline passes, so one stale task does not cost the host this run.
-func publishAll(ctx context.Context, bus Bus, tasks []task.PollTask, ttl time.Duration, deadline time.Time, log *slog.Logger) error {
+func publishAll(ctx context.Context, bus Bus, tasks []task.PollTask, deadline time.Time, log *slog.Logger) error {
 	todo := tasks
 	warned := map[string]bool{}
 	for {
-		errs := bus.PublishTasks(ctx, todo, ttl)
+		errs := bus.PublishTasks(ctx, todo)
 		var busy []task.PollTask
 		for i, err := range errs {
 			switch {

@@ -96,8 +96,8 @@ func TestRunOnceRetriesHostWithStaleTask(t *testing.T) {
 	fleet, srv, d := setup(t, 2)
 	cfg := fleetConfig(t, fleet, 20*time.Second)
 	// An earlier run left a task for the first host in the queue.
-	stale := dispatch.Tasks(cfg, task.DefaultSite, time.Now().Add(-time.Hour), time.Minute)[:1]
-	if errs := d.PublishTasks(context.Background(), stale, time.Minute); errs[0] != nil {
+	stale := dispatch.Tasks(cfg, task.DefaultSite, time.Now().Add(-time.Hour), 2*time.Hour)[:1] // valid for another hour
+	if errs := d.PublishTasks(context.Background(), stale); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	type result struct {

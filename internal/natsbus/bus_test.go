@@ -140,7 +140,7 @@ func TestTasksToRecords(t *testing.T) {
 	d2 := servePoller(t, ctx, connect(t, srv, "p2"), "p2", 4, time.Second)
 
 	tasks := tasksFor(fleet.Devices(), 1, 3*time.Second)
-	for i, err := range disp.PublishTasks(context.Background(), tasks, time.Minute) {
+	for i, err := range disp.PublishTasks(context.Background(), tasks) {
 		if err != nil {
 			t.Fatalf("publish task %d: %v", i, err)
 		}
@@ -199,16 +199,16 @@ func TestOneTaskPerHostAndDedup(t *testing.T) {
 	_, disp := setup(t, 5*time.Second)
 	ctx := context.Background()
 	first := tasksFor(fleet.Devices(), 1, time.Second)
-	if errs := disp.PublishTasks(ctx, first, time.Minute); errs[0] != nil {
+	if errs := disp.PublishTasks(ctx, first); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	// The same task again (a restarted dispatcher): stored once, no error.
-	if errs := disp.PublishTasks(ctx, first, time.Minute); errs[0] != nil {
+	if errs := disp.PublishTasks(ctx, first); errs[0] != nil {
 		t.Fatalf("republishing the same task: %v", errs[0])
 	}
 	// The next slot while the first is still queued: an overrun.
 	second := tasksFor(fleet.Devices(), 2, time.Second)
-	if errs := disp.PublishTasks(ctx, second, time.Minute); !errors.Is(errs[0], natsbus.ErrHostBusy) {
+	if errs := disp.PublishTasks(ctx, second); !errors.Is(errs[0], natsbus.ErrHostBusy) {
 		t.Fatalf("second task for a busy host: %v, want ErrHostBusy", errs[0])
 	}
 	s, err := disp.JetStream().Stream(ctx, natsbus.TaskStream)
@@ -259,7 +259,7 @@ func TestShutdownHandsTaskBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := servePoller(t, ctx, connect(t, srv, "first"), "first", 1, 100*time.Millisecond)
 	tasks := tasksFor(fleet.Devices(), 1, 20*time.Second) // a long poll of a dead device
-	if errs := disp.PublishTasks(context.Background(), tasks, time.Minute); errs[0] != nil {
+	if errs := disp.PublishTasks(context.Background(), tasks); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	for dev.Requests() == 0 { // wait until the poll is under way

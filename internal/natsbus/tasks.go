@@ -14,13 +14,14 @@ import (
 	"github.com/flock-snmp/flock/internal/task"
 )
 
-// PublishTasks queues tasks on the work queue, each living at most ttl
-// (minimum 1s) so a task nobody took cannot block its host's next one. It
+// PublishTasks queues tasks on the work queue, each living until its
+// deadline (at least 1s) so a task nobody took cannot block its host's next
+// one. It
 // returns one error per task: nil, ErrHostBusy, ErrQueueFull or another
 // failure. The task id is the JetStream message id, so publishing the same
 // task twice (a restarted or doubled dispatcher) stores it once.
-func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask, ttl time.Duration) []error {
-	ttl = max(ttl, time.Second).Round(time.Second)
+func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask) []error {
+	now := time.Now()
 	errs := make([]error, len(tasks))
 	futures := make([]jetstream.PubAckFuture, len(tasks))
 	for i := range tasks {
@@ -31,6 +32,7 @@ func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask, ttl time.
 			continue
 		}
 		msg := &nats.Msg{Subject: task.TaskSubject(t.Site, t.HostKey), Data: data}
+		ttl := max(t.Deadline.Sub(now), time.Second).Round(time.Second)
 		futures[i], err = b.js.PublishMsgAsync(msg, jetstream.WithMsgID(t.ID), jetstream.WithMsgTTL(ttl),
 			jetstream.WithExpectStream(TaskStream))
 		if err != nil {
