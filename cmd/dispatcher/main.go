@@ -29,7 +29,7 @@ func main() {
 	})
 }
 
-const synopsis = "dispatcher [--config FILE] --once | --check-config"
+const synopsis = "dispatcher [--config FILE] [--once | --check-config]"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
@@ -39,10 +39,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
 	if err != nil || done {
 		return err
-	}
-	if !*once {
-		cli.Usage(fs, stderr, synopsis)
-		return fmt.Errorf("%w: --once is required: continuous scheduling is not available yet", cli.ErrUsage)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -57,6 +53,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}); err != nil {
 		return err
 	}
+	if !*once {
+		return runContinuously(ctx, bus, cfg, func() (*config.Config, error) { return config.Load(common.Config, getenv) }, stdout, log)
+	}
 	sum, err := dispatch.RunOnce(ctx, bus, cfg, stdout, log)
 	fmt.Fprintln(stderr, sum)
 	if err != nil {
@@ -66,6 +65,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cli.ErrReported
 	}
 	return nil
+}
+
+// runContinuously polls every host at its interval until ctx ends; SIGHUP
+// re-reads the configuration's inventory.
+func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, load func() (*config.Config, error),
+	stdout io.Writer, log *slog.Logger) error {
+	states, err := bus.Bucket(ctx, natsbus.HostStateBucket, "Flock dispatcher: last state of each host")
+	if err != nil {
+		return err
+	}
+	sinks, err := dispatch.OpenSinks(cfg.Sinks, stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range sinks {
+			_ = s.Close()
+		}
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already pending
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	r, err := dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
+		Site: task.DefaultSite, Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	err = r.Run(ctx)
+	st := r.Stats()
+	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "records", st.Records, "reloads", st.Reloads, "rejected_reloads", st.Rejected)
+	return err
 }
 
 // connect joins the configured NATS, or starts the embedded server and

@@ -1,0 +1,182 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// RunBus is what continuous dispatching needs from the message bus.
+type RunBus interface {
+	PublishTasks(ctx context.Context, tasks []task.PollTask) []error
+	ConsumeRecords(ctx context.Context, site, durable string, fn func(subject string, data []byte) error) error
+}
+
+// RunOptions configure Run.
+type RunOptions struct {
+	Site  string
+	Sinks []Sink
+	State StateStore
+	// Reload signals (SIGHUP) that LoadConfig should be called and the new
+	// inventory applied; a configuration that fails to load is rejected and
+	// the running inventory kept.
+	Reload     <-chan struct{}
+	LoadConfig func() (*config.Config, error)
+	Log        *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Stats counts what a run did.
+type Stats struct {
+	Published int // tasks queued
+	Overruns  int // slots skipped because the host's previous task was still queued or in flight
+	Failed    int // tasks that could not be published for another reason
+	Records   int // records written to the sinks
+	Reloads   int // inventories applied by reload
+	Rejected  int // reloads rejected
+}
+
+// Runner is a running dispatcher.
+type Runner struct {
+	bus    RunBus
+	o      RunOptions
+	sched  *Scheduler
+	states *States
+
+	mu      sync.Mutex
+	stats   Stats
+	overrun map[string]bool // hosts with a logged overrun and no record since
+}
+
+// NewRunner prepares continuous dispatching of cfg's hosts, restoring host
+// state from o.State.
+func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions) (*Runner, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	states, err := LoadStates(ctx, o.State)
+	if err != nil {
+		return nil, fmt.Errorf("restore host state: %w", err)
+	}
+	r := &Runner{bus: bus, o: o, sched: NewScheduler(o.Site), states: states, overrun: map[string]bool{}}
+	r.sched.SetHosts(cfg.Hosts, o.Now())
+	o.Log.Info("scheduling", "hosts", len(cfg.Hosts), "restored_states", states.Len())
+	return r, nil
+}
+
+// States is the per-host state the runner keeps.
+func (r *Runner) States() *States { return r.states }
+
+// Stats returns a copy of the counters.
+func (r *Runner) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+// Run publishes tasks as their slots come and collects records until ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	recordsDone := make(chan error, 1)
+	go func() {
+		recordsDone <- r.bus.ConsumeRecords(ctx, r.o.Site, "dispatcher-"+r.o.Site, r.handleRecord)
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if next, ok := r.sched.NextDue(); ok {
+			timer.Reset(max(next.Sub(r.o.Now()), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return <-recordsDone
+		case err := <-recordsDone:
+			return fmt.Errorf("collecting records stopped: %w", err)
+		case <-r.o.Reload:
+			r.reload()
+		case <-timer.C:
+			r.publish(ctx, r.sched.Due(r.o.Now()))
+		}
+	}
+}
+
+func (r *Runner) reload() {
+	cfg, err := r.o.LoadConfig()
+	if err != nil {
+		r.mu.Lock()
+		r.stats.Rejected++
+		r.mu.Unlock()
+		r.o.Log.Error("reload rejected; the running inventory is kept", "err", err)
+		return
+	}
+	added, removed, changed := r.sched.SetHosts(cfg.Hosts, r.o.Now())
+	r.mu.Lock()
+	r.stats.Reloads++
+	r.mu.Unlock()
+	r.o.Log.Info("inventory reloaded", "hosts", len(cfg.Hosts), "added", added, "removed", removed, "changed", changed)
+}
+
+func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
+	if len(tasks) == 0 {
+		return
+	}
+	errs := r.bus.PublishTasks(ctx, tasks)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, err := range errs {
+		t := &tasks[i]
+		switch {
+		case err == nil:
+			r.stats.Published++
+		case errors.Is(err, natsbus.ErrHostBusy):
+			r.stats.Overruns++
+			if !r.overrun[t.HostKey] { // once until the host answers again, not once per slot
+				r.overrun[t.HostKey] = true
+				r.o.Log.Warn("overrun: the previous poll is still queued or running; slot skipped", "host", t.Host, "task_id", t.ID)
+			}
+		default:
+			r.stats.Failed++
+			r.o.Log.Error("task not published", "host", t.Host, "task_id", t.ID, "err", err)
+		}
+	}
+}
+
+// handleRecord writes a new record to the sinks and updates the host's
+// state; a record whose task was already written is only acknowledged.
+func (r *Runner) handleRecord(_ string, data []byte) error {
+	var sum recordSummary
+	if err := json.Unmarshal(data, &sum); err != nil || sum.TaskID == "" {
+		r.o.Log.Warn("undecodable record on the results stream; dropped", "err", err)
+		return nil // redelivering it would not make it decodable
+	}
+	key := sum.Site + "." + sum.HostKey
+	if !r.states.seen(key, sum.TaskID) {
+		// Written before it is marked: a failed write is retried on redelivery.
+		for _, s := range r.o.Sinks {
+			if err := s.Write(data); err != nil {
+				return fmt.Errorf("write record %s: %w", sum.TaskID, err)
+			}
+		}
+		r.mu.Lock()
+		r.stats.Records++
+		delete(r.overrun, sum.HostKey)
+		r.mu.Unlock()
+	}
+	state, _ := r.states.observe(key, &sum)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return r.o.State.Put(ctx, key, state)
+}

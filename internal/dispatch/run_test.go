@@ -1,0 +1,218 @@
+package dispatch_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/dispatch"
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func withInterval(cfg *config.Config, iv time.Duration) *config.Config {
+	for i := range cfg.Hosts {
+		cfg.Hosts[i].Interval = iv
+		cfg.Hosts[i].PollTimeout = iv
+	}
+	return cfg
+}
+
+type running struct {
+	r      *dispatch.Runner
+	cancel context.CancelFunc
+	done   chan error
+	log    *lockedBuffer
+}
+
+func startRunner(t *testing.T, d *natsbus.Bus, cfg *config.Config, sinks []dispatch.Sink, reload chan struct{}, load func() (*config.Config, error)) *running {
+	t.Helper()
+	state, err := d.Bucket(context.Background(), natsbus.HostStateBucket, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logBuf := &lockedBuffer{}
+	r, err := dispatch.NewRunner(context.Background(), d, cfg, dispatch.RunOptions{
+		Site: task.DefaultSite, Sinks: sinks, State: state, Reload: reload, LoadConfig: load,
+		Log: slog.New(slog.NewTextHandler(logBuf, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rn := &running{r: r, cancel: cancel, done: make(chan error, 1), log: logBuf}
+	go func() { rn.done <- r.Run(ctx) }()
+	t.Cleanup(func() { rn.stop(t) })
+	return rn
+}
+
+func (rn *running) stop(t *testing.T) {
+	t.Helper()
+	if rn.cancel == nil {
+		return
+	}
+	rn.cancel()
+	rn.cancel = nil
+	if err := <-rn.done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestRunSchedulesCollectsAndRemembers(t *testing.T) {
+	fleet, srv, d := setup(t, 4)
+	cfg := withInterval(fleetConfig(t, fleet, 0), time.Second)
+	servePoller(t, srv, cfg)
+	out := &lockedBuffer{}
+	file := filepath.Join(t.TempDir(), "sub", "records.jsonl")
+	sinks, err := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}, {Type: "file", Path: file}}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn := startRunner(t, d, cfg, sinks, nil, nil)
+	time.Sleep(3500 * time.Millisecond)
+	rn.stop(t)
+
+	perHost := map[string]map[string]bool{}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	for _, l := range lines {
+		r, err := task.DecodeRecord([]byte(l))
+		if err != nil {
+			t.Fatalf("sink line: %v", err)
+		}
+		if perHost[r.Host] == nil {
+			perHost[r.Host] = map[string]bool{}
+		}
+		if perHost[r.Host][r.TaskID] {
+			t.Fatalf("task %s written twice", r.TaskID)
+		}
+		perHost[r.Host][r.TaskID] = true
+	}
+	for _, dev := range fleet.Devices() {
+		if n := len(perHost[dev.Name]); n < 2 {
+			t.Errorf("host %s: %d polls in 3.5s at a 1s interval", dev.Name, n)
+		}
+	}
+	fileData, err := os.ReadFile(file)
+	if err != nil || string(fileData) != out.String() {
+		t.Errorf("file sink differs from stdout sink (%v)", err)
+	}
+	st := rn.r.Stats()
+	if st.Records != len(lines) || st.Overruns != 0 {
+		t.Errorf("stats %+v, %d lines", st, len(lines))
+	}
+	key := task.DefaultSite + "." + fleet.Devices()[0].Name
+	hs, ok := rn.r.States().Get(key)
+	if !ok || hs.LastSuccessAt.IsZero() || hs.ConsecutiveFailures != 0 || hs.LastDurationMS <= 0 {
+		t.Fatalf("state of %s: %+v", key, hs)
+	}
+	// A restarted dispatcher starts from the saved state.
+	again := startRunner(t, d, cfg, nil, nil, nil)
+	restored, ok := again.r.States().Get(key)
+	if !ok || !restored.LastSuccessAt.Equal(hs.LastSuccessAt) || restored.LastTaskID != hs.LastTaskID {
+		t.Fatalf("restored state %+v, want %+v", restored, hs)
+	}
+}
+
+func TestRunOverrunsAreCountedAndLoggedOnce(t *testing.T) {
+	fleet, _, d := setup(t, 2)
+	cfg := withInterval(fleetConfig(t, fleet, 0), time.Second)
+	// No poller: each host's first task stays queued, so later slots overrun.
+	rn := startRunner(t, d, cfg, nil, nil, nil)
+	time.Sleep(4200 * time.Millisecond)
+	rn.stop(t)
+	st := rn.r.Stats()
+	if st.Published < 2 || st.Overruns < 2 {
+		t.Fatalf("stats %+v: want each host's first task published and later slots counted as overruns", st)
+	}
+	logs := rn.log.String()
+	for _, dev := range fleet.Devices() {
+		if n := strings.Count(logs, "host="+dev.Name); n != 1 {
+			t.Errorf("host %s named in %d overrun log lines, want 1:\n%s", dev.Name, n, logs)
+		}
+	}
+	// Each task expires after its interval: the queue empties by itself.
+	s, err := d.JetStream().Stream(context.Background(), natsbus.TaskStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.CachedInfo().State.Msgs != 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		s, _ = d.JetStream().Stream(context.Background(), natsbus.TaskStream)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 0 {
+		t.Fatalf("%d tasks still queued long after their interval", n)
+	}
+}
+
+func TestRunReload(t *testing.T) {
+	fleet, srv, d := setup(t, 3)
+	full := withInterval(fleetConfig(t, fleet, 0), time.Second)
+	first := *full
+	first.Hosts = full.Hosts[:2]
+	servePoller(t, srv, full)
+	out := &lockedBuffer{}
+	sinks, _ := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}}, out)
+	reload := make(chan struct{})
+	var mu sync.Mutex
+	calls := 0
+	load := func() (*config.Config, error) { // first a bad file, then the good one
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return nil, errors.New("flock.yaml: hosts[2].get[0]: malformed OID")
+		}
+		return full, nil
+	}
+	rn := startRunner(t, d, &first, sinks, reload, load)
+	time.Sleep(1500 * time.Millisecond)
+	reload <- struct{}{} // the bad file: rejected, the two hosts go on
+	time.Sleep(1500 * time.Millisecond)
+	third := fleet.Devices()[2].Name
+	if strings.Contains(out.String(), `"host":"`+third+`"`) {
+		t.Fatal("a host that is not in the inventory yet was polled")
+	}
+	reload <- struct{}{} // the good file adds the third host
+	time.Sleep(2500 * time.Millisecond)
+	rn.stop(t)
+	st := rn.r.Stats()
+	if st.Rejected != 1 || st.Reloads != 1 {
+		t.Fatalf("stats %+v: want one rejected and one applied reload", st)
+	}
+	if !strings.Contains(rn.log.String(), "reload rejected; the running inventory is kept") || !strings.Contains(rn.log.String(), "malformed OID") {
+		t.Errorf("rejection not logged with its reason:\n%s", rn.log.String())
+	}
+	if !strings.Contains(out.String(), `"host":"`+third+`"`) {
+		t.Errorf("the host added by reload was never polled")
+	}
+	if n := strings.Count(out.String(), `"host":"`+fleet.Devices()[0].Name+`"`); n < 4 {
+		t.Errorf("the first host was polled %d times in 5.5s; the rejected reload must not stop it", n)
+	}
+}

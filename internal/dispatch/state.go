@@ -1,0 +1,137 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// HostState is what the dispatcher knows of a host from the records it collected.
+type HostState struct {
+	Host                string      `json:"host"`
+	LastTaskID          string      `json:"last_task_id"`
+	LastPollAt          time.Time   `json:"last_poll_at"`
+	LastSuccessAt       time.Time   `json:"last_success_at"`
+	LastError           *task.Error `json:"last_error"`
+	LastErrorAt         time.Time   `json:"last_error_at"`
+	ConsecutiveFailures int         `json:"consecutive_failures"`
+	LastDurationMS      float64     `json:"last_duration_ms"`
+	// Recent holds the last task ids written to the sinks, so a redelivered
+	// record is not written twice.
+	Recent []string `json:"recent_task_ids"`
+}
+
+// StateStore persists host states (a JetStream KV bucket in production).
+type StateStore interface {
+	Put(ctx context.Context, key string, value []byte) error
+	All(ctx context.Context) (map[string][]byte, error)
+}
+
+// States is the per-host state, keyed by <site>.<hostkey>. Safe for concurrent use.
+type States struct {
+	mu sync.Mutex
+	m  map[string]*HostState
+}
+
+// LoadStates reads every saved state from store.
+func LoadStates(ctx context.Context, store StateStore) (*States, error) {
+	s := &States{m: map[string]*HostState{}}
+	all, err := store.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range all {
+		var hs HostState
+		if err := json.Unmarshal(v, &hs); err != nil {
+			return nil, fmt.Errorf("host state %s: %w", k, err)
+		}
+		s.m[k] = &hs
+	}
+	return s, nil
+}
+
+// Get returns a copy of a host's state.
+func (s *States) Get(key string) (HostState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hs, ok := s.m[key]
+	if !ok {
+		return HostState{}, false
+	}
+	return *hs, true
+}
+
+// Len is the number of hosts with a state.
+func (s *States) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+const recentIDs = 4
+
+// seen reports whether a record of this task was already written.
+func (s *States) seen(key, taskID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if hs := s.m[key]; hs != nil {
+		for _, id := range hs.Recent {
+			if id == taskID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// observe records one HostRecord. It returns the state's new JSON and
+// whether the record is new (false: this task id was already written).
+func (s *States) observe(key string, r *recordSummary) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hs := s.m[key]
+	if hs == nil {
+		hs = &HostState{Host: r.Host}
+		s.m[key] = hs
+	}
+	for _, id := range hs.Recent {
+		if id == r.TaskID { // already written; the state may still need saving
+			data, _ := json.Marshal(hs)
+			return data, false
+		}
+	}
+	hs.Recent = append(hs.Recent, r.TaskID)
+	if len(hs.Recent) > recentIDs {
+		hs.Recent = hs.Recent[len(hs.Recent)-recentIDs:]
+	}
+	// Records of older slots can arrive late (redelivery): they do not move the state back.
+	if r.StartedAt.Before(hs.LastPollAt) {
+		data, _ := json.Marshal(hs)
+		return data, true
+	}
+	hs.Host, hs.LastTaskID, hs.LastPollAt, hs.LastDurationMS = r.Host, r.TaskID, r.StartedAt, r.DurationMS
+	if r.Error == nil {
+		hs.LastSuccessAt = r.StartedAt
+		hs.ConsecutiveFailures = 0
+	} else {
+		hs.LastError, hs.LastErrorAt = r.Error, r.StartedAt
+		hs.ConsecutiveFailures++
+	}
+	data, _ := json.Marshal(hs)
+	return data, true
+}
+
+// recordSummary is the part of a HostRecord the dispatcher reads.
+type recordSummary struct {
+	TaskID     string      `json:"task_id"`
+	Site       string      `json:"site"`
+	Host       string      `json:"host"`
+	HostKey    string      `json:"host_key"`
+	StartedAt  time.Time   `json:"started_at"`
+	DurationMS float64     `json:"duration_ms"`
+	Error      *task.Error `json:"error"`
+}
