@@ -363,7 +363,7 @@ credentials:
 func TestConfigAndUsageErrorsExitTwo(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
-	if err := os.WriteFile(bad, []byte("hosts:\n  - {name: sw1, get: [sysDescr.0]}\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte("hosts:\n  - {name: sw1, get: [sysDescripton.0]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	good := filepath.Join(dir, "good.yaml")
@@ -378,14 +378,13 @@ func TestConfigAndUsageErrorsExitTwo(t *testing.T) {
 		stream    string // "stdout" or "stderr"
 		want      string
 	}{
-		{"bad oid", "dispatcher", nil, []string{"--config", bad, "--once"}, 2, "stderr", bad + `: hosts[0].get[0]: malformed OID "sysDescr.0"`},
+		{"bad oid", "dispatcher", nil, []string{"--config", bad, "--once"}, 2, "stderr", bad + `: hosts[0].get[0]: unknown MIB name "sysDescripton.0"`},
 		{"bad oid in poller", "poller", nil, []string{"--config", bad}, 2, "stderr", bad + ": hosts[0].get[0]"},
 		{"check good", "dispatcher", nil, []string{"--config", good, "--check-config"}, 0, "stdout", "configuration OK: " + good + ": 1 hosts"},
-		{"check bad", "poller", nil, []string{"--config", bad, "--check-config"}, 2, "stderr", "malformed OID"},
+		{"check bad", "poller", nil, []string{"--config", bad, "--check-config"}, 2, "stderr", "unknown MIB name"},
 		{"config from env", "dispatcher", []string{"FLOCK_CONFIG=" + bad}, []string{"--check-config"}, 2, "stderr", bad},
 		{"missing file", "dispatcher", nil, []string{"--config", filepath.Join(dir, "nope.yaml"), "--once"}, 1, "stderr", "nope.yaml"},
 		{"unknown flag", "poller", nil, []string{"--bogus"}, 2, "stderr", "flag provided but not defined: -bogus"},
-		{"no --once", "dispatcher", nil, []string{"--config", good}, 2, "stderr", "--once is required"},
 		{"bad env value", "poller", []string{"FLOCK_POLLER_CONCURRENCY=many"}, []string{"--check-config"}, 2, "stderr", `poller.concurrency: "many" is not a whole number`},
 	}
 	for _, tc := range tests {
@@ -431,5 +430,68 @@ func publishGarbage(t *testing.T, url string) {
 	defer cancel()
 	if err := publishRaw(ctx, url, task.TaskSubject(task.DefaultSite, "garbage-host"), []byte("\x00\x01 not a task")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRunModeWithReload(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 3, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dir := t.TempDir()
+	records := filepath.Join(dir, "records.jsonl")
+	cfgPath, url := fleetConfig(t, fleet, "", fmt.Sprintf(`poller: {concurrency: 4}
+sinks: [{type: file, path: %s}]`, records))
+	// Start with two of the three devices, at a 1s interval.
+	cfg, _ := os.ReadFile(cfgPath)
+	third := fleet.Devices()[2]
+	thirdLine := fmt.Sprintf("  - {name: %s, address: %s, port: %d}\n", third.Name, third.AddrPort().Addr(), third.AddrPort().Port())
+	full := strings.Replace(string(cfg), "  get: [", "  interval: 1s\n  get: [", 1)
+	initial := strings.Replace(full, thirdLine, "", 1)
+	if initial == full {
+		t.Fatal("test setup: third host line not found")
+	}
+	write := func(s string) {
+		if err := os.WriteFile(cfgPath, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(initial)
+	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath)
+	start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url}, "--config", cfgPath)
+	countFor := func(host string) int {
+		data, _ := os.ReadFile(records)
+		return strings.Count(string(data), `"host":"`+host+`"`)
+	}
+	waitFor := func(what string, ok func() bool) {
+		deadline := time.Now().Add(20 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("two polls of the first host", func() bool { return countFor(fleet.Devices()[0].Name) >= 2 })
+
+	write("hosts: [\n") // broken YAML: rejected, polling goes on
+	_ = disp.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("the rejection in the log", func() bool { return strings.Contains(disp.stderr.String(), "reload rejected") })
+	before := countFor(fleet.Devices()[0].Name)
+	waitFor("polling to go on after a rejected reload", func() bool { return countFor(fleet.Devices()[0].Name) >= before+2 })
+	if countFor(third.Name) != 0 {
+		t.Fatal("the third host was polled before it was added")
+	}
+
+	write(full)
+	_ = disp.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("the added host's first record", func() bool { return countFor(third.Name) >= 1 })
+	if !strings.Contains(disp.stderr.String(), "added=1") {
+		t.Errorf("reload not reported:\n%s", disp.stderr.String())
+	}
+	_ = disp.cmd.Process.Signal(syscall.SIGTERM)
+	if code := disp.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("dispatcher exit %d after SIGTERM, want 0", code)
 	}
 }
