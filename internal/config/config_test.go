@@ -31,8 +31,13 @@ func TestLoadGood(t *testing.T) {
 			Interval: time.Minute, Bulk: true},
 		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Address: "core-sw1.example.net", Port: 161, Credentials: "public",
 			Timeout: 500 * time.Millisecond, Retries: 0, Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.3.0"},
-			Walk: []string{".1.3.6.1.2.1.2.2"}, MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second, Interval: time.Minute, Bulk: true},
+			MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second, Interval: time.Minute, Bulk: true},
 	}
+	// A walk of ifTable is a multi-column table walk.
+	if tb := c.Hosts[2].Tables; len(tb) != 1 || tb[0].Root != ".1.3.6.1.2.1.2.2" || len(tb[0].Columns) != 22 {
+		t.Errorf("core-sw1 tables = %+v", tb)
+	}
+	want[2].Tables = c.Hosts[2].Tables
 	for i := range want {
 		if fmt.Sprintf("%+v", c.Hosts[i]) != fmt.Sprintf("%+v", want[i]) {
 			t.Errorf("hosts[%d]:\n got %+v\nwant %+v", i, c.Hosts[i], want[i])
@@ -210,7 +215,8 @@ func TestGroupsModulesAndSecrets(t *testing.T) {
 	}
 	sw1, sw2, edge := byName["core-sw1"], byName["core-sw2"], byName["edge-sw1.example.net"]
 	// Group over defaults.
-	if sw1.Interval != 30*time.Second || sw1.Credentials != "core-v3" || len(sw1.Walk) != 2 || sw1.Walk[0] != ".1.3.6.1.2.1.2.2" {
+	if sw1.Interval != 30*time.Second || sw1.Credentials != "core-v3" || len(sw1.Walk) != 0 || len(sw1.Tables) != 2 ||
+		sw1.Tables[0].Root != ".1.3.6.1.2.1.2.2" || len(sw1.Tables[0].Columns) != 22 || len(sw1.Tables[1].Columns) != 19 {
 		t.Errorf("core-sw1 = %+v", sw1)
 	}
 	// Later group over earlier, host over groups; modules' OIDs plus the host's own.

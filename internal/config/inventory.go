@@ -114,9 +114,11 @@ type Host struct {
 	Retries     int
 	Modules     []string
 	// Get and Walk are the union of the modules' OIDs and the host's own,
-	// numeric and canonical (leading dot), without duplicates.
+	// numeric and canonical (leading dot), without duplicates. Walk roots
+	// that are known tables are in Tables instead, with their columns.
 	Get                    []string
 	Walk                   []string
+	Tables                 []task.Table
 	MaxOids                int
 	MaxRepetitions         int
 	PollTimeout            time.Duration
@@ -349,7 +351,8 @@ func (c *Config) buildHosts(p *problems) {
 		}
 		h.Get = appendNew(h.Get, s.Get...)
 		h.Walk = appendNew(h.Walk, s.Walk...)
-		if len(h.Get) == 0 && len(h.Walk) == 0 {
+		h.Walk, h.Tables = c.splitTables(h.Walk)
+		if len(h.Get) == 0 && len(h.Walk) == 0 && len(h.Tables) == 0 {
 			p.add(key, "host %q has nothing to poll: no modules, and get and walk are both empty", h.Name)
 		}
 		if h.PollTimeout == 0 {
@@ -357,6 +360,21 @@ func (c *Config) buildHosts(p *problems) {
 		}
 		c.Hosts = append(c.Hosts, h)
 	}
+}
+
+// splitTables moves the walk roots that are known tables (or table entries)
+// into tables with their columns, for multi-column walks.
+func (c *Config) splitTables(walk []string) ([]string, []task.Table) {
+	var rest []string
+	var tables []task.Table
+	for _, root := range walk {
+		if cols, ok := c.Resolver.Columns(root); ok {
+			tables = append(tables, task.Table{Root: root, Columns: cols})
+		} else {
+			rest = append(rest, root)
+		}
+	}
+	return rest, tables
 }
 
 func (c *Config) groupNames() string {

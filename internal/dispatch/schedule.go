@@ -152,7 +152,7 @@ func newTask(site string, h *config.Host, slot, scheduled, deadline time.Time) t
 	return task.PollTask{
 		Schema: task.Schema, ID: fmt.Sprintf("%s.%s@%d", site, h.Key, slot.UnixMilli()), Site: site,
 		Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Credentials: h.Credentials,
-		Get: h.Get, Walk: h.Walk, TimeoutMS: h.Timeout.Milliseconds(),
+		Get: h.Get, Walk: h.Walk, Tables: h.Tables, TimeoutMS: h.Timeout.Milliseconds(),
 		PollTimeoutMS: min(h.PollTimeout, deadline.Sub(scheduled)).Milliseconds(),
 		Retries:       h.Retries, MaxOids: h.MaxOids, MaxRepetitions: h.MaxRepetitions,
 		NoBulk: !h.Bulk, AllowNonIncreasingOIDs: h.AllowNonIncreasingOIDs, UnconnectedUDP: h.UnconnectedUDP,

@@ -84,23 +84,34 @@ func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, re
 	defer sess.Close()
 	add := func(vb *task.Varbind) { rec.Varbinds = append(rec.Varbinds, *vb) }
 
-	// Each part (the GETs, each walk) runs even when an earlier one failed
-	// with a protocol error, so one bad table does not empty the record. A
-	// timeout or unreachable host ends the poll: the rest would only wait too.
+	// Each part (the GETs, each walk, each table) runs even when an earlier
+	// one failed with a protocol error, so one bad table does not empty the
+	// record; each failure is listed. A timeout or unreachable host ends the
+	// poll: the other parts would only wait too.
 	var first error
-	note := func(err error) bool {
+	failed := func(part string, err error) (stop bool) {
+		if errors.Is(err, context.Canceled) {
+			first = err
+			return true
+		}
 		if first == nil {
 			first = err
 		}
-		return errors.Is(err, snmp.ErrTimeout) || errors.Is(err, snmp.ErrUnreachable) || errors.Is(err, context.Canceled)
+		rec.Errors = append(rec.Errors, task.PartError{Part: part, Kind: Kind(err), Message: err.Error()})
+		return errors.Is(err, snmp.ErrTimeout) || errors.Is(err, snmp.ErrUnreachable)
 	}
 	if len(t.Get) > 0 {
-		if err := sess.Get(ctx, t.Get, add); err != nil && note(err) {
+		if err := sess.Get(ctx, t.Get, add); err != nil && failed("get", err) {
 			return first
 		}
 	}
 	for _, root := range t.Walk {
-		if err := sess.Walk(ctx, root, add); err != nil && note(err) {
+		if err := sess.Walk(ctx, root, add); err != nil && failed("walk "+root, err) {
+			return first
+		}
+	}
+	for _, tb := range t.Tables {
+		if err := sess.WalkTable(ctx, tb.Root, tb.Columns, add); err != nil && failed("table "+tb.Root, err) {
 			return first
 		}
 	}

@@ -135,3 +135,50 @@ func TestPollCancelHandsBack(t *testing.T) {
 		t.Fatalf("Poll after cancel returned nil with record %+v; want an error so the task is handed back", rec.Error)
 	}
 }
+
+func TestPartialRecords(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dev := fleet.Devices()[0]
+	ap := dev.AddrPort()
+	p := New("p", creds, noDNS)
+	twoColumns := task.Table{Root: snmpsim.OIDIfXTable, Columns: []string{".1.3.6.1.2.1.31.1.1.1.1", ".1.3.6.1.2.1.31.1.1.1.6"}}
+
+	t.Run("one bad table", func(t *testing.T) {
+		dev.SetTooBigAbove(1) // one-column answers fit, two columns never do
+		defer dev.SetTooBigAbove(0)
+		tk := newTask("sim", ap.Addr().String(), ap.Port(), "v2")
+		tk.Get, tk.Walk, tk.Tables = []string{snmpsim.OIDSysName}, []string{snmpsim.OIDSystem}, []task.Table{twoColumns}
+		var rec task.HostRecord
+		if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Error == nil || rec.Error.Kind != task.KindProtocol || len(rec.Errors) != 1 || rec.Errors[0].Part != "table "+snmpsim.OIDIfXTable {
+			t.Fatalf("error %+v, errors %+v; want one protocol error for the table part", rec.Error, rec.Errors)
+		}
+		if len(rec.Varbinds) != 1+7 { // sysName, then the system group's 7 objects
+			t.Fatalf("%d varbinds: the GET and the walk must survive the failed table", len(rec.Varbinds))
+		}
+	})
+	t.Run("stops answering halfway", func(t *testing.T) {
+		tk := newTask("sim", ap.Addr().String(), ap.Port(), "v2")
+		tk.Get, tk.Walk, tk.Tables = []string{snmpsim.OIDSysName}, nil, []task.Table{twoColumns}
+		tk.TimeoutMS, tk.Retries, tk.MaxRepetitions = 200, 0, 4
+		dev.StopAfter(3) // the GET and two table answers, then silence
+		defer dev.SetDead(false)
+		var rec task.HostRecord
+		if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Error == nil || rec.Error.Kind != task.KindTimeout || len(rec.Errors) != 1 {
+			t.Fatalf("error %+v, errors %+v; want a timeout in the table part", rec.Error, rec.Errors)
+		}
+		// The GET and the rows of the two answered table requests stay: 2 columns x 4 rows each.
+		if len(rec.Varbinds) != 1+2*2*4 || string(rec.Varbinds[0].Bytes) != dev.Name {
+			t.Fatalf("%d varbinds: the GET and the rows answered before the agent died must stay", len(rec.Varbinds))
+		}
+	})
+}

@@ -61,6 +61,15 @@ const (
 	// FaultNonIncreasing answers GETNEXT and GETBULK with the requested OID
 	// itself, as a broken agent that would make a naive walk loop forever.
 	FaultNonIncreasing
+	// FaultNoBulk drops GETBULK requests, as agents that do not implement it do.
+	FaultNoBulk
+	// FaultSwappedRows walks each pair of neighbouring objects in reverse
+	// order (…, 3, 2, 5, 4, …): OIDs go backwards, yet a walk that allows
+	// that still sees every object once.
+	FaultSwappedRows
+	// FaultOtherPort answers from another UDP port than the one asked, as
+	// multi-homed agents answer from another address.
+	FaultOtherPort
 )
 
 // Device is one simulated agent.
@@ -79,7 +88,10 @@ type Device struct {
 
 	delay     atomic.Int64 // nanoseconds added to each answer
 	fault     atomic.Int32
+	tooBig    atomic.Int32 // >0: a GETBULK answer with more varbinds is tooBig
+	other     *net.UDPConn // FaultOtherPort answers from here
 	dead      atomic.Bool
+	answers   atomic.Int64 // >0: answer this many more requests, then go silent
 	requests  atomic.Uint64
 	malformed atomic.Uint64
 }
@@ -92,6 +104,14 @@ func (d *Device) SetDelay(delay time.Duration) { d.delay.Store(int64(delay)) }
 
 // SetFault makes the device misbehave (FaultNone to heal it).
 func (d *Device) SetFault(f Fault) { d.fault.Store(int32(f)) }
+
+// SetTooBigAbove makes GETBULK answers with more than n varbinds tooBig
+// (0: truncate them instead, as RFC 3416 allows).
+func (d *Device) SetTooBigAbove(n int) { d.tooBig.Store(int32(n)) }
+
+// StopAfter makes the device answer n more requests and then stop answering,
+// like an agent that dies in the middle of a walk.
+func (d *Device) StopAfter(n int) { d.answers.Store(int64(n)) }
 
 // SetDead makes the device stop answering (true) or answer again (false).
 func (d *Device) SetDead(dead bool) { d.dead.Store(dead) }
@@ -151,6 +171,11 @@ func Start(cfg Config) (*Fleet, error) {
 			bootTime: boot, maxResp: cfg.MaxResponseBytes,
 		}
 		d.delay.Store(int64(cfg.Delay))
+		if cfg.Devices <= 100 { // a second socket for FaultOtherPort; large fleets go without
+			if other, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))); err == nil {
+				d.other = other
+			}
+		}
 		f.devices = append(f.devices, d)
 		f.wg.Add(1)
 		go func() {
@@ -171,6 +196,9 @@ func (f *Fleet) Close() error {
 		for _, d := range f.devices {
 			if err := d.conn.Close(); err != nil {
 				errs = append(errs, err)
+			}
+			if d.other != nil {
+				_ = d.other.Close()
 			}
 		}
 		f.wg.Wait()
@@ -203,9 +231,15 @@ func (d *Device) serve() {
 		if d.dead.Load() {
 			continue
 		}
+		if d.answers.Load() > 0 && d.answers.Add(-1) == 0 {
+			d.dead.Store(true) // this was the last answer
+		}
 		req, err := dec.SnmpDecodePacket(buf[:n])
 		if err != nil {
 			d.malformed.Add(1)
+			continue
+		}
+		if req.PDUType == gosnmp.GetBulkRequest && Fault(d.fault.Load()) == FaultNoBulk {
 			continue
 		}
 		// A wrong community gets no answer, as on real agents: the manager sees a timeout.
@@ -220,11 +254,15 @@ func (d *Device) serve() {
 		if err != nil {
 			continue
 		}
+		conn := d.conn
+		if Fault(d.fault.Load()) == FaultOtherPort && d.other != nil {
+			conn = d.other
+		}
 		if delay := time.Duration(d.delay.Load()); delay > 0 {
-			time.AfterFunc(delay, func() { _, _ = d.conn.WriteToUDPAddrPort(out, from) })
+			time.AfterFunc(delay, func() { _, _ = conn.WriteToUDPAddrPort(out, from) })
 			continue
 		}
-		_, _ = d.conn.WriteToUDPAddrPort(out, from)
+		_, _ = conn.WriteToUDPAddrPort(out, from)
 	}
 }
 
@@ -260,7 +298,7 @@ func (d *Device) Respond(req *gosnmp.SnmpPacket, now time.Time) *gosnmp.SnmpPack
 				if req.PDUType == gosnmp.GetRequest {
 					e, ok = d.table.get(o)
 				} else {
-					e, ok = d.table.next(o)
+					e, ok = d.next(o)
 				}
 			}
 			if ok {
@@ -321,14 +359,25 @@ func (d *Device) Respond(req *gosnmp.SnmpPacket, now time.Time) *gosnmp.SnmpPack
 	default:
 		return nil
 	}
+	if limit := int(d.tooBig.Load()); limit > 0 && req.PDUType == gosnmp.GetBulkRequest && len(vars) > limit {
+		return errorResponse(resp, req, gosnmp.TooBig, 0)
+	}
 	resp.Variables = vars
 	return resp
+}
+
+// next is the object after o in the device's walk order.
+func (d *Device) next(o oid.OID) (*entry, bool) {
+	if Fault(d.fault.Load()) == FaultSwappedRows {
+		return d.table.nextSwapped(o)
+	}
+	return d.table.next(o)
 }
 
 func (d *Device) appendNext(vars []gosnmp.SnmpPDU, name string, now time.Time, size *int) []gosnmp.SnmpPDU {
 	o, err := oid.Parse(name)
 	if err == nil {
-		if e, ok := d.table.next(o); ok {
+		if e, ok := d.next(o); ok {
 			pdu := d.pdu(e, now)
 			*size += pduSize(&pdu)
 			return append(vars, pdu)

@@ -3,6 +3,7 @@ package snmpsim
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gosnmp/gosnmp"
@@ -27,6 +28,11 @@ type entry struct {
 // shape. It is immutable once built and safe for concurrent use.
 type Table struct {
 	entries []entry
+
+	swapOnce  sync.Once // FaultSwappedRows' walk order, built on first use
+	swapOrder []int
+	swapPos   []int
+	partner   []int
 }
 
 // TableBuilder collects objects and sorts them into a Table.
@@ -90,6 +96,59 @@ func (t *Table) next(o oid.OID) (*entry, bool) {
 		return nil, false
 	}
 	return &t.entries[i], true
+}
+
+// nextSwapped is next in the walk order of a broken agent: within each
+// column, neighbouring rows come in reverse pairs (2, 1, 4, 3, ...). A walk
+// that tolerates OIDs going backwards still sees every object once.
+func (t *Table) nextSwapped(o oid.OID) (*entry, bool) {
+	t.swapOnce.Do(t.buildSwapped)
+	i, found := t.search(o)
+	var p int
+	switch {
+	case found:
+		p = t.swapPos[i] + 1
+	case i < len(t.entries):
+		p = t.swapPos[i]
+		if j := t.partner[i]; j >= 0 && t.swapPos[j] < p { // start the pair from its first position
+			p = t.swapPos[j]
+		}
+	default:
+		return nil, false
+	}
+	if p >= len(t.swapOrder) {
+		return nil, false
+	}
+	return &t.entries[t.swapOrder[p]], true
+}
+
+func (t *Table) buildSwapped() {
+	n := len(t.entries)
+	t.swapOrder = make([]int, 0, n)
+	t.swapPos = make([]int, n)
+	t.partner = make([]int, n)
+	for i := range t.partner {
+		t.partner[i] = -1
+	}
+	for start := 0; start < n; {
+		end := start + 1 // entries [start, end) share a parent (a column)
+		parent := t.entries[start].oid[:len(t.entries[start].oid)-1]
+		for end < n && len(t.entries[end].oid) == len(parent)+1 && t.entries[end].oid.HasPrefix(parent) {
+			end++
+		}
+		for i := start; i < end; i += 2 {
+			if i+1 < end {
+				t.swapOrder = append(t.swapOrder, i+1, i)
+				t.partner[i], t.partner[i+1] = i+1, i
+			} else {
+				t.swapOrder = append(t.swapOrder, i)
+			}
+		}
+		start = end
+	}
+	for p, i := range t.swapOrder {
+		t.swapPos[i] = p
+	}
 }
 
 // hasObject reports whether o names an object type of this table (so that a

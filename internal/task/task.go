@@ -30,13 +30,15 @@ type PollTask struct {
 	Port        uint16 `json:"port"`
 	Credentials string `json:"credentials"` // name of a credential profile in the poller's config
 	// Get lists OIDs to GET; Walk lists subtrees to walk. Numeric, leading dot.
-	Get            []string `json:"get,omitempty"`
-	Walk           []string `json:"walk,omitempty"`
-	TimeoutMS      int64    `json:"timeout_ms"`      // per request
-	PollTimeoutMS  int64    `json:"poll_timeout_ms"` // budget for the whole poll, from when it starts
-	Retries        int      `json:"retries"`
-	MaxOids        int      `json:"max_oids"`
-	MaxRepetitions int      `json:"max_repetitions"`
+	Get  []string `json:"get,omitempty"`
+	Walk []string `json:"walk,omitempty"`
+	// Tables are walked with all their columns in the same requests.
+	Tables         []Table `json:"tables,omitempty"`
+	TimeoutMS      int64   `json:"timeout_ms"`      // per request
+	PollTimeoutMS  int64   `json:"poll_timeout_ms"` // budget for the whole poll, from when it starts
+	Retries        int     `json:"retries"`
+	MaxOids        int     `json:"max_oids"`
+	MaxRepetitions int     `json:"max_repetitions"`
 	// NoBulk walks with GETNEXT even on v2c/v3; AllowNonIncreasingOIDs lets
 	// walks pass OIDs out of order; UnconnectedUDP accepts answers from any
 	// address. All false by default.
@@ -45,6 +47,12 @@ type PollTask struct {
 	UnconnectedUDP         bool      `json:"unconnected_udp,omitempty"`
 	ScheduledAt            time.Time `json:"scheduled_at"`
 	Deadline               time.Time `json:"deadline"` // the result is useless after this: the poll ends by then whatever its budget
+}
+
+// Table is a conceptual table to walk: its root and the columns to fetch.
+type Table struct {
+	Root    string   `json:"root"`
+	Columns []string `json:"columns"`
 }
 
 // Timeout is the per-request timeout.
@@ -91,8 +99,21 @@ func (t *PollTask) Validate() error {
 	if t.Credentials == "" {
 		bad("credentials is empty")
 	}
-	if len(t.Get) == 0 && len(t.Walk) == 0 {
-		bad("nothing to poll: get and walk are both empty")
+	if len(t.Get) == 0 && len(t.Walk) == 0 && len(t.Tables) == 0 {
+		bad("nothing to poll: get, walk and tables are all empty")
+	}
+	for i, tb := range t.Tables {
+		if _, err := oid.Parse(tb.Root); err != nil {
+			bad("tables[%d].root: %w", i, err)
+		}
+		if len(tb.Columns) == 0 {
+			bad("tables[%d]: no columns", i)
+		}
+		for j, c := range tb.Columns {
+			if _, err := oid.Parse(c); err != nil {
+				bad("tables[%d].columns[%d]: %w", i, j, err)
+			}
+		}
 	}
 	for i, s := range t.Get {
 		if _, err := oid.Parse(s); err != nil {
@@ -166,7 +187,18 @@ type HostRecord struct {
 	StartedAt   time.Time `json:"started_at"`
 	DurationMS  float64   `json:"duration_ms"`
 	Varbinds    []Varbind `json:"varbinds"`
-	Error       *Error    `json:"error"`
+	// Error is the first failure; Errors lists every failed part (the GETs,
+	// one walk or table) when there is more than one. Varbinds of the parts
+	// that worked stay in the record.
+	Error  *Error      `json:"error"`
+	Errors []PartError `json:"errors,omitempty"`
+}
+
+// PartError is the failure of one part of a poll.
+type PartError struct {
+	Part    string `json:"part"` // "get", "walk <oid>" or "table <oid>"
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
 }
 
 // DecodeRecord decodes a HostRecord, keeping Counter64 values exact.
@@ -227,6 +259,22 @@ func (r *HostRecord) AppendJSON(b []byte) []byte {
 		b = append(b, `,"message":`...)
 		b = appendString(b, r.Error.Message)
 		b = append(b, '}')
+	}
+	if len(r.Errors) > 0 {
+		b = append(b, `,"errors":[`...)
+		for i := range r.Errors {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"part":`...)
+			b = appendString(b, r.Errors[i].Part)
+			b = append(b, `,"kind":`...)
+			b = appendString(b, r.Errors[i].Kind)
+			b = append(b, `,"message":`...)
+			b = appendString(b, r.Errors[i].Message)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
 	}
 	return append(b, '}')
 }

@@ -21,7 +21,8 @@ func sampleTask() PollTask {
 	return PollTask{
 		Schema: Schema, ID: "default.core-sw1-example-net@1795608000000", Site: DefaultSite,
 		Host: "core-sw1.example.net", HostKey: "core-sw1-example-net", Address: "core-sw1.example.net", Port: 161,
-		Credentials: "public", Get: []string{".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.3.0"}, Walk: []string{".1.3.6.1.2.1.2.2"},
+		Credentials: "public", Get: []string{".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.3.0"}, Walk: []string{".1.3.6.1.2.1.4.20"},
+		Tables:    []Table{{Root: ".1.3.6.1.2.1.2.2", Columns: []string{".1.3.6.1.2.1.2.2.1.2", ".1.3.6.1.2.1.2.2.1.10"}}},
 		TimeoutMS: 2000, PollTimeoutMS: 9000, Retries: 1, MaxOids: 32, MaxRepetitions: 25, AllowNonIncreasingOIDs: true,
 		ScheduledAt: at, Deadline: at.Add(17 * time.Second),
 	}
@@ -49,7 +50,11 @@ func sampleRecord() HostRecord {
 			{OID: ".1.3.6.1.6.3.1", Type: TypeEndOfMibView},
 			{OID: ".1.3.6.1.2.1.1.4.0", Type: TypeOctetString, Bytes: []byte{}},
 		},
-		Error: &Error{Kind: KindTimeout, Message: "walk .1.3.6.1.2.1.2.2 on core-sw1.example.net: request timeout"},
+		Error: &Error{Kind: KindProtocol, Message: "walk .1.3.6.1.2.1.4.20 on core-sw1.example.net: protocol error: agent answered GenErr"},
+		Errors: []PartError{
+			{Part: "walk .1.3.6.1.2.1.4.20", Kind: KindProtocol, Message: "walk .1.3.6.1.2.1.4.20 on core-sw1.example.net: protocol error: agent answered GenErr"},
+			{Part: "table .1.3.6.1.2.1.31.1.1", Kind: KindTimeout, Message: "walk table .1.3.6.1.2.1.31.1.1 on core-sw1.example.net: timeout"},
+		},
 	}
 }
 
@@ -119,7 +124,7 @@ func TestHostRecordGolden(t *testing.T) {
 
 func TestRecordWithoutError(t *testing.T) {
 	r := sampleRecord()
-	r.Error = nil
+	r.Error, r.Errors = nil, nil
 	r.Varbinds = nil
 	line := r.AppendJSON(nil)
 	if !bytes.Contains(line, []byte(`"varbinds":[],"error":null}`)) {
@@ -161,7 +166,8 @@ func TestDecodeTaskRejects(t *testing.T) {
 		want   string
 	}{
 		{"schema", func(p *PollTask) { p.Schema = 9 }, "schema 9: unknown schema"},
-		{"no oids", func(p *PollTask) { p.Get, p.Walk = nil, nil }, "nothing to poll"},
+		{"no oids", func(p *PollTask) { p.Get, p.Walk, p.Tables = nil, nil, nil }, "nothing to poll"},
+		{"table without columns", func(p *PollTask) { p.Tables = []Table{{Root: p.Tables[0].Root}} }, "tables[0]: no columns"},
 		{"bad oid", func(p *PollTask) { p.Get = []string{"1.3.x"} }, `get[0]: malformed OID "1.3.x"`},
 		{"no credentials", func(p *PollTask) { p.Credentials = "" }, "credentials is empty"},
 		{"zero timeout", func(p *PollTask) { p.TimeoutMS = 0 }, "timeout_ms 0 is not positive"},
