@@ -44,7 +44,7 @@ func (s *Session) WalkTable(ctx context.Context, root string, columns []string, 
 		}
 	}()
 	bulk := s.g.Version != gosnmp.Version1 && !s.opts.NoBulk
-	limit := max(1, s.opts.MaxRepetitions) // lowered for good when the agent answers tooBig
+	limit := max(1, s.opts.MaxRepetitions)    // lowered for good when the agent answers tooBig
 	active := append([]*column(nil), cols...) // filtered in place; cols keeps the order
 	oids := make([]string, 0, len(cols))
 	for len(active) > 0 {

@@ -156,13 +156,17 @@ func TestAgentQuirks(t *testing.T) {
 		dev.SetFault(snmpsim.FaultOtherPort)
 		defer dev.SetFault(snmpsim.FaultNone)
 		s := dial(t, dev.AddrPort(), config.Version2c, "public", base)
-		if _, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), []string{snmpsim.OIDSysName}, fn) }); !errors.Is(err, ErrTimeout) {
+		if _, err := collect(t, func(fn func(*task.Varbind)) error {
+			return s.Get(context.Background(), []string{snmpsim.OIDSysName}, fn)
+		}); !errors.Is(err, ErrTimeout) {
 			t.Fatalf("connected socket, answer from elsewhere: %v, want a timeout", err)
 		}
 		o := base
 		o.UnconnectedUDP = true
 		s = dial(t, dev.AddrPort(), config.Version2c, "public", o)
-		got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Get(context.Background(), []string{snmpsim.OIDSysName}, fn) })
+		got, err := collect(t, func(fn func(*task.Varbind)) error {
+			return s.Get(context.Background(), []string{snmpsim.OIDSysName}, fn)
+		})
 		if err != nil || len(got) != 1 || string(got[0].Bytes) != dev.Name {
 			t.Fatalf("unconnected_udp: %+v, %v", got, err)
 		}
