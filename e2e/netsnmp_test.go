@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/mib"
 	"github.com/flock-snmp/flock/internal/poll"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -224,7 +225,7 @@ func TestNetSNMPInterop(t *testing.T) {
 	}
 	p := poll.New("interop", creds, nil)
 
-	pollOnce := func(t *testing.T, cred string, get []string, walk string) []task.Varbind {
+	pollOnce := func(t *testing.T, cred string, get []string, walk string, tables ...task.Table) []task.Varbind {
 		t.Helper()
 		now := time.Now()
 		tk := task.PollTask{Schema: task.Schema, ID: "interop@1", Site: task.DefaultSite, Host: "snmpd", HostKey: "snmpd",
@@ -233,6 +234,7 @@ func TestNetSNMPInterop(t *testing.T) {
 		if walk != "" {
 			tk.Walk = []string{walk}
 		}
+		tk.Tables = tables
 		var rec task.HostRecord
 		if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil {
 			t.Fatal(err)
@@ -257,6 +259,35 @@ func TestNetSNMPInterop(t *testing.T) {
 		after, _ := netsnmp(t, "snmpget", port, "-v2c", strings.Join(gets, " "))
 		compare(t, "get", got, before, after)
 	})
+	// Multi-column table walks give exactly what snmpbulkwalk gives for the table.
+	for _, tc := range []struct{ name, cred, version, root string }{
+		{"table ifTable v2c", "v2", "-v2c", ".1.3.6.1.2.1.2.2"},
+		{"table ifXTable v2c", "v2", "-v2c", ".1.3.6.1.2.1.31.1.1"},
+		{"table hrStorageTable v2c", "v2", "-v2c", ".1.3.6.1.2.1.25.2.3"},
+		{"table ifTable v1", "v1", "-v1", ".1.3.6.1.2.1.2.2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cols, ok := mib.Builtin().Columns(tc.root)
+			if !ok {
+				t.Fatalf("%s is not a known table", tc.root)
+			}
+			tool := "snmpbulkwalk"
+			if tc.version == "-v1" {
+				tool = "snmpwalk"
+			}
+			before, err := netsnmp(t, tool, port, tc.version, tc.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(before) < 5 {
+				t.Fatalf("net-snmp walked only %d objects under %s", len(before), tc.root)
+			}
+			got := pollOnce(t, tc.cred, nil, "", task.Table{Root: tc.root, Columns: cols})
+			after, _ := netsnmp(t, tool, port, tc.version, tc.root)
+			compare(t, tc.name, got, before, after)
+			t.Logf("%s as a table: %d varbinds identical in OID and type", tc.root, len(got))
+		})
+	}
 	for _, tc := range []struct{ name, cred, tool, version, root string }{
 		{"bulkwalk system v2c", "v2", "snmpbulkwalk", "-v2c", ".1.3.6.1.2.1.1"},
 		{"bulkwalk interfaces v2c", "v2", "snmpbulkwalk", "-v2c", ".1.3.6.1.2.1.2"},

@@ -53,7 +53,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	p := poll.New(name, cfg.Credentials, nil)
+	memory, err := bus.DeviceMemory(ctx)
+	if err != nil {
+		_ = bus.Close()
+		return err
+	}
+	defer memory.Close()
+	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory)
 	serveErr := bus.ServeTasks(ctx, natsbus.ServeOptions{
 		Site: task.DefaultSite, Workers: cfg.Poller.Concurrency, Poller: name,
 		ShutdownGrace: cfg.Poller.ShutdownGrace, Log: log,

@@ -300,3 +300,60 @@ func TestRecordDedupByTaskID(t *testing.T) {
 		t.Fatalf("%d records stored, want 1", n)
 	}
 }
+
+func TestDeviceMemorySharedByPollers(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dev := fleet.Devices()[0]
+	dev.SetFault(snmpsim.FaultNoBulk)
+	srv, _ := setup(t, 5*time.Second)
+	ctx := context.Background()
+	memory := func(name string) *natsbus.DeviceMemory {
+		m, err := connect(t, srv, name).DeviceMemory(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		return m
+	}
+	memA, memB := memory("a"), memory("b")
+	pollA := poll.New("a", creds, nil).WithMemory(memA)
+	pollB := poll.New("b", creds, nil).WithMemory(memB)
+	tk := tasksFor(fleet.Devices(), 1, 5*time.Second)[0]
+	tk.Get, tk.Retries = nil, 0
+	key := tk.Site + "." + tk.HostKey
+
+	run := func(p *poll.Poller) (uint64, task.HostRecord) {
+		before := dev.Requests()
+		var rec task.HostRecord
+		if err := p.Poll(ctx, &tk, 1, &rec); err != nil {
+			t.Fatal(err)
+		}
+		return dev.Requests() - before, rec
+	}
+	reqA, recA := run(pollA)
+	if recA.Error != nil || len(recA.Varbinds) != 10*17 {
+		t.Fatalf("first poll: %v, %d varbinds", recA.Error, len(recA.Varbinds))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if q, ok := memB.Quirks(key); ok && q.NoBulk && q.Poller == "a" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("poller b never heard that the device refuses GETBULK")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	reqB, recB := run(pollB)
+	if recB.Error != nil || len(recB.Varbinds) != len(recA.Varbinds) {
+		t.Fatalf("second poll: %v, %d varbinds", recB.Error, len(recB.Varbinds))
+	}
+	// a paid one unanswered GETBULK and one probe; b went straight to GETNEXT.
+	if reqA != reqB+2 {
+		t.Fatalf("requests: %d for the poller that learnt, %d for the one that knew; want a difference of 2", reqA, reqB)
+	}
+}

@@ -24,6 +24,20 @@ type Poller struct {
 	creds    map[string]*config.Credential
 	resolver *net.Resolver
 	engines  *snmp.EngineCache
+	memory   Memory
+}
+
+// Memory keeps what devices taught pollers (see task.Quirks), shared by all
+// of them, keyed by "<site>.<hostkey>".
+type Memory interface {
+	Quirks(key string) (task.Quirks, bool)
+	Learn(ctx context.Context, key string, q task.Quirks) error
+}
+
+// WithMemory makes the poller apply and record device quirks.
+func (p *Poller) WithMemory(m Memory) *Poller {
+	p.memory = m
+	return p
 }
 
 // New returns a Poller named name (written into its records). A nil resolver
@@ -73,15 +87,26 @@ func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, re
 	if err != nil {
 		return err
 	}
-	sess, err := snmp.Dial(t.Host, netip.AddrPortFrom(ip, t.Port), cred, snmp.Options{
+	opts := snmp.Options{
 		Timeout: t.Timeout(), Retries: t.Retries, MaxOids: t.MaxOids, MaxRepetitions: t.MaxRepetitions,
 		NoBulk: t.NoBulk, AllowNonIncreasing: t.AllowNonIncreasingOIDs, UnconnectedUDP: t.UnconnectedUDP,
 		Engines: p.engines,
-	})
+	}
+	memKey := t.Site + "." + t.HostKey
+	var known task.Quirks
+	if p.memory != nil {
+		known, _ = p.memory.Quirks(memKey)
+		opts.NoBulk = opts.NoBulk || known.NoBulk
+		if known.MaxRepetitions > 0 {
+			opts.MaxRepetitions = min(opts.MaxRepetitions, known.MaxRepetitions)
+		}
+	}
+	sess, err := snmp.Dial(t.Host, netip.AddrPortFrom(ip, t.Port), cred, opts)
 	if err != nil {
 		return err
 	}
 	defer sess.Close()
+	defer func() { p.remember(ctx, memKey, known, sess.Learned()) }() // Learned after the poll, not now
 	add := func(vb *task.Varbind) { rec.Varbinds = append(rec.Varbinds, *vb) }
 
 	// Each part (the GETs, each walk, each table) runs even when an earlier
@@ -116,6 +141,27 @@ func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, re
 		}
 	}
 	return first
+}
+
+// remember stores what this poll taught about the device, when it is news.
+func (p *Poller) remember(ctx context.Context, key string, known, learned task.Quirks) {
+	if p.memory == nil {
+		return
+	}
+	news := known
+	if learned.NoBulk && !known.NoBulk {
+		news.NoBulk = true
+	}
+	if learned.MaxRepetitions > 0 && (known.MaxRepetitions == 0 || learned.MaxRepetitions < known.MaxRepetitions) {
+		news.MaxRepetitions = learned.MaxRepetitions
+	}
+	if news == known {
+		return
+	}
+	news.Poller, news.LearnedAt = p.name, time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = p.memory.Learn(ctx, key, news) // a failure only means the next poll learns it again
 }
 
 // Kind maps an error from a poll to a HostRecord error kind.

@@ -57,10 +57,35 @@ type Options struct {
 // Session is one gosnmp session to one target. It is not safe for
 // concurrent use: one goroutine polls through it at a time.
 type Session struct {
-	g    *gosnmp.GoSNMP
-	name string // host name, for error messages
-	addr netip.AddrPort
-	opts Options
+	g       *gosnmp.GoSNMP
+	name    string // host name, for error messages
+	addr    netip.AddrPort
+	opts    Options
+	learned task.Quirks
+}
+
+// Learned is what the session found out about the agent: that it does not
+// answer GETBULK, or the max-repetitions it answered after tooBig.
+func (s *Session) Learned() task.Quirks { return s.learned }
+
+// bulkRefused is called when a GETBULK timed out: one GETNEXT of the same
+// OIDs tells an agent that ignores GETBULK from one that is down. If it
+// answers, the session walks with GETNEXT from then on.
+func (s *Session) bulkRefused(oids []string) bool {
+	if s.g.Version == gosnmp.Version1 || s.opts.NoBulk {
+		return false
+	}
+	if _, err := s.g.GetNext(oids); err != nil {
+		return false
+	}
+	s.opts.NoBulk, s.learned.NoBulk = true, true
+	return true
+}
+
+func (s *Session) learnRepetitions(n int) {
+	if s.learned.MaxRepetitions == 0 || n < s.learned.MaxRepetitions {
+		s.learned.MaxRepetitions = n
+	}
 }
 
 // Resolve turns a host name or address into an IP address, bounded by ctx.
@@ -261,6 +286,9 @@ func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind))
 			pkt, err = s.g.GetBulk([]string{cur}, 0, maxRep)
 		}
 		if err != nil {
+			if errors.Is(classify(err), ErrTimeout) && ctx.Err() == nil && s.bulkRefused([]string{cur}) {
+				continue // walk on with GETNEXT
+			}
 			return s.opErr(ctx, "walk "+root+" at", cur, err)
 		}
 		switch {
@@ -268,6 +296,7 @@ func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind))
 			return s.walkEnd(ctx, root, seen, fn) // v1's end of MIB view
 		case pkt.Error == gosnmp.TooBig && maxRep > 1:
 			maxRep /= 2
+			s.learnRepetitions(int(maxRep))
 			continue
 		case pkt.Error != gosnmp.NoError:
 			return fmt.Errorf("walk %s on %s: %w: agent answered %s after %s (max-repetitions %d)", root, s.name, ErrProtocol, pkt.Error, cur, maxRep)

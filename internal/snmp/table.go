@@ -2,6 +2,7 @@ package snmp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/gosnmp/gosnmp"
@@ -47,11 +48,15 @@ func (s *Session) WalkTable(ctx context.Context, root string, columns []string, 
 	limit := max(1, s.opts.MaxRepetitions)    // lowered for good when the agent answers tooBig
 	active := append([]*column(nil), cols...) // filtered in place; cols keeps the order
 	oids := make([]string, 0, len(cols))
+	maxOids := max(1, s.opts.MaxOids)
 	for len(active) > 0 {
+		// At most max_oids columns per request (gosnmp enforces it for GETBULK
+		// too); the next columns take the place of those that end.
+		batch := active[:min(len(active), maxOids)]
 		// About tableVarbinds per answer, re-spread as columns end.
-		reps := max(1, min(limit, tableVarbinds/len(active)))
+		reps := max(1, min(limit, tableVarbinds/len(batch)))
 		oids = oids[:0]
-		for _, c := range active {
+		for _, c := range batch {
 			oids = append(oids, c.cursor)
 		}
 		var pkt *gosnmp.SnmpPacket
@@ -62,22 +67,27 @@ func (s *Session) WalkTable(ctx context.Context, root string, columns []string, 
 			pkt, err = s.g.GetNext(oids)
 		}
 		if err != nil {
+			if bulk && errors.Is(classify(err), ErrTimeout) && ctx.Err() == nil && s.bulkRefused(oids) {
+				bulk = false // walk on with GETNEXT
+				continue
+			}
 			return s.opErr(ctx, "walk table "+root+" at", oids[0], err)
 		}
 		switch {
 		case pkt.Error == gosnmp.TooBig && reps > 1:
 			limit = reps / 2
+			s.learnRepetitions(limit)
 			continue
-		case pkt.Error == gosnmp.NoSuchName && !bulk && int(pkt.ErrorIndex) >= 1 && int(pkt.ErrorIndex) <= len(active):
-			active[pkt.ErrorIndex-1].done = true // v1's end of view for that column
+		case pkt.Error == gosnmp.NoSuchName && !bulk && int(pkt.ErrorIndex) >= 1 && int(pkt.ErrorIndex) <= len(batch):
+			batch[pkt.ErrorIndex-1].done = true // v1's end of view for that column
 		case pkt.Error != gosnmp.NoError:
-			return fmt.Errorf("walk table %s on %s: %w: agent answered %s (max-repetitions %d, %d columns)", root, s.name, ErrProtocol, pkt.Error, reps, len(active))
+			return fmt.Errorf("walk table %s on %s: %w: agent answered %s (max-repetitions %d, %d columns)", root, s.name, ErrProtocol, pkt.Error, reps, len(batch))
 		case len(pkt.Variables) == 0:
 			return fmt.Errorf("walk table %s on %s: %w: empty answer", root, s.name, ErrProtocol)
 		default:
-			// Rows of len(active) varbinds; a truncated answer ends mid-row.
+			// Rows of len(batch) varbinds; a truncated answer ends mid-row.
 			for i := range pkt.Variables {
-				c := active[i%len(active)]
+				c := batch[i%len(batch)]
 				if c.done {
 					continue
 				}

@@ -23,6 +23,24 @@ func columns(t *testing.T, root string) []string {
 	return cols
 }
 
+// sameWalk checks two walks of the simulator: same OIDs and types in the
+// same order, same values except counters, which grow every second.
+func sameWalk(t *testing.T, got, want []task.Varbind) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d varbinds, want %d", len(got), len(want))
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.OID != w.OID || g.Type != w.Type {
+			t.Fatalf("varbind %d: %s %s, want %s %s", i, g.OID, g.Type, w.OID, w.Type)
+		}
+		if g.Type != task.TypeCounter32 && g.Type != task.TypeCounter64 && !reflect.DeepEqual(g, w) {
+			t.Fatalf("varbind %d: %+v, want %+v", i, g, w)
+		}
+	}
+}
+
 func TestWalkTableEqualsWalk(t *testing.T) {
 	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 2000})
 	dev := fleet.Devices()[0]
@@ -32,15 +50,20 @@ func TestWalkTableEqualsWalk(t *testing.T) {
 		version config.Version
 		root    string
 		noBulk  bool
+		maxOids int
 	}{
-		{"v2c ifTable", config.Version2c, snmpsim.OIDIfTable, false},
-		{"v2c ifXTable", config.Version2c, snmpsim.OIDIfXTable, false},
-		{"v1 ifXTable", config.Version1, snmpsim.OIDIfXTable, false},
-		{"v2c without bulk", config.Version2c, snmpsim.OIDIfXTable, true},
+		{"v2c ifTable", config.Version2c, snmpsim.OIDIfTable, false, 0},
+		{"v2c ifXTable", config.Version2c, snmpsim.OIDIfXTable, false, 0},
+		{"v1 ifXTable", config.Version1, snmpsim.OIDIfXTable, false, 0},
+		{"v2c without bulk", config.Version2c, snmpsim.OIDIfXTable, true, 0},
+		{"v2c max_oids 3 of 22 columns", config.Version2c, snmpsim.OIDIfTable, false, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := opts
 			o.NoBulk = tc.noBulk
+			if tc.maxOids > 0 {
+				o.MaxOids = tc.maxOids
+			}
 			s := dial(t, dev.AddrPort(), tc.version, "public", o)
 			before := dev.Requests()
 			want, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), tc.root, fn) })
@@ -59,9 +82,7 @@ func TestWalkTableEqualsWalk(t *testing.T) {
 			if len(got) != len(want) || len(got) < 2000*7 {
 				t.Fatalf("table walk: %d varbinds, walk: %d", len(got), len(want))
 			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatal("the table walk differs from the plain walk")
-			}
+			sameWalk(t, got, want)
 			if tableReqs >= walkReqs {
 				t.Errorf("table walk took %d requests, plain walk %d", tableReqs, walkReqs)
 			}
@@ -78,8 +99,12 @@ func TestTooBigHalvesRepetitions(t *testing.T) {
 	dev.SetTooBigAbove(3) // an agent that answers tooBig for more than 3 varbinds
 	defer dev.SetTooBigAbove(0)
 	got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDIfXTable, fn) })
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("walk against a tooBig agent: %d varbinds (want %d), %v", len(got), len(want), err)
+	if err != nil {
+		t.Fatalf("walk against a tooBig agent: %v", err)
+	}
+	sameWalk(t, got, want)
+	if l := s.Learned(); l.MaxRepetitions != 3 { // 50, 25, 12, 6 are too big; 3 fits
+		t.Fatalf("learned %+v, want max-repetitions 3", l)
 	}
 	got, err = collect(t, func(fn func(*task.Varbind)) error {
 		return s.WalkTable(context.Background(), snmpsim.OIDIfXTable, []string{".1.3.6.1.2.1.31.1.1.1.1", ".1.3.6.1.2.1.31.1.1.1.6"}, fn)
@@ -113,17 +138,29 @@ func TestAgentQuirks(t *testing.T) {
 	t.Run("no GETBULK", func(t *testing.T) {
 		dev.SetFault(snmpsim.FaultNoBulk)
 		defer dev.SetFault(snmpsim.FaultNone)
+		// A bulk walk times out once, probes with GETNEXT, learns, and walks on.
 		s := dial(t, dev.AddrPort(), config.Version2c, "public", base)
-		if _, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDIfTable, fn) }); !errors.Is(err, ErrTimeout) {
-			t.Fatalf("bulk walk of an agent without GETBULK: %v, want a timeout", err)
+		got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDIfTable, fn) })
+		if err != nil || !s.Learned().NoBulk {
+			t.Fatalf("bulk walk of an agent without GETBULK: %d varbinds, %v, learned %+v", len(got), err, s.Learned())
 		}
+		sameWalk(t, got, want)
+		s = dial(t, dev.AddrPort(), config.Version2c, "public", base)
+		got, err = collect(t, func(fn func(*task.Varbind)) error {
+			return s.WalkTable(context.Background(), snmpsim.OIDIfTable, columns(t, snmpsim.OIDIfTable), fn)
+		})
+		if err != nil || !s.Learned().NoBulk {
+			t.Fatalf("table walk of an agent without GETBULK: %d varbinds, %v, learned %+v", len(got), err, s.Learned())
+		}
+		sameWalk(t, got, want)
 		o := base
 		o.NoBulk = true
 		s = dial(t, dev.AddrPort(), config.Version2c, "public", o)
-		got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDIfTable, fn) })
-		if err != nil || !reflect.DeepEqual(got, want) {
-			t.Fatalf("bulk: false: %d varbinds, %v", len(got), err)
+		got, err = collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDIfTable, fn) })
+		if err != nil || s.Learned().NoBulk {
+			t.Fatalf("bulk: false: %d varbinds, %v, learned %+v (nothing to learn)", len(got), err, s.Learned())
 		}
+		sameWalk(t, got, want)
 	})
 	t.Run("rows out of order", func(t *testing.T) {
 		dev.SetFault(snmpsim.FaultSwappedRows)

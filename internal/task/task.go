@@ -278,3 +278,14 @@ func (r *HostRecord) AppendJSON(b []byte) []byte {
 	}
 	return append(b, '}')
 }
+
+// Quirks are what pollers learnt about a device, shared by every poller
+// through the flock_devices key-value bucket under "<site>.<hostkey>".
+type Quirks struct {
+	// NoBulk: the agent does not answer GETBULK but does answer GETNEXT.
+	NoBulk bool `json:"no_bulk,omitempty"`
+	// MaxRepetitions is the largest max-repetitions the agent answered without tooBig.
+	MaxRepetitions int       `json:"max_repetitions,omitempty"`
+	Poller         string    `json:"poller,omitempty"`
+	LearnedAt      time.Time `json:"learned_at"`
+}
