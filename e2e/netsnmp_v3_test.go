@@ -132,3 +132,39 @@ func TestNetSNMPv3(t *testing.T) {
 		}
 	})
 }
+
+func TestNetSNMPv3Contexts(t *testing.T) {
+	u := v3user("SHA256", "AES")
+	port := startSnmpd(t, fmt.Sprintf("createUser %s SHA-256 %s AES %s", u, authPass, privPass), "rouser "+u+" priv")
+	ids, err := netsnmp(t, "snmpget", port, "-v2c", ".1.3.6.1.6.3.10.2.1.1.0") // snmpEngineID
+	if err != nil || len(ids) != 1 || ids[0].value == "" {
+		t.Fatalf("read snmpd's engine id: %v %v", ids, err)
+	}
+	base := config.Credential{Version: config.Version3, Username: u, SecurityLevel: config.AuthPriv,
+		AuthProtocol: "SHA256", AuthPassphrase: authPass, PrivProtocol: "AES", PrivPassphrase: privPass}
+	withEngine, badContext := base, base
+	withEngine.Name, withEngine.ContextEngineID = "with-engine", ids[0].value
+	badContext.Name, badContext.ContextName = "bad-context", "no-such-context"
+	p := poll.New("ctx", []config.Credential{withEngine, badContext}, nil)
+	pollWith := func(cred string) task.HostRecord {
+		now := time.Now()
+		tk := task.PollTask{Schema: task.Schema, ID: "ctx@1", Site: task.DefaultSite, Host: "snmpd", HostKey: "snmpd",
+			Address: "127.0.0.1", Port: uint16(port), Credentials: cred, Get: []string{".1.3.6.1.2.1.1.5.0"},
+			TimeoutMS: 1000, PollTimeoutMS: 10000, MaxOids: 8, MaxRepetitions: 10, ScheduledAt: now, Deadline: now.Add(time.Minute)}
+		var rec task.HostRecord
+		if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	if rec := pollWith("with-engine"); rec.Error != nil || len(rec.Varbinds) != 1 || string(rec.Varbinds[0].Bytes) != "flock-interop.example.net" {
+		t.Fatalf("context engine id = snmpd's own: %+v", rec)
+	}
+	// snmpd drops requests for a context it does not serve (net-snmp's own
+	// snmpget reports "Timeout: No Response"): Flock says timeout too, and its
+	// privacy probe must not turn the silence into a false auth diagnosis.
+	rec := pollWith("bad-context")
+	if rec.Error == nil || rec.Error.Kind != task.KindTimeout || strings.Contains(rec.Error.Message, "privacy") {
+		t.Fatalf("unknown context name: error %+v, want a plain timeout as net-snmp reports", rec.Error)
+	}
+}

@@ -227,6 +227,14 @@ func TestGroupsModulesAndSecrets(t *testing.T) {
 	if edge.Interval != time.Minute || edge.Credentials != "public" || len(edge.Get) != 3 || edge.Get[1] != ".1.3.6.1.2.1.1.3.0" {
 		t.Errorf("edge-sw1 = %+v", edge)
 	}
+	// A credential profile's agent knobs apply to its hosts; the host still wins.
+	l1, l2 := byName["legacy-sw1"], byName["legacy-sw2"]
+	if l1.Bulk || l1.MaxRepetitions != 5 || !l1.UnconnectedUDP || !l2.Bulk || l2.MaxRepetitions != 5 {
+		t.Errorf("per-credential knobs: legacy-sw1 %+v, legacy-sw2 %+v", l1, l2)
+	}
+	if !edge.Bulk || edge.MaxRepetitions != 25 || edge.UnconnectedUDP {
+		t.Errorf("another profile's knobs leaked to edge-sw1: %+v", edge)
+	}
 	v3, _ := c.Credential("core-v3")
 	if v3.AuthPassphrase.Reveal() != "file-auth-secret" || v3.PrivPassphrase.Reveal() != "from-the-environment" || v3.AuthProtocol != "SHA256" {
 		t.Errorf("core-v3: auth %q from file, priv %q from env, protocol %q", v3.AuthPassphrase.Reveal(), v3.PrivPassphrase.Reveal(), v3.AuthProtocol)

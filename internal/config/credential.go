@@ -53,6 +53,20 @@ type Credential struct {
 	PrivPassphraseFile string `mapstructure:"priv_passphrase_file"`
 	ContextName        string `mapstructure:"context_name"`
 	ContextEngineID    string `mapstructure:"context_engine_id"` // hex
+
+	// Agent knobs for every host using this profile (a vendor's agents often
+	// share their quirks); groups and hosts override them.
+	MaxRepetitions         *int  `mapstructure:"max_repetitions"`
+	MaxOids                *int  `mapstructure:"max_oids"`
+	Bulk                   *bool `mapstructure:"bulk"`
+	AllowNonIncreasingOIDs *bool `mapstructure:"allow_nonincreasing_oids"`
+	UnconnectedUDP         *bool `mapstructure:"unconnected_udp"`
+}
+
+// knobs returns the profile's agent knobs as overrides.
+func (cr *Credential) knobs() *overrides {
+	return &overrides{MaxRepetitions: cr.MaxRepetitions, MaxOids: cr.MaxOids, Bulk: cr.Bulk,
+		AllowNonIncreasingOIDs: cr.AllowNonIncreasingOIDs, UnconnectedUDP: cr.UnconnectedUDP}
 }
 
 // EnvName is the environment variable that overrides one of the profile's secrets.
@@ -145,6 +159,16 @@ func (c *Config) validateCredentials(p *problems, getenv func(string) string) {
 		resolveSecret(p, key+".community", &cr.Community, cr.CommunityFile, cr.EnvName("community"), baseDir, getenv)
 		resolveSecret(p, key+".auth_passphrase", &cr.AuthPassphrase, cr.AuthPassphraseFile, cr.EnvName("auth_passphrase"), baseDir, getenv)
 		resolveSecret(p, key+".priv_passphrase", &cr.PrivPassphrase, cr.PrivPassphraseFile, cr.EnvName("priv_passphrase"), baseDir, getenv)
+		if k := cr.knobs(); k.MaxRepetitions != nil || k.MaxOids != nil {
+			s := HostDefaults{MaxRepetitions: 1, MaxOids: 1}
+			k.applyTo(&s)
+			if k.MaxRepetitions != nil && (s.MaxRepetitions < 1 || s.MaxRepetitions > 1000) {
+				p.add(key+".max_repetitions", "%d is out of range 1..1000", s.MaxRepetitions)
+			}
+			if k.MaxOids != nil && (s.MaxOids < 1 || s.MaxOids > 128) {
+				p.add(key+".max_oids", "%d is out of range 1..128", s.MaxOids)
+			}
+		}
 		switch cr.Version {
 		case Version1, Version2c:
 			if cr.Community == "" {

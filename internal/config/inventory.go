@@ -310,16 +310,31 @@ func (c *Config) buildHosts(p *problems) {
 			p.add(key+".name", "is empty")
 			continue
 		}
-		s := c.Defaults
+		// Precedence: defaults, the credential profile's agent knobs, groups
+		// in order, the host. The profile is known only once groups and host
+		// are applied, hence two passes.
+		var groups []*Group
 		for j, g := range spec.Groups {
 			grp, ok := c.group(g)
 			if !ok {
 				p.add(fmt.Sprintf("%s.groups[%d]", key, j), "%q is not a defined group (defined: %s)", g, c.groupNames())
 				continue
 			}
-			grp.applyTo(&s)
+			groups = append(groups, grp)
 		}
-		spec.overrides.applyTo(&s)
+		layer := func(base HostDefaults) HostDefaults {
+			for _, g := range groups {
+				g.applyTo(&base)
+			}
+			spec.overrides.applyTo(&base)
+			return base
+		}
+		s := layer(c.Defaults)
+		if cr, ok := c.Credential(s.Credentials); ok {
+			withKnobs := c.Defaults
+			cr.knobs().applyTo(&withKnobs)
+			s = layer(withKnobs)
+		}
 		c.checkLevel(p, key, &s, &spec.overrides)
 
 		h := Host{Name: spec.Name, Address: spec.Address, Groups: spec.Groups, Port: uint16(s.Port),
