@@ -7,10 +7,12 @@ require (
 	github.com/gosnmp/gosnmp v1.47.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	github.com/sleepinggenius2/gosmi v0.4.4
 	github.com/spf13/viper v1.21.0
 )
 
 require (
+	github.com/alecthomas/participle v0.4.1 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect

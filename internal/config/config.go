@@ -38,6 +38,9 @@ type Config struct {
 	Modules     []Module     `mapstructure:"modules"`
 	Defaults    HostDefaults `mapstructure:"defaults"`
 	Sinks       []Sink       `mapstructure:"sinks"`
+	// MIBDirs hold MIB files whose names may be used wherever an OID is
+	// accepted, besides the built-in ones. Relative to the config file.
+	MIBDirs []string `mapstructure:"mib_dirs"`
 	// Groups are the named overrides hosts join, validated, in file order.
 	Groups []Group `mapstructure:"-"`
 	// Hosts is the inventory with defaults and groups applied, in file order.
@@ -111,6 +114,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("defaults.max_repetitions", 25)
 	v.SetDefault("defaults.poll_timeout", "0s")
 	v.SetDefault("defaults.modules", []string{})
+	v.SetDefault("mib_dirs", []string{})
 	v.SetDefault("defaults.interval", "60s")
 	v.SetDefault("defaults.jitter", "0s")
 	v.SetDefault("defaults.bulk", true)

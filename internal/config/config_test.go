@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -244,5 +246,26 @@ func TestGroupsModulesAndSecrets(t *testing.T) {
 	}
 	if fmt.Sprintf("%+v", v3) == "" || strings.Contains(fmt.Sprintf("%+v", *v3), "file-auth-secret") {
 		t.Errorf("passphrase visible in %+v", *v3)
+	}
+}
+
+func TestMIBDirs(t *testing.T) {
+	c, err := Load("testdata/good-mibs.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Hosts[0]
+	if len(h.Get) != 2 || h.Get[0] != ".1.3.6.1.4.1.99999.1.1.0" {
+		t.Errorf("get = %v, want the MIB file's flockWidgetCount.0 resolved", h.Get)
+	}
+	if len(h.Tables) != 1 || h.Tables[0].Root != ".1.3.6.1.4.1.99999.1.2" || len(h.Tables[0].Columns) != 3 {
+		t.Errorf("tables = %+v, want flockWidgetTable with its 3 columns from the MIB file", h.Tables)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("mib_dirs: [no-such-dir]\nhosts: [sw1]\n"), 0o644)
+	_, err = Load(bad, noEnv)
+	if err == nil || !strings.Contains(err.Error(), bad+": mib_dirs: MIB directory "+filepath.Join(dir, "no-such-dir")) {
+		t.Errorf("missing MIB directory: %v", err)
 	}
 }

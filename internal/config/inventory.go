@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -488,5 +489,20 @@ func (c *Config) validateSinks(p *problems) {
 	}
 }
 
-// newResolver returns the MIB name resolver the configuration uses.
-func newResolver() *mib.Resolver { return mib.Builtin() }
+// loadResolver builds the MIB name resolver: built-in objects plus those of
+// the files in mib_dirs (relative to the config file's directory).
+func (c *Config) loadResolver(p *problems) {
+	dirs := make([]string, len(c.MIBDirs))
+	for i, d := range c.MIBDirs {
+		if !filepath.IsAbs(d) && c.File != "" {
+			d = filepath.Join(filepath.Dir(c.File), d)
+		}
+		dirs[i] = d
+	}
+	r, err := mib.Load(dirs)
+	if err != nil {
+		p.add("mib_dirs", "%v", err)
+		r = mib.Builtin()
+	}
+	c.Resolver = r
+}

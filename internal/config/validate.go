@@ -27,7 +27,7 @@ func (p *problems) err() error {
 
 func (c *Config) validate(file string, getenv func(string) string) error {
 	p := &problems{file: file}
-	c.Resolver = newResolver()
+	c.loadResolver(p)
 	c.validateNATS(p)
 	if c.Poller.Concurrency < 1 || c.Poller.Concurrency > 100_000 {
 		p.add("poller.concurrency", "%d is out of range 1..100000", c.Poller.Concurrency)

@@ -45,6 +45,7 @@ type Resolver struct {
 	byName      map[string][]*entry
 	byQualified map[string]*entry
 	byOID       map[string]*entry
+	problems    []string // MIB files that could not be used, see Load
 }
 
 // Builtin returns a resolver that knows the built-in objects only.
@@ -90,16 +91,16 @@ func (r *Resolver) Resolve(s string) (string, error) {
 	if qualified {
 		e = r.byQualified[module+"::"+name]
 		if e == nil {
-			return "", fmt.Errorf("%w %q: %s has no object %q known here (built in: %s; add the MIB's directory to mib_dirs)",
-				ErrUnknownName, s, module, name, strings.Join(r.modules(), ", "))
+			return "", fmt.Errorf("%w %q: %s has no object %q known here (built in: %s; add the MIB's directory to mib_dirs)%s",
+				ErrUnknownName, s, module, name, strings.Join(builtinNames(), ", "), r.problemNote())
 		}
 	} else {
 		cands := r.byName[name]
-		switch len(cands) {
-		case 0:
-			return "", fmt.Errorf("%w %q: no object %q is known (built in: %s; add the MIB's directory to mib_dirs)",
-				ErrUnknownName, s, name, strings.Join(r.modules(), ", "))
-		case 1:
+		switch {
+		case len(cands) == 0:
+			return "", fmt.Errorf("%w %q: no object %q is known (built in: %s; add the MIB's directory to mib_dirs)%s",
+				ErrUnknownName, s, name, strings.Join(builtinNames(), ", "), r.problemNote())
+		case sameOID(cands): // one object defined by several modules (IF-MIB and RFC1213-MIB, say)
 			e = cands[0]
 		default:
 			mods := make([]string, len(cands))
@@ -159,15 +160,33 @@ func (r *Resolver) Name(dotted string) string {
 	return ""
 }
 
-func (r *Resolver) modules() []string {
-	seen := map[string]bool{}
-	for _, e := range r.byQualified {
-		seen[e.module] = true
+func sameOID(es []*entry) bool {
+	for _, e := range es[1:] {
+		if e.oid != es[0].oid {
+			return false
+		}
 	}
-	out := make([]string, 0, len(seen))
-	for m := range seen {
-		out = append(out, m)
+	return true
+}
+
+func builtinNames() []string {
+	out := make([]string, len(builtinModules))
+	for i, m := range builtinModules {
+		out[i] = m.module
 	}
 	sort.Strings(out)
 	return out
+}
+
+// problemNote lists MIB files that could not be used, for errors.
+func (r *Resolver) problemNote() string {
+	if len(r.problems) == 0 {
+		return ""
+	}
+	shown := r.problems
+	more := ""
+	if len(shown) > 3 {
+		shown, more = shown[:3], fmt.Sprintf("; and %d more", len(r.problems)-3)
+	}
+	return fmt.Sprintf(" (MIB files not usable: %s%s)", strings.Join(shown, "; "), more)
 }
