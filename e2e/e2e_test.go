@@ -495,3 +495,46 @@ sinks: [{type: file, path: %s}]`, records))
 		t.Fatalf("dispatcher exit %d after SIGTERM, want 0", code)
 	}
 }
+
+func TestSecretsStayOutOfOutput(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "priv")
+	if err := os.WriteFile(secretFile, []byte("priv-from-a-file-77\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "v3.yaml")
+	cfg := fmt.Sprintf(`credentials:
+  - {name: core-v3, version: 3, username: flock, auth_protocol: SHA512, auth_passphrase: auth-in-the-file-66,
+     priv_protocol: AES256C, priv_passphrase_file: %s}
+  - {name: lab, version: 2c, community: community-in-the-file-55}
+hosts: [{name: sw1.example.net, credentials: core-v3}, {name: sw2.example.net, credentials: lab}]
+`, secretFile)
+	if err := os.WriteFile(good, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(strings.Replace(cfg, "AES256C", "AES512", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{"priv-from-a-file-77", "auth-in-the-file-66", "community-in-the-file-55", "env-secret-88"}
+	for _, run := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"check good", []string{"--config", good, "--check-config", "--log-level", "debug"}, 0},
+		{"check bad", []string{"--config", bad, "--check-config"}, 2},
+	} {
+		for _, bin := range []string{"dispatcher", "poller"} {
+			p := start(t, bin, bin, []string{"FLOCK_CREDENTIALS_LAB_COMMUNITY=env-secret-88"}, run.args...)
+			if code := p.wait(t, 20*time.Second); code != run.code {
+				t.Fatalf("%s %s: exit %d, want %d\n%s", bin, run.name, code, run.code, p.stderr.String())
+			}
+			for _, s := range secrets {
+				if strings.Contains(p.stdout.String()+p.stderr.String(), s) {
+					t.Errorf("%s %s printed the secret %q", bin, run.name, s)
+				}
+			}
+		}
+	}
+}

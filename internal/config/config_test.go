@@ -113,6 +113,10 @@ func TestLoadBad(t *testing.T) {
 			`testdata/bad-issue3.yaml: groups[0].credentials: "core-v4" is not a defined credential profile (defined: public, core-v3, nopass, short)`,
 			`testdata/bad-issue3.yaml: groups[0].modules[1]: "if-mib" is not a defined module (defined: system)`,
 			`testdata/bad-issue3.yaml: hosts[0].groups[1]: "edge" is not a defined group (defined: core)`,
+			`testdata/bad-issue3.yaml: hosts[0].credentials: "core-v4" (from group core) is not a defined credential profile (defined: public, core-v3, nopass, short)`,
+		}},
+		{"bad-default-credentials.yaml", []string{
+			`testdata/bad-default-credentials.yaml: hosts[1].credentials: "public" (from defaults.credentials) is not a defined credential profile (defined: lab)`,
 		}},
 		{"bad-credentials.yaml", []string{`testdata/bad-credentials.yaml: hosts[0].credentials: "core-v2" is not a defined credential profile (defined: public)`}},
 		{"bad-duplicate.yaml", []string{`testdata/bad-duplicate.yaml: hosts[2].name: host "Core-SW1.Example.Net" has host key "core-sw1-example-net", the same as hosts[0] ("core-sw1.example.net"): host names must differ in more than case, '.', ':' and '-'`}},

@@ -160,7 +160,7 @@ func (c *Config) checkLevel(p *problems, key string, s *HostDefaults, set *overr
 	if (all || set.Jitter != nil) && (s.Jitter < 0 || (s.Interval > 0 && s.Jitter >= s.Interval)) {
 		p.add(key+".jitter", "%s must be at least 0 and shorter than the interval (%s)", s.Jitter, s.Interval)
 	}
-	if all || set.Credentials != nil {
+	if set != nil && set.Credentials != nil { // defaults' profile is checked where a host uses it
 		if _, ok := c.Credential(s.Credentials); !ok {
 			p.add(key+".credentials", "%q is not a defined credential profile (defined: %s)", s.Credentials, c.credentialNames())
 		}
@@ -337,6 +337,16 @@ func (c *Config) buildHosts(p *problems) {
 			s = layer(withKnobs)
 		}
 		c.checkLevel(p, key, &s, &spec.overrides)
+		if _, ok := c.Credential(s.Credentials); !ok && spec.Credentials == nil {
+			from := "defaults.credentials"
+			for i := len(groups) - 1; i >= 0; i-- {
+				if groups[i].Credentials != nil {
+					from = "group " + groups[i].Name
+					break
+				}
+			}
+			p.add(key+".credentials", "%q (from %s) is not a defined credential profile (defined: %s)", s.Credentials, from, c.credentialNames())
+		}
 
 		h := Host{Name: spec.Name, Address: spec.Address, Groups: spec.Groups, Port: uint16(s.Port),
 			Credentials: s.Credentials, Timeout: s.Timeout, Retries: s.Retries, Modules: s.Modules,
