@@ -254,14 +254,7 @@ func unwrapParse(err error) error {
 }
 
 // Credential returns the named profile.
-func (c *Config) Credential(name string) (*Credential, bool) {
-	for i := range c.Credentials {
-		if c.Credentials[i].Name == name {
-			return &c.Credentials[i], true
-		}
-	}
-	return nil, false
-}
+func (c *Config) Credential(name string) (*Credential, bool) { return byName(c.Credentials, name) }
 
 // PollerURL is the URL pollers use: nats.url, or the embedded server's address.
 func (c *Config) PollerURL() string {

@@ -194,25 +194,39 @@ func (c *Config) resolveOIDs(p *problems, key string, in []string) []string {
 	return out
 }
 
-func (c *Config) module(name string) (*Module, bool) {
-	for i := range c.Modules {
-		if c.Modules[i].Name == name {
-			return &c.Modules[i], true
+// named is anything configured under a name: credentials, modules, groups.
+type named interface{ name() string }
+
+func (m Module) name() string     { return m.Name }
+func (g Group) name() string      { return g.Name }
+func (c Credential) name() string { return c.Name }
+
+// byName finds the item called name.
+func byName[T named](items []T, name string) (*T, bool) {
+	for i := range items {
+		if items[i].name() == name {
+			return &items[i], true
 		}
 	}
 	return nil, false
 }
 
-func (c *Config) moduleNames() string {
-	if len(c.Modules) == 0 {
+// names lists the items' names for error messages.
+func names[T named](items []T) string {
+	if len(items) == 0 {
 		return "none"
 	}
-	names := make([]string, len(c.Modules))
-	for i := range c.Modules {
-		names[i] = c.Modules[i].Name
+	out := make([]string, len(items))
+	for i := range items {
+		out[i] = items[i].name()
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(out, ", ")
 }
+
+func (c *Config) module(name string) (*Module, bool) { return byName(c.Modules, name) }
+func (c *Config) moduleNames() string                { return names(c.Modules) }
+func (c *Config) group(name string) (*Group, bool)   { return byName(c.Groups, name) }
+func (c *Config) groupNames() string                 { return names(c.Groups) }
 
 func (c *Config) validateModules(p *problems) {
 	seen := map[string]int{}
@@ -270,15 +284,6 @@ func (c *Config) buildGroups(p *problems) {
 		}
 		c.Groups = append(c.Groups, Group{Name: spec.Name, overrides: spec.overrides})
 	}
-}
-
-func (c *Config) group(name string) (*Group, bool) {
-	for i := range c.Groups {
-		if c.Groups[i].Name == name {
-			return &c.Groups[i], true
-		}
-	}
-	return nil, false
 }
 
 func (c *Config) buildHosts(p *problems) {
@@ -401,17 +406,6 @@ func (c *Config) splitTables(walk []string) ([]string, []task.Table) {
 		}
 	}
 	return rest, tables
-}
-
-func (c *Config) groupNames() string {
-	if len(c.Groups) == 0 {
-		return "none"
-	}
-	names := make([]string, len(c.Groups))
-	for i := range c.Groups {
-		names[i] = c.Groups[i].Name
-	}
-	return strings.Join(names, ", ")
 }
 
 // appendNew appends the items of add that dst does not hold yet.

@@ -74,13 +74,4 @@ func (c *Config) validateNATS(p *problems) {
 	}
 }
 
-func (c *Config) credentialNames() string {
-	names := make([]string, len(c.Credentials))
-	for i, cr := range c.Credentials {
-		names[i] = cr.Name
-	}
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
-}
+func (c *Config) credentialNames() string { return names(c.Credentials) }
