@@ -25,3 +25,12 @@ if [ -n "$unformatted" ]; then
 fi
 go vet -tags integration ./...
 go test -race -tags integration -count=1 "$@" ./...
+
+# Fuzzing, bounded: new inputs are kept in the Go cache; the corpus in each
+# package's testdata/fuzz is replayed by the plain test run above.
+FUZZTIME=${FUZZTIME:-10s}
+for target in "FuzzDecodeTask ./internal/task" "FuzzDecodeRecord ./internal/task" "FuzzLoad ./internal/config" "FuzzResponse ./internal/snmp"; do
+	set -- $target
+	go test -run '^$' -fuzz "^$1\$" -fuzztime "$FUZZTIME" "$2" >/dev/null || { echo "test: fuzzing $1 failed; rerun: go test -run '^$' -fuzz '^$1\$' $2" >&2; exit 1; }
+	echo "fuzz: $1 ran for $FUZZTIME without a failure"
+done
