@@ -357,3 +357,36 @@ func TestDeviceMemorySharedByPollers(t *testing.T) {
 		t.Fatalf("requests: %d for the poller that learnt, %d for the one that knew; want a difference of 2", reqA, reqB)
 	}
 }
+
+func TestRecordTooLarge(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	srv := natstest.Run(t, natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 64 << 10})
+	disp := connect(t, srv, "dispatcher")
+	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 5}); err != nil {
+		t.Fatal(err)
+	}
+	c := watch(t, disp)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := servePoller(t, ctx, connect(t, srv, "p1"), "p1", 1, time.Second)
+	tasks := tasksFor(fleet.Devices(), 1, 10*time.Second) // walks ifTable: 400 x 17 varbinds, several hundred KB
+	if errs := disp.PublishTasks(context.Background(), tasks); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	c.waitFor(t, 1, 20*time.Second)
+	cancel()
+	<-done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.recs[tasks[0].ID][0]
+	if r.Error == nil || r.Error.Kind != task.KindTooLarge || !strings.Contains(r.Error.Message, fleet.Devices()[0].Name) || len(r.Varbinds) != 0 {
+		t.Fatalf("record = error %+v, %d varbinds; want a too_large error naming the host", r.Error, len(r.Varbinds))
+	}
+	s, _ := disp.JetStream().Stream(context.Background(), natsbus.TaskStream)
+	if n := s.CachedInfo().State.Msgs; n != 0 {
+		t.Fatalf("the task was not acked (%d queued): a too-large record must not loop", n)
+	}
+}

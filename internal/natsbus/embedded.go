@@ -19,6 +19,8 @@ type EmbeddedOptions struct {
 	Listen   string
 	StoreDir string // JetStream file storage
 	Log      *slog.Logger
+	// MaxPayload is the largest message the server takes; default 8 MiB.
+	MaxPayload int32
 }
 
 // Embedded is a nats-server running inside this process.
@@ -44,6 +46,9 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		JetStreamMaxStore:  8 << 30,
 		NoSigs:             true, // otherwise SIGINT/SIGTERM would os.Exit inside the server
 		MaxPayload:         8 << 20,
+	}
+	if o.MaxPayload > 0 {
+		opts.MaxPayload = o.MaxPayload
 	}
 	if o.Listen == "" {
 		opts.DontListen = true

@@ -216,6 +216,17 @@ func (w *worker) badTask(ctx context.Context, m jetstream.Msg, t *task.PollTask,
 
 func (w *worker) publish(ctx context.Context, subject, id string, rec *task.HostRecord) error {
 	w.buf = rec.AppendJSON(w.buf[:0])
+	// Headers and the subject take some of max_payload too.
+	if limit := int(w.bus.nc.MaxPayload()) - 4096; len(w.buf) > limit {
+		size := len(w.buf)
+		msg := fmt.Sprintf("the record for host %s is %d bytes with %d varbinds, more than the bus's max_payload allows (%d): "+
+			"poll fewer OIDs or raise max_payload on the NATS server", rec.Host, size, len(rec.Varbinds), w.bus.nc.MaxPayload())
+		rec.Varbinds = rec.Varbinds[:0]
+		rec.Error = &task.Error{Kind: task.KindTooLarge, Message: msg}
+		rec.Errors = append(rec.Errors, task.PartError{Part: "record", Kind: task.KindTooLarge, Message: msg})
+		w.log.Error("record too large; published without its varbinds", "host", rec.Host, "task_id", id, "bytes", size)
+		w.buf = rec.AppendJSON(w.buf[:0])
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	msg := &nats.Msg{Subject: subject, Data: w.buf}

@@ -19,7 +19,13 @@ func RunJetStream(tb testing.TB) *natsbus.Embedded {
 // a server on the same data.
 func RunJetStreamIn(tb testing.TB, dir string) *natsbus.Embedded {
 	tb.Helper()
-	e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: dir})
+	return Run(tb, natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: dir})
+}
+
+// Run starts a server with the given options (Listen and StoreDir included).
+func Run(tb testing.TB, o natsbus.EmbeddedOptions) *natsbus.Embedded {
+	tb.Helper()
+	e, err := natsbus.StartEmbedded(o)
 	if err != nil {
 		tb.Fatalf("start nats-server: %v", err)
 	}

@@ -161,6 +161,7 @@ const (
 	KindResolve     = "resolve"     // the host name did not resolve
 	KindProtocol    = "protocol"    // the agent answered with an error status, a malformed packet, or non-increasing OIDs
 	KindBadTask     = "bad_task"    // the task itself was unusable (undecodable, unknown credential profile)
+	KindTooLarge    = "too_large"   // the record exceeded what the bus carries; its varbinds were dropped
 	KindInternal    = "internal"    // a fault of the poller itself
 )
 
