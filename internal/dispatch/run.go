@@ -18,6 +18,8 @@ import (
 type RunBus interface {
 	PublishTasks(ctx context.Context, tasks []task.PollTask) []error
 	ConsumeRecords(ctx context.Context, site, durable string, fn func(subject string, data []byte) error) error
+	WatchExhausted(ctx context.Context, site string, fn func(t task.PollTask, deliveries int)) (stop func(), err error)
+	PublishRecord(ctx context.Context, rec *task.HostRecord) error
 }
 
 // RunOptions configure Run.
@@ -43,6 +45,7 @@ type Stats struct {
 	Records   int // records written to the sinks
 	Reloads   int // inventories applied by reload
 	Rejected  int // reloads rejected
+	Exhausted int // tasks that reached max_deliver unanswered, removed and answered with an error record
 }
 
 // Runner is a running dispatcher.
@@ -94,6 +97,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() {
 		recordsDone <- r.bus.ConsumeRecords(ctx, r.o.Site, "dispatcher-"+r.o.Site, r.handleRecord)
 	}()
+	stopExhausted, err := r.bus.WatchExhausted(ctx, r.o.Site, r.exhausted)
+	if err != nil {
+		stopping := ctx.Err() != nil
+		cancel()
+		<-recordsDone
+		if stopping {
+			return nil // stopped before it started
+		}
+		return err
+	}
+	defer stopExhausted()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -152,6 +166,25 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			r.o.Log.Error("task not published", "host", t.Host, "task_id", t.ID, "err", err)
 		}
 	}
+}
+
+// exhausted answers a task that no poller could finish with a final error
+// record, so the host's cycle ends with a record, not a silence.
+func (r *Runner) exhausted(t task.PollTask, deliveries int) {
+	msg := fmt.Sprintf("task for host %s was delivered %d times (max_deliver) and never answered: pollers died with it; "+
+		"the slot is given up and the next one will be polled", t.Host, deliveries)
+	r.o.Log.Error("task exhausted its deliveries", "host", t.Host, "task_id", t.ID, "deliveries", deliveries)
+	rec := task.HostRecord{Schema: task.Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey, Address: t.Address,
+		Port: t.Port, Poller: "dispatcher", Attempt: deliveries, ScheduledAt: t.ScheduledAt, StartedAt: r.o.Now(),
+		Error: &task.Error{Kind: task.KindUndelivered, Message: msg}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.bus.PublishRecord(ctx, &rec); err != nil {
+		r.o.Log.Error("cannot publish the record of an exhausted task", "host", t.Host, "err", err)
+	}
+	r.mu.Lock()
+	r.stats.Exhausted++
+	r.mu.Unlock()
 }
 
 // handleRecord writes a new record to the sinks and updates the host's

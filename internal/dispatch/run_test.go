@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
 	"github.com/flock-snmp/flock/internal/natsbus"
@@ -214,5 +216,59 @@ func TestRunReload(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), `"host":"`+fleet.Devices()[0].Name+`"`); n < 4 {
 		t.Errorf("the first host was polled %d times in 5.5s; the rejected reload must not stop it", n)
+	}
+}
+
+// A task whose pollers keep dying with it reaches max_deliver: the
+// dispatcher answers it with a final record and frees the host's slot.
+func TestRunAnswersExhaustedTasks(t *testing.T) {
+	fleet, srv, d := setup(t, 1)
+	// Streams again with max_deliver 2 and a short ack wait.
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: time.Second, MaxDeliver: 2}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := withInterval(fleetConfig(t, fleet, 0), time.Minute) // one slot only during the test
+	out := &lockedBuffer{}
+	sinks, _ := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}}, out)
+	// NewRunner schedules the first slot up to a minute ahead; publish it now instead.
+	rn := startRunner(t, d, cfg, sinks, nil, nil)
+	tk := dispatch.Tasks(cfg, task.DefaultSite, time.Now(), time.Minute)[0]
+	if errs := d.PublishTasks(context.Background(), []task.PollTask{tk}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	// A "poller" that takes the task and dies, twice: fetch without ack.
+	victim := bus(t, srv, "dying-poller")
+	cons, err := victim.JetStream().Consumer(context.Background(), natsbus.TaskStream, natsbus.PollerConsumer(task.DefaultSite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for range batch.Messages() {
+			got++
+		}
+		if got != 1 {
+			t.Fatalf("delivery %d: got %d messages", i+1, got)
+		}
+	}
+	// The server notices the second lapse only when a pull request comes in (nats-server#1716).
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), `"kind":"undelivered"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no final record; stats %+v", rn.r.Stats())
+		}
+		_, _ = cons.Fetch(1, jetstream.FetchMaxWait(300*time.Millisecond))
+	}
+	if !strings.Contains(out.String(), tk.ID) || rn.r.Stats().Exhausted != 1 {
+		t.Fatalf("final record %q, stats %+v", out.String(), rn.r.Stats())
+	}
+	// The slot is free: the host's next task is accepted.
+	next := dispatch.Tasks(cfg, task.DefaultSite, time.Now().Add(time.Minute), time.Minute)[0]
+	if errs := d.PublishTasks(context.Background(), []task.PollTask{next}); errs[0] != nil {
+		t.Fatalf("next slot after the exhausted one: %v", errs[0])
 	}
 }

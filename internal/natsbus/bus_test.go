@@ -390,3 +390,45 @@ func TestRecordTooLarge(t *testing.T) {
 		t.Fatalf("the task was not acked (%d queued): a too-large record must not loop", n)
 	}
 }
+
+func TestLastDeliveryIsAnsweredNotHandedBack(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dev := fleet.Devices()[0]
+	dev.SetDead(true)
+	srv := natstest.RunJetStream(t)
+	disp := connect(t, srv, "dispatcher")
+	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 30 * time.Second, MaxDeliver: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c := watch(t, disp)
+	tasks := tasksFor(fleet.Devices(), 1, 20*time.Second)
+	if errs := disp.PublishTasks(context.Background(), tasks); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	// Two pollers in turn take the task and are stopped mid-poll.
+	for i := 1; i <= 2; i++ {
+		before := dev.Requests()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := servePoller(t, ctx, connect(t, srv, fmt.Sprintf("p%d", i)), fmt.Sprintf("p%d", i), 1, 50*time.Millisecond)
+		for dev.Requests() == before {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		<-done
+	}
+	c.waitFor(t, 1, 5*time.Second)
+	c.mu.Lock()
+	r := c.recs[tasks[0].ID][0]
+	c.mu.Unlock()
+	if r.Error == nil || r.Error.Kind != task.KindUndelivered || r.Attempt != 2 || r.Poller != "p2" {
+		t.Fatalf("record %+v: want the second poller's final undelivered record", r)
+	}
+	s, _ := disp.JetStream().Stream(context.Background(), natsbus.TaskStream)
+	if n := s.CachedInfo().State.Msgs; n != 0 {
+		t.Fatalf("%d tasks left: the last delivery must be terminated, not handed back", n)
+	}
+}

@@ -53,6 +53,7 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 	// Report progress well within AckWait so a live poller's long walk is
 	// never mistaken for a dead poller's.
 	progressEvery := max(info.Config.AckWait/3, 100*time.Millisecond)
+	maxDeliver := info.Config.MaxDeliver
 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
@@ -60,7 +61,7 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
 	for i := 0; i < o.Workers; i++ {
-		w := &worker{bus: b, h: h, poller: o.Poller, progressEvery: progressEvery, log: log.With("worker", i)}
+		w := &worker{bus: b, h: h, poller: o.Poller, progressEvery: progressEvery, maxDeliver: maxDeliver, log: log.With("worker", i)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -145,6 +146,7 @@ type worker struct {
 	h             Handler
 	poller        string
 	progressEvery time.Duration
+	maxDeliver    int // the consumer's; <= 0 is unlimited
 	log           *slog.Logger
 	rec           task.HostRecord
 	buf           []byte
@@ -168,6 +170,18 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
 	ka.stop()
 	cancel()
 	if herr != nil {
+		if w.maxDeliver > 0 && attempt >= w.maxDeliver {
+			// No delivery is left: handing it back would leave it stuck in the
+			// queue. Answer it with a final error instead.
+			msg := fmt.Sprintf("task for host %s was delivered %d times (max_deliver) without being polled to the end; last: %v", t.Host, attempt, herr)
+			*rec = task.HostRecord{Schema: task.Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey, Address: t.Address,
+				Port: t.Port, Poller: w.poller, Attempt: attempt, ScheduledAt: t.ScheduledAt, StartedAt: time.Now(),
+				Error: &task.Error{Kind: task.KindUndelivered, Message: msg}}
+			if err := w.publish(ctx, task.ResultSubject(t.Site, t.HostKey), t.ID, rec); err == nil {
+				_ = m.TermWithReason("max deliveries")
+				return
+			}
+		}
 		w.log.Info("handing task back", "host", t.Host, "task_id", t.ID, "err", herr)
 		_ = m.Nak()
 		return

@@ -162,6 +162,7 @@ const (
 	KindProtocol    = "protocol"    // the agent answered with an error status, a malformed packet, or non-increasing OIDs
 	KindBadTask     = "bad_task"    // the task itself was unusable (undecodable, unknown credential profile)
 	KindTooLarge    = "too_large"   // the record exceeded what the bus carries; its varbinds were dropped
+	KindUndelivered = "undelivered" // the task reached max_deliver without a poller answering it; the slot was given up
 	KindInternal    = "internal"    // a fault of the poller itself
 )
 
