@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer closeBus()
 	if err := bus.EnsureStreams(ctx, natsbus.StreamOptions{
-		Site: task.DefaultSite, AckWait: cfg.NATS.AckWait, MaxDeliver: cfg.NATS.MaxDeliver,
+		Site: task.DefaultSite, AckWait: cfg.NATS.AckWait, MaxDeliver: cfg.NATS.MaxDeliver, MaxQueued: cfg.NATS.MaxQueuedTasks,
 	}); err != nil {
 		return err
 	}

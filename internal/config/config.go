@@ -66,6 +66,9 @@ type NATS struct {
 	MaxDeliver int `mapstructure:"max_deliver"`
 	// ConnectTimeout bounds the wait for the bus at startup; 0 waits forever.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// MaxQueuedTasks bounds the task queue; past it new tasks are refused
+	// (and counted), never queued without bound.
+	MaxQueuedTasks int `mapstructure:"max_queued_tasks"`
 }
 
 // Embedded configures the dispatcher's in-process nats-server.
@@ -100,6 +103,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("nats.ack_wait", "30s")
 	v.SetDefault("nats.max_deliver", 5)
 	v.SetDefault("nats.connect_timeout", "0s")
+	v.SetDefault("nats.max_queued_tasks", 1_000_000)
 	v.SetDefault("poller.concurrency", 256)
 	v.SetDefault("poller.name", "")
 	v.SetDefault("poller.shutdown_grace", "10s")

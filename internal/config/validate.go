@@ -69,6 +69,9 @@ func (c *Config) validateNATS(p *problems) {
 	if n.MaxDeliver < 1 {
 		p.add("nats.max_deliver", "%d is less than 1", n.MaxDeliver)
 	}
+	if n.MaxQueuedTasks < 1 {
+		p.add("nats.max_queued_tasks", "%d is less than 1", n.MaxQueuedTasks)
+	}
 	if n.ConnectTimeout < 0 {
 		p.add("nats.connect_timeout", "%s is negative", n.ConnectTimeout)
 	}

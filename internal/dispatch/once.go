@@ -31,6 +31,9 @@ type Summary struct {
 	Missing    int // hosts without a record by the deadline
 	Duplicates int // extra records for a task already answered (dropped)
 	Elapsed    time.Duration
+	// Unpublished counts tasks that could not be queued (a full queue, an
+	// unreachable bus); their hosts are among the missing.
+	Unpublished int
 }
 
 // Complete reports whether every host answered without error.
@@ -38,8 +41,8 @@ func (s Summary) Complete() bool { return s.Failed == 0 && s.Missing == 0 }
 
 // String is the one-line summary printed on stderr.
 func (s Summary) String() string {
-	return fmt.Sprintf("flock: hosts=%d ok=%d failed=%d missing=%d duplicates=%d elapsed=%.3fs",
-		s.Hosts, s.OK, s.Failed, s.Missing, s.Duplicates, s.Elapsed.Seconds())
+	return fmt.Sprintf("flock: hosts=%d ok=%d failed=%d missing=%d duplicates=%d elapsed=%.3fs unpublished=%d",
+		s.Hosts, s.OK, s.Failed, s.Missing, s.Duplicates, s.Elapsed.Seconds(), s.Unpublished)
 }
 
 // OnceTimeout is how long a one-shot run waits for records: the configured
@@ -125,10 +128,7 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 		return sum, err
 	}
 
-	if err := publishAll(ctx, bus, tasks, start.Add(timeout), log); err != nil {
-		stop()
-		return sum, err
-	}
+	unpublished := publishAll(ctx, bus, tasks, start.Add(timeout), log)
 	remaining := time.Until(start.Add(timeout))
 	timer := time.NewTimer(remaining)
 	defer timer.Stop()
@@ -143,6 +143,7 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 	mu.Lock()
 	defer mu.Unlock()
 	sum.Elapsed = time.Since(start)
+	sum.Unpublished = unpublished
 	sum.Missing = len(tasks) - len(answered)
 	reported := 0
 	for i := range tasks {
@@ -165,9 +166,11 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 // publishAll publishes the tasks. A host whose previous task is still queued
 // (left by an earlier run) is retried until that task expires or the
 // deadline passes, so one stale task does not cost the host this run.
-func publishAll(ctx context.Context, bus Bus, tasks []task.PollTask, deadline time.Time, log *slog.Logger) error {
+// It returns how many tasks were never queued.
+func publishAll(ctx context.Context, bus Bus, tasks []task.PollTask, deadline time.Time, log *slog.Logger) int {
 	todo := tasks
 	warned := map[string]bool{}
+	failed := 0
 	for {
 		errs := bus.PublishTasks(ctx, todo)
 		var busy []task.PollTask
@@ -181,17 +184,18 @@ func publishAll(ctx context.Context, bus Bus, tasks []task.PollTask, deadline ti
 				}
 				busy = append(busy, todo[i])
 			default:
+				failed++
 				log.Error("task not published", "host", todo[i].Host, "err", err)
 			}
 		}
 		if len(busy) == 0 || time.Now().After(deadline) {
-			return nil
+			return failed + len(busy)
 		}
 		todo = busy
 		select {
 		case <-time.After(time.Second):
 		case <-ctx.Done():
-			return nil
+			return failed + len(busy)
 		}
 	}
 }

@@ -41,6 +41,7 @@ type RunOptions struct {
 type Stats struct {
 	Published int // tasks queued
 	Overruns  int // slots skipped because the host's previous task was still queued or in flight
+	QueueFull int // tasks refused because the task queue was full
 	Failed    int // tasks that could not be published for another reason
 	Records   int // records written to the sinks
 	Reloads   int // inventories applied by reload
@@ -150,6 +151,13 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 	errs := r.bus.PublishTasks(ctx, tasks)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	full := 0
+	defer func() {
+		if full > 0 { // once per batch: a full queue would otherwise log every host
+			r.o.Log.Error("task queue full: tasks refused; pollers are not keeping up (or nats.max_queued_tasks is too small)",
+				"refused", full, "in_batch", len(tasks))
+		}
+	}()
 	for i, err := range errs {
 		t := &tasks[i]
 		switch {
@@ -161,6 +169,9 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 				r.overrun[t.HostKey] = true
 				r.o.Log.Warn("overrun: the previous poll is still queued or running; slot skipped", "host", t.Host, "task_id", t.ID)
 			}
+		case errors.Is(err, natsbus.ErrQueueFull):
+			r.stats.QueueFull++
+			full++
 		default:
 			r.stats.Failed++
 			r.o.Log.Error("task not published", "host", t.Host, "task_id", t.ID, "err", err)

@@ -272,3 +272,25 @@ func TestRunAnswersExhaustedTasks(t *testing.T) {
 		t.Fatalf("next slot after the exhausted one: %v", errs[0])
 	}
 }
+
+func TestRunQueueFull(t *testing.T) {
+	fleet, _, d := setup(t, 6)
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3, MaxQueued: 3}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := withInterval(fleetConfig(t, fleet, 0), 1*time.Second)
+	rn := startRunner(t, d, cfg, nil, nil, nil) // no poller: the queue fills
+	time.Sleep(2500 * time.Millisecond)
+	rn.stop(t)
+	st := rn.r.Stats()
+	if st.QueueFull < 3 || st.Published < 3 || st.Failed != 0 {
+		t.Fatalf("stats %+v: want 3 queued and the rest refused as queue full", st)
+	}
+	if !strings.Contains(rn.log.String(), "task queue full") {
+		t.Errorf("a full queue must be reported:\n%s", rn.log.String())
+	}
+	s, _ := d.JetStream().Stream(context.Background(), natsbus.TaskStream)
+	if n := s.CachedInfo().State.Msgs; n > 3 {
+		t.Fatalf("%d tasks queued past the limit of 3", n)
+	}
+}

@@ -5,6 +5,7 @@
 package natsbus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -172,6 +173,8 @@ type StreamOptions struct {
 	Site       string
 	AckWait    time.Duration
 	MaxDeliver int
+	// MaxQueued bounds the task stream (default 1,000,000 tasks).
+	MaxQueued int
 }
 
 // EnsureStreams creates or updates the task and result streams and the
@@ -187,7 +190,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 		// One queued or in-flight task per host: a second is refused (an overrun).
 		DiscardNewPerSubject: true,
 		MaxMsgsPerSubject:    1,
-		MaxMsgs:              1_000_000,
+		MaxMsgs:              int64(cmp.Or(o.MaxQueued, 1_000_000)),
 		MaxBytes:             1 << 30,
 		MaxAge:               24 * time.Hour,
 		AllowMsgTTL:          true,
