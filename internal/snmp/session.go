@@ -52,6 +52,19 @@ type Options struct {
 	UnconnectedUDP bool
 	// Engines remembers SNMPv3 engine ids and clocks across sessions; may be nil.
 	Engines *EngineCache
+	// MaxVarbinds bounds one walk, against agents that walk forever; 0 means DefaultMaxVarbinds.
+	MaxVarbinds int
+}
+
+// DefaultMaxVarbinds bounds a walk: more than any real table (2,000
+// interfaces x 2 tables x 30 columns is 120,000).
+const DefaultMaxVarbinds = 250_000
+
+func (o *Options) maxVarbinds() int {
+	if o.MaxVarbinds > 0 {
+		return o.MaxVarbinds
+	}
+	return DefaultMaxVarbinds
 }
 
 // Session is one gosnmp session to one target. It is not safe for
@@ -322,6 +335,9 @@ func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind))
 			fn(&vb)
 			seen++
 			cur = p.Name
+			if seen >= s.opts.maxVarbinds() {
+				return fmt.Errorf("walk %s on %s: %w: more than %d varbinds: an agent that walks forever?", root, s.name, ErrProtocol, seen)
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return s.opErr(ctx, "walk "+root+" at", cur, err)

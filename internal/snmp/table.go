@@ -48,6 +48,7 @@ func (s *Session) WalkTable(ctx context.Context, root string, columns []string, 
 	limit := max(1, s.opts.MaxRepetitions)    // lowered for good when the agent answers tooBig
 	active := append([]*column(nil), cols...) // filtered in place; cols keeps the order
 	oids := make([]string, 0, len(cols))
+	total := 0
 	maxOids := max(1, s.opts.MaxOids)
 	for len(active) > 0 {
 		// At most max_oids columns per request (gosnmp enforces it for GETBULK
@@ -109,6 +110,9 @@ func (s *Session) WalkTable(ctx context.Context, root string, columns []string, 
 				}
 				c.got = append(c.got, vb)
 				c.cursor = p.Name
+				if total++; total > s.opts.maxVarbinds() {
+					return fmt.Errorf("walk table %s on %s: %w: more than %d varbinds: an agent that walks forever?", root, s.name, ErrProtocol, s.opts.maxVarbinds())
+				}
 			}
 		}
 		next := active[:0]

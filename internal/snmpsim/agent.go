@@ -70,6 +70,17 @@ const (
 	// FaultOtherPort answers from another UDP port than the one asked, as
 	// multi-homed agents answer from another address.
 	FaultOtherPort
+	// FaultWrongRequestID answers with another request id than the one asked.
+	FaultWrongRequestID
+	// FaultTruncated sends only the first half of each answer: malformed BER.
+	FaultTruncated
+	// FaultGarbage answers with bytes that are not SNMP at all.
+	FaultGarbage
+	// FaultEndless walks forever: every GETNEXT/GETBULK answer is an OID
+	// just below the one asked, so a walk never leaves the subtree.
+	FaultEndless
+	// FaultHugeValue answers every OctetString with 60,000 bytes.
+	FaultHugeValue
 )
 
 // Device is one simulated agent.
@@ -88,6 +99,8 @@ type Device struct {
 
 	delay     atomic.Int64 // nanoseconds added to each answer
 	fault     atomic.Int32
+	lossPct   atomic.Int32 // drop this percentage of requests
+	lossSeq   atomic.Uint64
 	tooBig    atomic.Int32 // >0: a GETBULK answer with more varbinds is tooBig
 	other     *net.UDPConn // FaultOtherPort answers from here
 	dead      atomic.Bool
@@ -104,6 +117,10 @@ func (d *Device) SetDelay(delay time.Duration) { d.delay.Store(int64(delay)) }
 
 // SetFault makes the device misbehave (FaultNone to heal it).
 func (d *Device) SetFault(f Fault) { d.fault.Store(int32(f)) }
+
+// SetLoss makes the device drop pct percent of the requests it receives
+// (deterministically spread: every (100/pct)-th, roughly).
+func (d *Device) SetLoss(pct int) { d.lossPct.Store(int32(pct)) }
 
 // SetTooBigAbove makes GETBULK answers with more than n varbinds tooBig
 // (0: truncate them instead, as RFC 3416 allows).
@@ -231,6 +248,9 @@ func (d *Device) serve() {
 		if d.dead.Load() {
 			continue
 		}
+		if pct := uint64(d.lossPct.Load()); pct > 0 && (d.lossSeq.Add(1)*pct)%100 < pct {
+			continue // lost
+		}
 		if d.answers.Load() > 0 && d.answers.Add(-1) == 0 {
 			d.dead.Store(true) // this was the last answer
 		}
@@ -250,9 +270,19 @@ func (d *Device) serve() {
 		if resp == nil {
 			continue
 		}
+		fault := Fault(d.fault.Load())
+		if fault == FaultWrongRequestID {
+			resp.RequestID = req.RequestID + 1000
+		}
 		out, err := resp.MarshalMsg()
 		if err != nil {
 			continue
+		}
+		switch fault {
+		case FaultTruncated:
+			out = out[:len(out)/2]
+		case FaultGarbage:
+			out = []byte("\x30\x82\xff\xffHTTP/1.1 400 Bad Request\r\n\r\n")
 		}
 		conn := d.conn
 		if Fault(d.fault.Load()) == FaultOtherPort && d.other != nil {
@@ -280,6 +310,26 @@ func (d *Device) Respond(req *gosnmp.SnmpPacket, now time.Time) *gosnmp.SnmpPack
 			resp.Variables = make([]gosnmp.SnmpPDU, len(req.Variables))
 			for i, v := range req.Variables {
 				resp.Variables[i] = gosnmp.SnmpPDU{Name: v.Name, Type: gosnmp.Integer, Value: 1}
+			}
+			return resp
+		case FaultEndless:
+			reps := 1
+			if req.PDUType == gosnmp.GetBulkRequest {
+				reps = max(1, min(int(req.MaxRepetitions), 50))
+			}
+			for _, v := range req.Variables {
+				o, err := oid.Parse(v.Name)
+				if err != nil {
+					continue
+				}
+				for r := 0; r < reps; r++ {
+					if len(o) < 20 { // always after the asked OID, inside its subtree, bounded in length
+						o = append(o, 1)
+					} else {
+						o[len(o)-1]++
+					}
+					resp.Variables = append(resp.Variables, gosnmp.SnmpPDU{Name: o.String(), Type: gosnmp.Integer, Value: r})
+				}
 			}
 			return resp
 		}
@@ -388,6 +438,9 @@ func (d *Device) appendNext(vars []gosnmp.SnmpPDU, name string, now time.Time, s
 }
 
 func (d *Device) pdu(e *entry, now time.Time) gosnmp.SnmpPDU {
+	if e.typ == gosnmp.OctetString && Fault(d.fault.Load()) == FaultHugeValue {
+		return gosnmp.SnmpPDU{Name: e.name, Type: e.typ, Value: make([]byte, 60_000)}
+	}
 	return gosnmp.SnmpPDU{Name: e.name, Type: e.typ, Value: e.value(d, now)}
 }
 
