@@ -432,3 +432,42 @@ func TestLastDeliveryIsAnsweredNotHandedBack(t *testing.T) {
 		t.Fatalf("%d tasks left: the last delivery must be terminated, not handed back", n)
 	}
 }
+
+// A live poller on a poll longer than AckWait reports progress, so its task
+// is not handed to another poller in the meantime.
+func TestLongPollIsNotRedelivered(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dev := fleet.Devices()[0]
+	dev.SetDelay(100 * time.Millisecond) // ifTable in ~25 GETBULKs: about 2.5s, over twice AckWait
+	srv := natstest.RunJetStream(t)
+	disp := connect(t, srv, "dispatcher")
+	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: time.Second, MaxDeliver: 5}); err != nil {
+		t.Fatal(err)
+	}
+	c := watch(t, disp)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	servePoller(t, ctx, connect(t, srv, "p1"), "p1", 1, time.Second)
+	servePoller(t, ctx, connect(t, srv, "p2"), "p2", 1, time.Second) // idle, ready to steal a lapsed task
+	tasks := tasksFor(fleet.Devices(), 1, 20*time.Second)
+	tasks[0].Get, tasks[0].MaxRepetitions = nil, 20
+	if errs := disp.PublishTasks(context.Background(), tasks); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	c.waitFor(t, 1, 20*time.Second)
+	time.Sleep(1500 * time.Millisecond) // a redelivered copy would show up by now
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	recs := c.recs[tasks[0].ID]
+	if len(recs) != 1 || recs[0].Attempt != 1 || recs[0].Error != nil || recs[0].DurationMS < 2000 {
+		t.Fatalf("records %+v: want one first-attempt record of a poll longer than AckWait", recs)
+	}
+	// The device saw one walk, not two.
+	if n := dev.Requests(); n > 40 {
+		t.Fatalf("the device got %d requests: the task was polled twice", n)
+	}
+}
