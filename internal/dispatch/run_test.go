@@ -294,3 +294,51 @@ func TestRunQueueFull(t *testing.T) {
 		t.Fatalf("%d tasks queued past the limit of 3", n)
 	}
 }
+
+// Records published while the dispatcher is down are collected when it is
+// back, each written once.
+func TestRunDispatcherRestart(t *testing.T) {
+	fleet, srv, d := setup(t, 5)
+	for _, dev := range fleet.Devices() {
+		dev.SetDelay(400 * time.Millisecond) // polls outlive the first dispatcher
+	}
+	cfg := withInterval(fleetConfig(t, fleet, 0), time.Second)
+	for i := range cfg.Hosts {
+		cfg.Hosts[i].PollTimeout = 3 * time.Second
+	}
+	servePoller(t, srv, cfg)
+	out := &lockedBuffer{}
+	sinks, _ := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}}, out)
+
+	first := startRunner(t, d, cfg, sinks, nil, nil)
+	time.Sleep(2200 * time.Millisecond)
+	first.stop(t)
+	down := time.Now()
+	time.Sleep(1500 * time.Millisecond) // polls in flight finish and publish meanwhile
+	up := time.Now()
+	second := startRunner(t, d, cfg, sinks, nil, nil)
+	time.Sleep(1500 * time.Millisecond)
+	second.stop(t)
+
+	seen := map[string]int{}
+	whileDown := 0
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		r, err := task.DecodeRecord([]byte(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[r.TaskID]++
+		if end := r.StartedAt.Add(time.Duration(r.DurationMS * float64(time.Millisecond))); end.After(down) && end.Before(up) {
+			whileDown++
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("task %s written %d times", id, n)
+		}
+	}
+	if whileDown == 0 {
+		t.Fatalf("no record finished while the dispatcher was down; the test did not test a restart (%d records)", len(seen))
+	}
+	t.Logf("%d records, %d finished while the dispatcher was down and were collected after", len(seen), whileDown)
+}
