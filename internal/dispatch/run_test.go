@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
 	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
 
@@ -341,4 +343,61 @@ func TestRunDispatcherRestart(t *testing.T) {
 		t.Fatalf("no record finished while the dispatcher was down; the test did not test a restart (%d records)", len(seen))
 	}
 	t.Logf("%d records, %d finished while the dispatcher was down and were collected after", len(seen), whileDown)
+}
+
+// The NATS server restarts (same store) during a run: dispatcher and
+// poller reconnect by themselves and every host keeps being answered.
+func TestRunSurvivesNATSRestart(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 4, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fleet.Close() })
+	dir := t.TempDir()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	listen := l.Addr().String()
+	_ = l.Close()
+	opts := natsbus.EmbeddedOptions{Listen: listen, StoreDir: dir}
+	srv, err := natsbus.StartEmbedded(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := bus(t, srv, "dispatcher")
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 2 * time.Second, MaxDeliver: 5}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := withInterval(fleetConfig(t, fleet, 0), time.Second)
+	servePoller(t, srv, cfg)
+	out := &lockedBuffer{}
+	sinks, _ := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}}, out)
+	rn := startRunner(t, d, cfg, sinks, nil, nil)
+	time.Sleep(2 * time.Second)
+
+	srv.Close() // the server goes away...
+	time.Sleep(time.Second)
+	restarted := time.Now()
+	srv2, err := natsbus.StartEmbedded(opts) // ...and comes back on the same port and store
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv2.Close)
+
+	// Every host answered again after the restart.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		after := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			if r, err := task.DecodeRecord([]byte(line)); err == nil && r.StartedAt.After(restarted) && r.Error == nil {
+				after[r.Host] = true
+			}
+		}
+		if len(after) == len(fleet.Devices()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart only %d of %d hosts were answered; stats %+v\n%s", len(after), len(fleet.Devices()), rn.r.Stats(), rn.log.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rn.stop(t)
 }
