@@ -538,3 +538,28 @@ hosts: [{name: sw1.example.net, credentials: core-v3}, {name: sw2.example.net, c
 		}
 	}
 }
+
+func TestPollerStartsBeforeNATS(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 5, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	cfgPath, url := fleetConfig(t, fleet, "", "poller: {concurrency: 2}")
+	p := start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url}, "--config", cfgPath)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.stderr.String(), "NATS is not reachable yet; retrying") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no clear line while NATS is away:\n%s", p.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // it keeps waiting...
+	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath, "--once") // ...until the server appears
+	if code := disp.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("dispatcher exit %d", code)
+	}
+	if n := len(disp.stdout.Lines()); n != 5 {
+		t.Fatalf("%d records, want 5", n)
+	}
+}
