@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -554,7 +555,7 @@ func TestPollerStartsBeforeNATS(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(time.Second) // it keeps waiting...
+	time.Sleep(time.Second)                                                          // it keeps waiting...
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath, "--once") // ...until the server appears
 	if code := disp.wait(t, 60*time.Second); code != 0 {
 		t.Fatalf("dispatcher exit %d", code)
@@ -562,4 +563,71 @@ func TestPollerStartsBeforeNATS(t *testing.T) {
 	if n := len(disp.stdout.Lines()); n != 5 {
 		t.Fatalf("%d records, want 5", n)
 	}
+}
+
+func TestGracefulShutdownUnderLoad(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 40, Interfaces: 2, Delay: 150 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dir := t.TempDir()
+	records := filepath.Join(dir, "records.jsonl")
+	cfgPath, url := fleetConfig(t, fleet, "", fmt.Sprintf("poller: {concurrency: 20, shutdown_grace: 5s}\nsinks: [{type: file, path: %s}]", records))
+	cfg, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), "  get: [", "  interval: 1s\n  get: [", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath)
+	p1 := start(t, "poller-1", "poller", []string{"FLOCK_NATS_URL=" + url, "FLOCK_POLLER_NAME=poller-1"}, "--config", cfgPath)
+	p2 := start(t, "poller-2", "poller", []string{"FLOCK_NATS_URL=" + url, "FLOCK_POLLER_NAME=poller-2"}, "--config", cfgPath)
+	time.Sleep(3500 * time.Millisecond)
+	_ = p1.cmd.Process.Signal(syscall.SIGTERM) // mid-run, with polls in flight
+	if code := p1.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("poller-1 exit %d after SIGTERM", code)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	_ = disp.cmd.Process.Signal(syscall.SIGTERM)
+	if code := disp.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("dispatcher exit %d after SIGTERM", code)
+	}
+	_ = p2.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p2.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("poller-2 exit %d after SIGTERM", code)
+	}
+	data, err := os.ReadFile(records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := map[string][]int64{}
+	handedBack := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		r, err := task.DecodeRecord([]byte(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Error != nil {
+			t.Errorf("host %s: %v", r.Host, r.Error)
+		}
+		var ms int64
+		fmt.Sscanf(r.TaskID[strings.LastIndex(r.TaskID, "@")+1:], "%d", &ms)
+		slots[r.Host] = append(slots[r.Host], ms)
+		if r.Attempt > 1 {
+			handedBack++
+		}
+	}
+	for _, d := range fleet.Devices() {
+		s := slots[d.Name]
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		if len(s) < 4 {
+			t.Errorf("host %s: only %d records", d.Name, len(s))
+			continue
+		}
+		for i := 1; i < len(s); i++ {
+			if s[i]-s[i-1] != 1000 {
+				t.Errorf("host %s: slots %d and %d: a cycle was lost around the shutdowns", d.Name, s[i-1], s[i])
+			}
+		}
+	}
+	t.Logf("%d records; %d answered by poller-2 after poller-1 handed them back", len(strings.Split(strings.TrimSpace(string(data)), "\n")), handedBack)
 }

@@ -56,6 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	memory, err := bus.DeviceMemory(ctx)
 	if err != nil {
 		_ = bus.Close()
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop
+		}
 		return err
 	}
 	defer memory.Close()

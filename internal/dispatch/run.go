@@ -185,6 +185,9 @@ func (r *Runner) exhausted(t task.PollTask, deliveries int) {
 	msg := fmt.Sprintf("task for host %s was delivered %d times (max_deliver) and never answered: pollers died with it; "+
 		"the slot is given up and the next one will be polled", t.Host, deliveries)
 	r.o.Log.Error("task exhausted its deliveries", "host", t.Host, "task_id", t.ID, "deliveries", deliveries)
+	r.mu.Lock()
+	r.stats.Exhausted++
+	r.mu.Unlock()
 	rec := task.HostRecord{Schema: task.Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey, Address: t.Address,
 		Port: t.Port, Poller: "dispatcher", Attempt: deliveries, ScheduledAt: t.ScheduledAt, StartedAt: r.o.Now(),
 		Error: &task.Error{Kind: task.KindUndelivered, Message: msg}}
@@ -193,9 +196,6 @@ func (r *Runner) exhausted(t task.PollTask, deliveries int) {
 	if err := r.bus.PublishRecord(ctx, &rec); err != nil {
 		r.o.Log.Error("cannot publish the record of an exhausted task", "host", t.Host, "err", err)
 	}
-	r.mu.Lock()
-	r.stats.Exhausted++
-	r.mu.Unlock()
 }
 
 // handleRecord writes a new record to the sinks and updates the host's

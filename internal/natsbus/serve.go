@@ -57,11 +57,11 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	stopping := make(chan struct{})
+	stopping := make(chan struct{}) // closed when ctx ends; in-flight polls go on under workCtx
 	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
 	for i := 0; i < o.Workers; i++ {
-		w := &worker{bus: b, h: h, poller: o.Poller, progressEvery: progressEvery, maxDeliver: maxDeliver, log: log.With("worker", i)}
+		w := &worker{bus: b, h: h, poller: o.Poller, progressEvery: progressEvery, maxDeliver: maxDeliver, stopping: stopping, log: log.With("worker", i)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -99,13 +99,13 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 	close(stopping)
 	if b.nc.IsConnected() {
 		cc.Drain() // buffered tasks reach the handler, which hands them back
+		select {
+		case <-cc.Closed():
+		case <-time.After(5 * time.Second):
+			cc.Stop()
+		}
 	} else {
 		cc.Stop() // nothing can be handed back without a server: AckWait will
-	}
-	select {
-	case <-cc.Closed():
-	case <-time.After(5 * time.Second):
-		cc.Stop()
 	}
 	close(work)
 	grace := time.AfterFunc(o.ShutdownGrace, cancelWork)
@@ -147,6 +147,7 @@ type worker struct {
 	poller        string
 	progressEvery time.Duration
 	maxDeliver    int // the consumer's; <= 0 is unlimited
+	stopping      <-chan struct{}
 	log           *slog.Logger
 	rec           task.HostRecord
 	buf           []byte
@@ -241,6 +242,11 @@ func (w *worker) publish(ctx context.Context, subject, id string, rec *task.Host
 		w.log.Error("record too large; published without its varbinds", "host", rec.Host, "task_id", id, "bytes", size)
 		w.buf = rec.AppendJSON(w.buf[:0])
 	}
+	if w.shuttingDown() && !w.bus.nc.IsConnected() {
+		// Shutting down and the server is gone: waiting for it would only
+		// delay the exit. The task, never acked, goes to another poller.
+		return fmt.Errorf("publish record to %s: not connected to NATS while shutting down", subject)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	msg := &nats.Msg{Subject: subject, Data: w.buf}
@@ -249,6 +255,15 @@ func (w *worker) publish(ctx context.Context, subject, id string, rec *task.Host
 		return fmt.Errorf("publish record to %s: %w", subject, err)
 	}
 	return nil
+}
+
+func (w *worker) shuttingDown() bool {
+	select {
+	case <-w.stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 // keepAliveTimer reports progress on a task until stopped. It is a runtime

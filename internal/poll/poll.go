@@ -70,6 +70,11 @@ func (p *Poller) Poll(ctx context.Context, t *task.PollTask, attempt int, rec *t
 	}
 	if err != nil && rec.Error == nil {
 		rec.Error = &task.Error{Kind: Kind(err), Message: err.Error()}
+		if rec.Error.Kind == task.KindTimeout && !t.PollDeadline(start).Before(t.Deadline) {
+			// The slot ended, not the device's patience: say so, or the device gets the blame.
+			rec.Error.Message += fmt.Sprintf(" (the poll started %s after its slot and reached the slot's end: "+
+				"pollers may be too few or too busy)", start.Sub(t.ScheduledAt).Round(time.Millisecond))
+		}
 	}
 	return nil
 }
