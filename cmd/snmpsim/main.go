@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/flock-snmp/flock/internal/cli"
 	"github.com/flock-snmp/flock/internal/snmpsim"
@@ -33,6 +34,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.BasePort, "base-port", 0, "device i listens on base-port+i; 0 picks free ports")
 	fs.StringVar(&cfg.Community, "community", "public", "read community")
 	fs.DurationVar(&cfg.Delay, "delay", 0, "added to every answer, like a network round trip")
+	fs.IntVar(&cfg.DeadEvery, "dead-every", 0, "every Nth device never answers")
+	fs.IntVar(&cfg.SlowEvery, "slow-every", 0, "every Nth device answers after --slow-delay")
+	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 300*time.Millisecond, "delay of the slow devices")
+	fs.IntVar(&cfg.BrokenEvery, "broken-every", 0, "every Nth device answers walks with genErr")
 	hostsOut := fs.String("hosts-out", "", "write the devices as a Flock hosts list (YAML) to this `file`")
 	if err := cli.Parse(fs, args); err != nil {
 		cli.Usage(fs, stderr, "snmpsim [--devices N] [--interfaces N] [--hosts-out FILE]")

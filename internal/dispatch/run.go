@@ -75,8 +75,19 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 		return nil, fmt.Errorf("restore host state: %w", err)
 	}
 	r := &Runner{bus: bus, o: o, sched: NewScheduler(o.Site), states: states, overrun: map[string]bool{}}
-	r.sched.SetHosts(cfg.Hosts, o.Now())
-	o.Log.Info("scheduling", "hosts", len(cfg.Hosts), "restored_states", states.Len())
+	now := o.Now()
+	r.sched.SetHosts(cfg.Hosts, now)
+	caughtUp := 0
+	for i := range cfg.Hosts {
+		key := o.Site + "." + cfg.Hosts[i].Key
+		if _, known := states.Get(key); !known {
+			continue // a new host starts at its next slot, spread like the others
+		}
+		if r.sched.CatchUp(cfg.Hosts[i].Key, now, func(id string) bool { return states.seen(key, id) }) {
+			caughtUp++
+		}
+	}
+	o.Log.Info("scheduling", "hosts", len(cfg.Hosts), "restored_states", states.Len(), "current_slots_caught_up", caughtUp)
 	return r, nil
 }
 

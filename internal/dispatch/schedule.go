@@ -111,6 +111,25 @@ func (s *Scheduler) SetHosts(hosts []config.Host, now time.Time) (added, removed
 
 func sameHost(a, b *config.Host) bool { return fmt.Sprintf("%+v", *a) == fmt.Sprintf("%+v", *b) }
 
+// CatchUp makes the current slot of host key due now, unless done says
+// that slot's task id was already answered. A restarted dispatcher uses it
+// for the hosts it knew, so the slot that came while it was down is not
+// lost; the deterministic task id makes a second publication of a slot the
+// previous dispatcher did queue harmless (deduplicated, or refused as busy).
+func (s *Scheduler) CatchUp(key string, now time.Time, done func(taskID string) bool) bool {
+	e, ok := s.entries[key]
+	if !ok {
+		return false
+	}
+	cur := SlotStart(key, e.host.Interval, now)
+	if done(fmt.Sprintf("%s.%s@%d", s.site, key, cur.UnixMilli())) {
+		return false
+	}
+	e.slot, e.due = cur, now
+	heap.Fix(&s.queue, e.index)
+	return true
+}
+
 // NextDue is when the earliest task is due; false when nothing is scheduled.
 func (s *Scheduler) NextDue() (time.Time, bool) {
 	if len(s.queue) == 0 {

@@ -146,3 +146,21 @@ func TestSetHostsReload(t *testing.T) {
 		t.Errorf("%d hosts scheduled, want 4", s.Len())
 	}
 }
+
+func TestCatchUpCurrentSlot(t *testing.T) {
+	hosts := hostsN(2, time.Minute, 0)
+	now := t0.Add(90 * time.Second)
+	s := NewScheduler("default")
+	s.SetHosts(hosts, now)
+	cur := SlotStart(hosts[0].Key, time.Minute, now)
+	if !s.CatchUp(hosts[0].Key, now, func(string) bool { return false }) {
+		t.Fatal("CatchUp of an unanswered slot refused")
+	}
+	if s.CatchUp(hosts[1].Key, now, func(id string) bool { return true }) {
+		t.Fatal("CatchUp of an answered slot accepted")
+	}
+	got := s.Due(now)
+	if len(got) != 1 || got[0].HostKey != hosts[0].Key || !SlotOf(got[0]).Equal(cur) {
+		t.Fatalf("due now: %+v; want the current slot of the caught-up host only", got)
+	}
+}

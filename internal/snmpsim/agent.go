@@ -33,6 +33,11 @@ type Config struct {
 	MaxResponseBytes int
 	// Delay is added to every answer, as a round trip to a distant device would.
 	Delay time.Duration
+	// Mixed fleets: every DeadEvery-th device never answers, every
+	// SlowEvery-th answers after SlowDelay, every BrokenEvery-th answers
+	// walks with genErr (0: none).
+	DeadEvery, SlowEvery, BrokenEvery int
+	SlowDelay                         time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -188,6 +193,15 @@ func Start(cfg Config) (*Fleet, error) {
 			bootTime: boot, maxResp: cfg.MaxResponseBytes,
 		}
 		d.delay.Store(int64(cfg.Delay))
+		n := i + 1
+		switch {
+		case cfg.DeadEvery > 0 && n%cfg.DeadEvery == 0:
+			d.dead.Store(true)
+		case cfg.BrokenEvery > 0 && n%cfg.BrokenEvery == 0:
+			d.fault.Store(int32(FaultGenErr))
+		case cfg.SlowEvery > 0 && n%cfg.SlowEvery == 0:
+			d.delay.Store(int64(cfg.SlowDelay))
+		}
 		if cfg.Devices <= 100 { // a second socket for FaultOtherPort; large fleets go without
 			if other, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))); err == nil {
 				d.other = other
