@@ -4,7 +4,7 @@ GO      ?= go
 TAGS    := gosnmp_nodebug
 BINS    := dispatcher poller snmpsim
 
-.PHONY: demo test build check vet bench clean
+.PHONY: demo test build check vet bench soak clean
 
 demo:
 	@./scripts/demo.sh
@@ -17,6 +17,11 @@ check: test
 # Go benchmarks of the per-poll path (figures go to BENCHMARKS.md).
 bench:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -count 1 ./internal/...
+
+# Break a running Flock for a bounded time (about 4 minutes; loopback only)
+# and count what was lost. Its last line is the soak's verdict.
+soak:
+	@$(GO) run ./cmd/soak
 
 vet:
 	$(GO) vet -tags integration ./...

@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/flock-snmp/flock/internal/cli"
@@ -42,11 +44,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Counted after signal handling started: os/signal's watcher goroutine lives as long as the process.
+	goroutines := runtime.NumGoroutine() - 1 // less NotifyContext's own, which stop ends
 
 	bus, closeBus, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	closeBus = sync.OnceFunc(closeBus)
 	defer closeBus()
 	if err := bus.EnsureStreams(ctx, natsbus.StreamOptions{
 		Site: task.DefaultSite, AckWait: cfg.NATS.AckWait, MaxDeliver: cfg.NATS.MaxDeliver, MaxQueued: cfg.NATS.MaxQueuedTasks,
@@ -54,7 +59,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if !*once {
-		return runContinuously(ctx, bus, cfg, func() (*config.Config, error) { return config.Load(common.Config, getenv) }, stdout, log)
+		err := runContinuously(ctx, bus, cfg, func() (*config.Config, error) { return config.Load(common.Config, getenv) }, stdout, log)
+		closeBus()
+		stop()
+		if err == nil {
+			cli.LeakCheck(log, goroutines)
+		}
+		return err
 	}
 	sum, err := dispatch.RunOnce(ctx, bus, cfg, stdout, log)
 	fmt.Fprintln(stderr, sum)

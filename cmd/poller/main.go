@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/flock-snmp/flock/internal/cli"
@@ -43,6 +44,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Counted after signal handling started: os/signal's watcher goroutine lives as long as the process.
+	goroutines := runtime.NumGoroutine() - 1 // less NotifyContext's own, which stop ends
 
 	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{
 		URL: cfg.PollerURL(), Name: "flock-poller " + name, Timeout: cfg.NATS.ConnectTimeout, Log: log,
@@ -61,12 +64,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	defer memory.Close()
 	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory)
 	serveErr := bus.ServeTasks(ctx, natsbus.ServeOptions{
 		Site: task.DefaultSite, Workers: cfg.Poller.Concurrency, Poller: name,
 		ShutdownGrace: cfg.Poller.ShutdownGrace, Log: log,
 	}, p.Poll)
+	memory.Close()
 	closeErr := bus.Close()
 	if serveErr != nil {
 		return serveErr
@@ -75,5 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("closing the NATS connection", "err", closeErr)
 	}
 	log.Info("stopped")
+	stop()
+	cli.LeakCheck(log, goroutines)
 	return nil
 }

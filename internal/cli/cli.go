@@ -10,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/flock-snmp/flock/internal/config"
 )
@@ -139,4 +141,25 @@ func envOr(getenv func(string) string, key, def string) string {
 		return v
 	}
 	return def
+}
+
+// LeakCheck reports, at a binary's graceful exit, whether it left goroutines
+// or sockets behind: goroutines beyond those it had at start (after a short
+// wait for them to finish) and sockets still open. The soak test reads the
+// line it logs.
+func LeakCheck(log *slog.Logger, goroutinesAtStart int) {
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > goroutinesAtStart && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	leaked := max(0, runtime.NumGoroutine()-goroutinesAtStart)
+	sockets := 0
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		for _, fd := range fds {
+			if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, "socket:") {
+				sockets++
+			}
+		}
+	}
+	log.Info("leak check", "leaked_goroutines", leaked, "open_sockets", sockets)
 }

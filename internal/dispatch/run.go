@@ -59,6 +59,7 @@ type Runner struct {
 	mu      sync.Mutex
 	stats   Stats
 	overrun map[string]bool // hosts with a logged overrun and no record since
+	retry   []task.PollTask // tasks whose publication failed for want of the server
 }
 
 // NewRunner prepares continuous dispatching of cfg's hosts, restoring host
@@ -124,7 +125,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		if next, ok := r.sched.NextDue(); ok {
-			timer.Reset(max(next.Sub(r.o.Now()), 0))
+			wait := max(next.Sub(r.o.Now()), 0)
+			if r.pendingRetries() {
+				wait = min(wait, time.Second)
+			}
+			timer.Reset(wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -155,13 +160,26 @@ func (r *Runner) reload() {
 	r.o.Log.Info("inventory reloaded", "hosts", len(cfg.Hosts), "added", added, "removed", removed, "changed", changed)
 }
 
+func (r *Runner) pendingRetries() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.retry) > 0
+}
+
 func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
+	r.mu.Lock()
+	if len(r.retry) > 0 {
+		tasks = append(r.retry, tasks...)
+		r.retry = nil
+	}
+	r.mu.Unlock()
 	if len(tasks) == 0 {
 		return
 	}
 	errs := r.bus.PublishTasks(ctx, tasks)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.o.Now()
 	full := 0
 	defer func() {
 		if full > 0 { // once per batch: a full queue would otherwise log every host
@@ -176,6 +194,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			r.stats.Published++
 		case errors.Is(err, natsbus.ErrHostBusy):
 			r.stats.Overruns++
+			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "overrun")
 			if !r.overrun[t.HostKey] { // once until the host answers again, not once per slot
 				r.overrun[t.HostKey] = true
 				r.o.Log.Warn("overrun: the previous poll is still queued or running; slot skipped", "host", t.Host, "task_id", t.ID)
@@ -183,6 +202,13 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 		case errors.Is(err, natsbus.ErrQueueFull):
 			r.stats.QueueFull++
 			full++
+			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "queue full")
+		case ctx.Err() == nil && t.Deadline.After(now.Add(time.Second)):
+			// The server did not acknowledge (it was restarting, say): the task
+			// may or may not be stored. Publish it again with the same id: if
+			// it was, JetStream drops the copy or refuses it as busy.
+			r.retry = append(r.retry, *t)
+			r.o.Log.Warn("task not acknowledged; publishing it again", "host", t.Host, "task_id", t.ID, "err", err)
 		default:
 			r.stats.Failed++
 			r.o.Log.Error("task not published", "host", t.Host, "task_id", t.ID, "err", err)

@@ -1,0 +1,431 @@
+// Package soak runs Flock as an operator would, as separate processes on
+// loopback (nats-server, dispatcher, pollers, a simulated fleet), breaks it
+// on purpose for a bounded time (pollers SIGKILLed, NATS restarted, the
+// dispatcher restarted) and then counts what was lost or written twice.
+package soak
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Config sizes a soak.
+type Config struct {
+	Devices  int           // simulated devices
+	Pollers  int           // poller processes
+	Interval time.Duration // poll interval of every host
+	AckWait  time.Duration
+	Duration time.Duration // the chaos phase
+	Kills    int           // poller SIGKILLs during the chaos phase
+	Dir      string        // work directory: binaries, logs, stores, records
+	Log      io.Writer     // progress lines
+}
+
+// Result is what the soak counted.
+type Result struct {
+	Secs               float64
+	Cycles             int
+	Kills              int
+	NATSRestarts       int
+	DispatcherRestarts int
+	Tasks              int // distinct tasks queued up to the end of the chaos phase
+	Records            int // lines written to the sink
+	Missing            int // queued tasks with no record after the redelivery window
+	Duplicates         int // records written to the sink more than once
+	LeakedGoroutines   int
+	LeakedSockets      int
+	UnpublishedSlots   int // host-cycles never queued (the dispatcher or NATS was down)
+	ErrorRecords       int // records with an error (dead, broken devices; undelivered)
+}
+
+// Line is the soak's last line.
+func (r Result) Line() string {
+	return fmt.Sprintf("soak: secs=%.0f cycles=%d kills=%d nats_restarts=%d dispatcher_restarts=%d tasks=%d records=%d missing=%d duplicates=%d leaked_goroutines=%d leaked_sockets=%d unpublished_slots=%d error_records=%d",
+		r.Secs, r.Cycles, r.Kills, r.NATSRestarts, r.DispatcherRestarts, r.Tasks, r.Records, r.Missing, r.Duplicates,
+		r.LeakedGoroutines, r.LeakedSockets, r.UnpublishedSlots, r.ErrorRecords)
+}
+
+// Pass reports whether the soak met the bar.
+func (r Result) Pass() bool {
+	return r.Kills >= 20 && r.Missing == 0 && r.Duplicates == 0 && r.LeakedGoroutines == 0 && r.LeakedSockets == 0
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func (s *soak) start(name, bin string, env []string, args ...string) (*proc, error) {
+	s.seq++
+	logPath := filepath.Join(s.cfg.Dir, "logs", fmt.Sprintf("%s.%d.log", name, s.seq))
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(s.cfg.Dir, "bin", bin), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	return p, nil
+}
+
+// stop signals p and waits for it; SIGKILL after 20s.
+func (p *proc) stop(sig syscall.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+type soak struct {
+	cfg     Config
+	seq     int
+	natsURL string
+	natsArg []string
+	env     []string
+	logf    func(format string, args ...any)
+
+	mu    sync.Mutex
+	tasks map[string]time.Time // task id -> slot start
+}
+
+// Run runs the soak in cfg.Dir and returns its counts.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	s := &soak{cfg: cfg, tasks: map[string]time.Time{}}
+	s.logf = func(format string, args ...any) { fmt.Fprintf(cfg.Log, "soak: "+format+"\n", args...) }
+	began := time.Now()
+	var res Result
+	for _, d := range []string{"bin", "logs", "nats"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+			return res, err
+		}
+	}
+	if err := s.build(ctx); err != nil {
+		return res, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return res, err
+	}
+	s.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	s.natsArg = []string{"-js", "-sd", filepath.Join(cfg.Dir, "nats"), "-a", "127.0.0.1", "-p", fmt.Sprint(port)}
+	natsProc, err := s.start("nats", "nats-server", nil, s.natsArg...)
+	if err != nil {
+		return res, err
+	}
+	defer func() { natsProc.stop(syscall.SIGTERM) }()
+
+	hosts := filepath.Join(cfg.Dir, "hosts.yaml")
+	sim, err := s.start("snmpsim", "snmpsim", nil, "--devices", fmt.Sprint(cfg.Devices), "--interfaces", "2",
+		"--hosts-out", hosts, "--dead-every", "50", "--slow-every", "10", "--slow-delay", "200ms", "--broken-every", "40")
+	if err != nil {
+		return res, err
+	}
+	defer sim.stop(syscall.SIGTERM)
+	if err := waitFile(hosts, 30*time.Second); err != nil {
+		return res, fmt.Errorf("simulator: %w (see %s)", err, sim.log)
+	}
+	records := filepath.Join(cfg.Dir, "records.jsonl")
+	cfgPath, err := s.writeConfig(hosts, records)
+	if err != nil {
+		return res, err
+	}
+	// Debug: the dispatcher then logs each task the stream refused (overrun, full queue).
+	s.env = []string{"FLOCK_CONFIG=" + cfgPath, "FLOCK_LOG_FORMAT=json", "FLOCK_LOG_LEVEL=debug"}
+
+	observer, err := s.observe()
+	if err != nil {
+		return res, err
+	}
+	defer observer.Close()
+
+	disp, err := s.start("dispatcher", "dispatcher", s.env)
+	if err != nil {
+		return res, err
+	}
+	pollers := make([]*proc, cfg.Pollers)
+	for i := range pollers {
+		if pollers[i], err = s.start(fmt.Sprintf("poller-%d", i+1), "poller", append(s.env, fmt.Sprintf("FLOCK_POLLER_NAME=poller-%d", i+1))); err != nil {
+			return res, err
+		}
+	}
+	if err := waitFile(records, 60*time.Second); err != nil {
+		return res, fmt.Errorf("no record within a minute: %w (see %s)", err, disp.log)
+	}
+	s.logf("fleet of %d devices polled every %s by %d pollers; chaos for %s", cfg.Devices, cfg.Interval, cfg.Pollers, cfg.Duration)
+
+	// Chaos: SIGKILL a poller every so often and start it again; restart
+	// NATS once and the dispatcher once.
+	chaosStart := time.Now()
+	killEvery := cfg.Duration / time.Duration(cfg.Kills+1)
+	natsAt, dispAt := chaosStart.Add(cfg.Duration*2/5), chaosStart.Add(cfg.Duration*7/10)
+	rng := rand.New(rand.NewPCG(uint64(chaosStart.UnixNano()), 7))
+	for next := chaosStart.Add(killEvery); time.Since(chaosStart) < cfg.Duration; next = next.Add(killEvery) {
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(time.Until(next)):
+		}
+		if res.NATSRestarts == 0 && time.Now().After(natsAt) {
+			natsProc.stop(syscall.SIGTERM)
+			if natsProc, err = s.start("nats", "nats-server", nil, s.natsArg...); err != nil {
+				return res, err
+			}
+			res.NATSRestarts++
+			s.logf("NATS restarted")
+		}
+		if res.DispatcherRestarts == 0 && time.Now().After(dispAt) {
+			disp.stop(syscall.SIGTERM)
+			if disp, err = s.start("dispatcher", "dispatcher", s.env); err != nil {
+				return res, err
+			}
+			res.DispatcherRestarts++
+			s.logf("dispatcher restarted")
+		}
+		i := rng.IntN(len(pollers))
+		pollers[i].stop(syscall.SIGKILL)
+		if pollers[i], err = s.start(fmt.Sprintf("poller-%d", i+1), "poller", append(s.env, fmt.Sprintf("FLOCK_POLLER_NAME=poller-%d", i+1))); err != nil {
+			return res, err
+		}
+		res.Kills++
+	}
+	chaosEnd := time.Now()
+	res.Cycles = int(chaosEnd.Sub(chaosStart) / cfg.Interval)
+	// Let every task of the chaos phase finish: a poll, a redelivery or two, a poll again.
+	settle := cfg.Interval + 3*cfg.AckWait + 5*time.Second
+	s.logf("%d kills done; settling for %s", res.Kills, settle)
+	time.Sleep(settle)
+
+	disp.stop(syscall.SIGTERM)
+	for _, p := range pollers {
+		p.stop(syscall.SIGTERM)
+	}
+	refused, err := refusedTasks(filepath.Join(cfg.Dir, "logs"))
+	if err != nil {
+		return res, err
+	}
+	s.mu.Lock()
+	for id := range refused { // seen on the subject, but not stored: not queued
+		delete(s.tasks, id)
+	}
+	s.mu.Unlock()
+	for _, p := range append([]*proc{disp}, pollers...) {
+		g, sk, err := leakLine(p.log)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", p.name, err)
+		}
+		res.LeakedGoroutines += g
+		res.LeakedSockets += sk
+	}
+	if err := s.count(&res, records, chaosStart, chaosEnd, hosts); err != nil {
+		return res, err
+	}
+	res.Secs = time.Since(began).Seconds()
+	return res, nil
+}
+
+func (s *soak) build(ctx context.Context) error {
+	bin := filepath.Join(s.cfg.Dir, "bin") + "/"
+	for _, args := range [][]string{
+		{"build", "-tags", "gosnmp_nodebug", "-o", bin, "./cmd/dispatcher", "./cmd/poller", "./cmd/snmpsim"},
+		{"build", "-o", bin + "nats-server", "github.com/nats-io/nats-server/v2"},
+	} {
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+func (s *soak) writeConfig(hostsFile, records string) (string, error) {
+	hosts, err := os.ReadFile(hostsFile)
+	if err != nil {
+		return "", err
+	}
+	cfg := fmt.Sprintf(`nats: {url: %q, ack_wait: %s, max_deliver: 5}
+poller: {concurrency: 300, shutdown_grace: 5s}
+defaults:
+  interval: %s
+  timeout: 500ms
+  retries: 1
+  get: [sysDescr.0, sysUpTime.0]
+  walk: [IF-MIB::ifDescr]
+sinks: [{type: file, path: %q}]
+%s`, s.natsURL, s.cfg.AckWait, s.cfg.Interval, records, hosts)
+	path := filepath.Join(s.cfg.Dir, "flock.yaml")
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// observe records every task queued: a plain subscriber on the task
+// subjects receives a copy of each publish the stream stores.
+func (s *soak) observe() (*nats.Conn, error) {
+	nc, err := nats.Connect(s.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return nil, err
+	}
+	_, err = nc.Subscribe("flock.tasks.>", func(m *nats.Msg) {
+		var t struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(m.Data, &t) != nil || t.ID == "" {
+			return
+		}
+		ms := int64(0)
+		fmt.Sscanf(t.ID[strings.LastIndex(t.ID, "@")+1:], "%d", &ms)
+		s.mu.Lock()
+		s.tasks[t.ID] = time.UnixMilli(ms)
+		s.mu.Unlock()
+	})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nc.Flush()
+}
+
+// count compares the tasks queued during the chaos phase with the records
+// written to the sink.
+func (s *soak) count(res *Result, records string, chaosStart, chaosEnd time.Time, hostsFile string) error {
+	f, err := os.Open(records)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	written := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var r struct {
+			TaskID string           `json:"task_id"`
+			Error  *json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return fmt.Errorf("sink line: %w", err)
+		}
+		written[r.TaskID]++
+		res.Records++
+		if r.Error != nil && string(*r.Error) != "null" {
+			res.ErrorRecords++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	for _, n := range written {
+		if n > 1 {
+			res.Duplicates += n - 1
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	perHost := map[string]int{}
+	for id, slot := range s.tasks {
+		if slot.Before(chaosStart) || slot.After(chaosEnd) {
+			continue
+		}
+		res.Tasks++
+		perHost[id[:strings.LastIndex(id, "@")]]++
+		if written[id] == 0 {
+			res.Missing++
+			if res.Missing <= 10 {
+				s.logf("missing: %s", id)
+			}
+		}
+	}
+	// Slots per host in the chaos phase, against those queued.
+	expected := int(chaosEnd.Sub(chaosStart)/s.cfg.Interval) * s.cfg.Devices
+	res.UnpublishedSlots = max(0, expected-res.Tasks)
+	return nil
+}
+
+// refusedTasks reads the task ids the dispatchers logged as refused by the stream.
+func refusedTasks(logDir string) (map[string]bool, error) {
+	files, err := filepath.Glob(filepath.Join(logDir, "dispatcher.*.log"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			var l struct {
+				Msg    string `json:"msg"`
+				TaskID string `json:"task_id"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "task refused" {
+				out[l.TaskID] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// leakLine reads the leak check a binary logs at its graceful exit.
+func leakLine(path string) (goroutines, sockets int, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var l struct {
+			Msg        string `json:"msg"`
+			Goroutines int    `json:"leaked_goroutines"`
+			Sockets    int    `json:"open_sockets"`
+		}
+		if json.Unmarshal([]byte(lines[i]), &l) == nil && l.Msg == "leak check" {
+			return l.Goroutines, l.Sockets, nil
+		}
+	}
+	return 0, 0, errors.New("no leak check line: it did not exit gracefully (see " + path + ")")
+}
+
+func waitFile(path string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not appear within %s", path, within)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
