@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flock-snmp/flock/internal/config"
@@ -478,5 +480,124 @@ func TestLongPollIsNotRedelivered(t *testing.T) {
 	// The device saw one walk, not two.
 	if n := dev.Requests(); n > 40 {
 		t.Fatalf("the device got %d requests: the task was polled twice", n)
+	}
+}
+
+// A poller that cannot publish its record (the server went away during the
+// poll) does not ack: the task comes back and is answered.
+func TestUnpublishableRecordComesBack(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 1, Delay: 700 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	dir := t.TempDir()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	opts := natsbus.EmbeddedOptions{Listen: l.Addr().String(), StoreDir: dir}
+	_ = l.Close()
+	srv, err := natsbus.StartEmbedded(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disp := connect(t, srv, "dispatcher")
+	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 2 * time.Second, MaxDeliver: 5}); err != nil {
+		t.Fatal(err)
+	}
+	pb := connect(t, srv, "p1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := poll.New("p1", creds, nil)
+	go func() {
+		_ = pb.ServeTasks(ctx, natsbus.ServeOptions{Site: task.DefaultSite, Workers: 1, Poller: "p1", ShutdownGrace: time.Second,
+			PublishTimeout: 300 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}, p.Poll)
+	}()
+	tasks := tasksFor(fleet.Devices(), 1, 5*time.Second)
+	tasks[0].Walk, tasks[0].TimeoutMS = nil, 2000
+	if errs := disp.PublishTasks(context.Background(), tasks); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	dev := fleet.Devices()[0]
+	for dev.Requests() == 0 { // the poll is under way...
+		time.Sleep(5 * time.Millisecond)
+	}
+	srv.Close() // ...when the server goes away; its record cannot be published
+	time.Sleep(1500 * time.Millisecond)
+	srv2, err := natsbus.StartEmbedded(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	// The task was never acked, so it comes back and is polled again.
+	deadline := time.Now().Add(20 * time.Second)
+	for dev.Requests() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the task never came back after its record could not be published")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Exactly one good record is stored, whichever delivery's publish landed
+	// (a client may flush a buffered publish after reconnecting): the task id is the message id.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		s, err := disp.JetStream().Stream(context.Background(), natsbus.ResultStream)
+		if err == nil && s.CachedInfo().State.Msgs == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("want exactly one stored record for the task")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2500 * time.Millisecond) // a second record, if any, would be stored by now
+	s, _ := disp.JetStream().Stream(context.Background(), natsbus.ResultStream)
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("%d records stored for one task", n)
+	}
+}
+
+// Dead devices hold a worker each for their poll's budget; the other hosts
+// are answered meanwhile, not after them.
+func TestDeadHostsDoNotDelayOthers(t *testing.T) {
+	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 12, Interfaces: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	fleet.Devices()[0].SetDead(true)
+	fleet.Devices()[1].SetDead(true)
+	srv, disp := setup(t, 10*time.Second)
+	c := watch(t, disp)
+	var order []string
+	var mu sync.Mutex
+	core, err := connect(t, srv, "order").Conn().Subscribe("flock.results.>", func(m *nats.Msg) {
+		mu.Lock()
+		order = append(order, m.Subject)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer core.Unsubscribe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	servePoller(t, ctx, connect(t, srv, "p1"), "p1", 4, time.Second)
+	tasks := tasksFor(fleet.Devices(), 1, 10*time.Second)
+	for i := range tasks {
+		tasks[i].TimeoutMS, tasks[i].Retries = 1000, 2 // a dead device takes 3s
+	}
+	if errs := disp.PublishTasks(context.Background(), tasks); errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	c.waitFor(t, 12, 30*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 12 {
+		t.Fatalf("%d records", len(order))
+	}
+	for _, subj := range order[:10] {
+		if strings.HasSuffix(subj, fleet.Devices()[0].Name) || strings.HasSuffix(subj, fleet.Devices()[1].Name) {
+			t.Fatalf("a dead host was answered before the healthy ones were: %v", order)
+		}
 	}
 }

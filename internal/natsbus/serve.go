@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -27,7 +28,9 @@ type ServeOptions struct {
 	Poller  string // name written into HostRecords
 	// ShutdownGrace is how long in-flight polls may continue after ctx ends.
 	ShutdownGrace time.Duration
-	Log           *slog.Logger
+	// PublishTimeout bounds the wait for a record's acknowledgement; default 10s.
+	PublishTimeout time.Duration
+	Log            *slog.Logger
 }
 
 // ServeTasks takes tasks from the site's work queue with at most Workers
@@ -61,7 +64,8 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
 	for i := 0; i < o.Workers; i++ {
-		w := &worker{bus: b, h: h, poller: o.Poller, progressEvery: progressEvery, maxDeliver: maxDeliver, stopping: stopping, log: log.With("worker", i)}
+		w := &worker{bus: b, h: h, poller: o.Poller, progressEvery: progressEvery, maxDeliver: maxDeliver, stopping: stopping,
+			publishTimeout: cmp.Or(o.PublishTimeout, 10*time.Second), log: log.With("worker", i)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -142,15 +146,16 @@ func (b *Bus) bindConsumer(ctx context.Context, site string, log *slog.Logger) (
 
 // worker owns the buffers of one poll slot, reused from task to task.
 type worker struct {
-	bus           *Bus
-	h             Handler
-	poller        string
-	progressEvery time.Duration
-	maxDeliver    int // the consumer's; <= 0 is unlimited
-	stopping      <-chan struct{}
-	log           *slog.Logger
-	rec           task.HostRecord
-	buf           []byte
+	bus            *Bus
+	h              Handler
+	poller         string
+	progressEvery  time.Duration
+	maxDeliver     int // the consumer's; <= 0 is unlimited
+	stopping       <-chan struct{}
+	publishTimeout time.Duration
+	log            *slog.Logger
+	rec            task.HostRecord
+	buf            []byte
 }
 
 func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
@@ -247,7 +252,7 @@ func (w *worker) publish(ctx context.Context, subject, id string, rec *task.Host
 		// delay the exit. The task, never acked, goes to another poller.
 		return fmt.Errorf("publish record to %s: not connected to NATS while shutting down", subject)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.publishTimeout)
 	defer cancel()
 	msg := &nats.Msg{Subject: subject, Data: w.buf}
 	_, err := w.bus.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(ResultStream))
