@@ -7,10 +7,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -442,8 +445,10 @@ func TestRunModeWithReload(t *testing.T) {
 	defer fleet.Close()
 	dir := t.TempDir()
 	records := filepath.Join(dir, "records.jsonl")
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfgPath, url := fleetConfig(t, fleet, "", fmt.Sprintf(`poller: {concurrency: 4}
-sinks: [{type: file, path: %s}]`, records))
+metrics: {listen: %s}
+sinks: [{type: file, path: %s}]`, metricsAddr, records))
 	// Start with two of the three devices, at a 1s interval.
 	cfg, _ := os.ReadFile(cfgPath)
 	third := fleet.Devices()[2]
@@ -475,6 +480,16 @@ sinks: [{type: file, path: %s}]`, records))
 		}
 	}
 	waitFor("two polls of the first host", func() bool { return countFor(fleet.Devices()[0].Name) >= 2 })
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`flock_dispatcher_tasks_total\{outcome="published"\} [1-9]`).Match(body) ||
+		!regexp.MustCompile(`flock_dispatcher_records_total [1-9]`).Match(body) {
+		t.Fatalf("metrics do not count the work done:\n%s", body)
+	}
 
 	write("hosts: [\n") // broken YAML: rejected, polling goes on
 	_ = disp.cmd.Process.Signal(syscall.SIGHUP)

@@ -8,15 +8,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flock-snmp/flock/internal/cli"
 	"github.com/flock-snmp/flock/internal/config"
@@ -112,16 +120,48 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 			}
 		}
 	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r, err := dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
-		Site: task.DefaultSite, Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log,
+		Site: task.DefaultSite, Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
+	if cfg.Metrics.Listen != "" {
+		stopMetrics, err := serveMetrics(cfg.Metrics.Listen, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	err = r.Run(ctx)
 	st := r.Stats()
-	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "records", st.Records, "reloads", st.Reloads, "rejected_reloads", st.Rejected)
+	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "queue_full", st.QueueFull, "failed", st.Failed,
+		"exhausted", st.Exhausted, "records", st.Records, "reloads", st.Reloads, "rejected_reloads", st.Rejected)
 	return err
+}
+
+// serveMetrics serves /metrics on addr until the returned func is called.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics endpoint stopped", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }
 
 // connect joins the configured NATS, or starts the embedded server and

@@ -34,6 +34,7 @@ type Config struct {
 	NATS        NATS         `mapstructure:"nats"`
 	Poller      Poller       `mapstructure:"poller"`
 	Dispatcher  Dispatcher   `mapstructure:"dispatcher"`
+	Metrics     Metrics      `mapstructure:"metrics"`
 	Credentials []Credential `mapstructure:"credentials"`
 	Modules     []Module     `mapstructure:"modules"`
 	Defaults    HostDefaults `mapstructure:"defaults"`
@@ -87,6 +88,12 @@ type Poller struct {
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
 }
 
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is host:port for /metrics; empty: no endpoint.
+	Listen string `mapstructure:"listen"`
+}
+
 // Dispatcher configures the dispatcher process.
 type Dispatcher struct {
 	// OnceTimeout bounds a --once run; 0 derives it from the hosts' poll
@@ -108,6 +115,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("poller.name", "")
 	v.SetDefault("poller.shutdown_grace", "10s")
 	v.SetDefault("dispatcher.once_timeout", "0s")
+	v.SetDefault("metrics.listen", "")
 	v.SetDefault("defaults.credentials", "public")
 	v.SetDefault("defaults.port", 161)
 	v.SetDefault("defaults.timeout", "2s")

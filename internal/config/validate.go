@@ -35,6 +35,11 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	if c.Poller.ShutdownGrace < 0 {
 		p.add("poller.shutdown_grace", "%s is negative", c.Poller.ShutdownGrace)
 	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			p.add("metrics.listen", "%q is not host:port: %v", l, err)
+		}
+	}
 	if c.Dispatcher.OnceTimeout < 0 {
 		p.add("dispatcher.once_timeout", "%s is negative", c.Dispatcher.OnceTimeout)
 	}

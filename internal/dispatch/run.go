@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/task"
@@ -35,6 +37,8 @@ type RunOptions struct {
 	Log        *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Registerer receives the dispatcher's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
 }
 
 // Stats counts what a run did.
@@ -55,6 +59,7 @@ type Runner struct {
 	o      RunOptions
 	sched  *Scheduler
 	states *States
+	m      *metrics
 
 	mu      sync.Mutex
 	stats   Stats
@@ -75,7 +80,7 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 	if err != nil {
 		return nil, fmt.Errorf("restore host state: %w", err)
 	}
-	r := &Runner{bus: bus, o: o, sched: NewScheduler(o.Site), states: states, overrun: map[string]bool{}}
+	r := &Runner{bus: bus, o: o, sched: NewScheduler(o.Site), states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer)}
 	now := o.Now()
 	r.sched.SetHosts(cfg.Hosts, now)
 	caughtUp := 0
@@ -150,6 +155,7 @@ func (r *Runner) reload() {
 		r.mu.Lock()
 		r.stats.Rejected++
 		r.mu.Unlock()
+		r.m.reloads.WithLabelValues("rejected").Inc()
 		r.o.Log.Error("reload rejected; the running inventory is kept", "err", err)
 		return
 	}
@@ -157,6 +163,7 @@ func (r *Runner) reload() {
 	r.mu.Lock()
 	r.stats.Reloads++
 	r.mu.Unlock()
+	r.m.reloads.WithLabelValues("applied").Inc()
 	r.o.Log.Info("inventory reloaded", "hosts", len(cfg.Hosts), "added", added, "removed", removed, "changed", changed)
 }
 
@@ -192,8 +199,10 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 		switch {
 		case err == nil:
 			r.stats.Published++
+			r.m.tasks.WithLabelValues("published").Inc()
 		case errors.Is(err, natsbus.ErrHostBusy):
 			r.stats.Overruns++
+			r.m.tasks.WithLabelValues("overrun").Inc()
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "overrun")
 			if !r.overrun[t.HostKey] { // once until the host answers again, not once per slot
 				r.overrun[t.HostKey] = true
@@ -201,6 +210,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			}
 		case errors.Is(err, natsbus.ErrQueueFull):
 			r.stats.QueueFull++
+			r.m.tasks.WithLabelValues("queue_full").Inc()
 			full++
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "queue full")
 		case ctx.Err() == nil && t.Deadline.After(now.Add(time.Second)):
@@ -208,9 +218,11 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			// may or may not be stored. Publish it again with the same id: if
 			// it was, JetStream drops the copy or refuses it as busy.
 			r.retry = append(r.retry, *t)
+			r.m.tasks.WithLabelValues("retried").Inc()
 			r.o.Log.Warn("task not acknowledged; publishing it again", "host", t.Host, "task_id", t.ID, "err", err)
 		default:
 			r.stats.Failed++
+			r.m.tasks.WithLabelValues("failed").Inc()
 			r.o.Log.Error("task not published", "host", t.Host, "task_id", t.ID, "err", err)
 		}
 	}
@@ -225,6 +237,7 @@ func (r *Runner) exhausted(t task.PollTask, deliveries int) {
 	r.mu.Lock()
 	r.stats.Exhausted++
 	r.mu.Unlock()
+	r.m.exhausted.Inc()
 	rec := task.HostRecord{Schema: task.Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey, Address: t.Address,
 		Port: t.Port, Poller: "dispatcher", Attempt: deliveries, ScheduledAt: t.ScheduledAt, StartedAt: r.o.Now(),
 		Error: &task.Error{Kind: task.KindUndelivered, Message: msg}}
@@ -255,6 +268,7 @@ func (r *Runner) handleRecord(_ string, data []byte) error {
 		r.stats.Records++
 		delete(r.overrun, sum.HostKey)
 		r.mu.Unlock()
+		r.m.records.Inc()
 	}
 	state, _ := r.states.observe(key, &sum)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
@@ -57,13 +59,18 @@ type running struct {
 
 func startRunner(t *testing.T, d *natsbus.Bus, cfg *config.Config, sinks []dispatch.Sink, reload chan struct{}, load func() (*config.Config, error)) *running {
 	t.Helper()
+	return startRunnerWith(t, d, cfg, sinks, reload, load, nil)
+}
+
+func startRunnerWith(t *testing.T, d *natsbus.Bus, cfg *config.Config, sinks []dispatch.Sink, reload chan struct{}, load func() (*config.Config, error), reg prometheus.Registerer) *running {
+	t.Helper()
 	state, err := d.Bucket(context.Background(), natsbus.HostStateBucket, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logBuf := &lockedBuffer{}
 	r, err := dispatch.NewRunner(context.Background(), d, cfg, dispatch.RunOptions{
-		Site: task.DefaultSite, Sinks: sinks, State: state, Reload: reload, LoadConfig: load,
+		Site: task.DefaultSite, Sinks: sinks, State: state, Reload: reload, LoadConfig: load, Registerer: reg,
 		Log: slog.New(slog.NewTextHandler(logBuf, nil)),
 	})
 	if err != nil {
@@ -281,10 +288,24 @@ func TestRunQueueFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := withInterval(fleetConfig(t, fleet, 0), 1*time.Second)
-	rn := startRunner(t, d, cfg, nil, nil, nil) // no poller: the queue fills
+	reg := prometheus.NewRegistry()
+	rn := startRunnerWith(t, d, cfg, nil, nil, nil, reg) // no poller: the queue fills
 	time.Sleep(2500 * time.Millisecond)
 	rn.stop(t)
 	st := rn.r.Stats()
+	// The metric says the same as the counters.
+	got, err := testutil.GatherAndCount(reg, "flock_dispatcher_tasks_total")
+	if err != nil || got != 5 {
+		t.Fatalf("flock_dispatcher_tasks_total series: %d, %v", got, err)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == "flock_dispatcher_tasks_total" && m.GetLabel()[0].GetValue() == "queue_full" && int(m.GetCounter().GetValue()) != st.QueueFull {
+				t.Fatalf("metric queue_full = %v, counter %d", m.GetCounter().GetValue(), st.QueueFull)
+			}
+		}
+	}
 	if st.QueueFull < 3 || st.Published < 3 || st.Failed != 0 {
 		t.Fatalf("stats %+v: want 3 queued and the rest refused as queue full", st)
 	}
