@@ -4,7 +4,7 @@ GO      ?= go
 TAGS    := gosnmp_nodebug
 BINS    := dispatcher poller snmpsim
 
-.PHONY: demo test build check vet bench soak clean
+.PHONY: demo test build check vet bench soak images compose-test clean
 
 demo:
 	@./scripts/demo.sh
@@ -23,6 +23,11 @@ bench:
 soak:
 	@$(GO) run ./cmd/soak
 
+# Images FROM scratch with static binaries, built with no registry:
+# flock/{dispatcher,poller,snmpsim,results,nats-server}:local
+images:
+	@./scripts/images.sh
+
 vet:
 	$(GO) vet -tags integration ./...
 
@@ -31,4 +36,4 @@ build:
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -o bin/ $(addprefix ./cmd/,$(BINS))
 
 clean:
-	rm -rf bin data
+	rm -rf bin data build

@@ -38,6 +38,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.SlowEvery, "slow-every", 0, "every Nth device answers after --slow-delay")
 	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 300*time.Millisecond, "delay of the slow devices")
 	fs.IntVar(&cfg.BrokenEvery, "broken-every", 0, "every Nth device answers walks with genErr")
+	fs.BoolVar(&cfg.AllowNonLoopback, "allow-non-loopback", false, "allow --listen on a non-loopback address (the simulator's own container)")
+	hostsAddress := fs.String("hosts-address", "", "address written into --hosts-out (default: the listen address)")
 	hostsOut := fs.String("hosts-out", "", "write the devices as a Flock hosts list (YAML) to this `file`")
 	if err := cli.Parse(fs, args); err != nil {
 		cli.Usage(fs, stderr, "snmpsim [--devices N] [--interfaces N] [--hosts-out FILE]")
@@ -51,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *hostsOut != "" {
 		var b bytes.Buffer
 		b.WriteString("hosts:\n")
-		if err := fleet.WriteHosts(&b); err != nil {
+		if err := fleet.WriteHostsAt(&b, *hostsAddress); err != nil {
 			return err
 		}
 		if err := os.WriteFile(*hostsOut, b.Bytes(), 0o644); err != nil {

@@ -24,9 +24,13 @@ type Config struct {
 	Devices    int    // how many devices
 	Interfaces int    // rows in each device's ifTable and ifXTable
 	Community  string // the read community every device accepts; default "public"
-	ListenIP   string // loopback address to bind; default 127.0.0.1
-	BasePort   int    // device i listens on BasePort+i; 0 gives every device a random port
-	NamePrefix string // device names are <prefix>-00001 …; default "sim"
+	// ListenIP is the address to bind; default 127.0.0.1. Anything but a
+	// loopback address needs AllowNonLoopback (for the simulator's own
+	// container in docker compose).
+	ListenIP         string
+	AllowNonLoopback bool
+	BasePort         int    // device i listens on BasePort+i; 0 gives every device a random port
+	NamePrefix       string // device names are <prefix>-00001 …; default "sim"
 	// MaxResponseBytes bounds an answer, as an agent's message size does: a
 	// GET or GETNEXT that would exceed it is answered tooBig, a GETBULK is
 	// truncated. Default 65000.
@@ -165,8 +169,8 @@ func Start(cfg Config) (*Fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snmpsim: listen address: %w", err)
 	}
-	if !ip.IsLoopback() {
-		return nil, fmt.Errorf("snmpsim: listen address %s is not a loopback address", ip)
+	if !ip.IsLoopback() && !cfg.AllowNonLoopback {
+		return nil, fmt.Errorf("snmpsim: listen address %s is not a loopback address (see --allow-non-loopback)", ip)
 	}
 	table, err := RouterTable(cfg.Interfaces)
 	if err != nil {
@@ -238,9 +242,17 @@ func (f *Fleet) Close() error {
 }
 
 // WriteHosts writes the fleet as entries of a Flock config's hosts list.
-func (f *Fleet) WriteHosts(w io.Writer) error {
+func (f *Fleet) WriteHosts(w io.Writer) error { return f.WriteHostsAt(w, "") }
+
+// WriteHostsAt writes the hosts list with address instead of the listen
+// address ("" keeps it): the simulator's service name under docker compose.
+func (f *Fleet) WriteHostsAt(w io.Writer, address string) error {
 	for _, d := range f.devices {
-		if _, err := fmt.Fprintf(w, "  - {name: %s, address: %s, port: %d}\n", d.Name, d.addr.Addr(), d.addr.Port()); err != nil {
+		addr := d.addr.Addr().String()
+		if address != "" {
+			addr = address
+		}
+		if _, err := fmt.Fprintf(w, "  - {name: %s, address: %s, port: %d}\n", d.Name, addr, d.addr.Port()); err != nil {
 			return err
 		}
 	}
