@@ -28,6 +28,11 @@ soak:
 images:
 	@./scripts/images.sh
 
+# The stack under docker compose on this machine's Docker engine: scale,
+# a killed poller, a restarted nats, down -v (about 2 minutes after images).
+compose-test: images
+	@$(GO) run ./cmd/compose-test
+
 vet:
 	$(GO) vet -tags integration ./...
 

@@ -1,0 +1,287 @@
+// Package composetest checks Flock under docker compose on this machine's
+// Docker engine: the whole stack up, pollers scaled to three, one poller
+// container killed mid-cycle, the nats container restarted, and everything
+// torn down, counting what each step cost.
+package composetest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config sets up a run.
+type Config struct {
+	Compose  []string      // "docker-compose" or "docker compose"
+	Project  string        // compose project name
+	Interval time.Duration // the compose config's poll interval
+	Hosts    int           // hosts in the compose config
+	Log      io.Writer
+}
+
+// Result is what the run counted.
+type Result struct {
+	Hosts, Cycles, Pollers int
+	Shares                 []int
+	Killed, Missed         int
+	SubscriberRecords      int
+	DispatcherRecords      int
+	NATSRestartRecovered   bool
+	LeftoverContainers     int
+	HostsSeenBySubscriber  int
+}
+
+// Line is the run's last line.
+func (r Result) Line() string {
+	shares := make([]string, len(r.Shares))
+	for i, s := range r.Shares {
+		shares[i] = fmt.Sprint(s)
+	}
+	yes := "no"
+	if r.NATSRestartRecovered {
+		yes = "yes"
+	}
+	return fmt.Sprintf("compose-test: hosts=%d cycles=%d pollers=%d poller_shares=%s killed=%d missed=%d subscriber_records=%d dispatcher_records=%d nats_restart_recovered=%s leftover_containers=%d subscriber_hosts=%d",
+		r.Hosts, r.Cycles, r.Pollers, strings.Join(shares, "/"), r.Killed, r.Missed, r.SubscriberRecords, r.DispatcherRecords,
+		yes, r.LeftoverContainers, r.HostsSeenBySubscriber)
+}
+
+// Pass reports whether every check held.
+func (r Result) Pass() bool {
+	if r.Missed != 0 || !r.NATSRestartRecovered || r.LeftoverContainers != 0 || r.Killed != 1 || r.HostsSeenBySubscriber != r.Hosts {
+		return false
+	}
+	for _, s := range r.Shares {
+		if s == 0 {
+			return false
+		}
+	}
+	return len(r.Shares) == r.Pollers && r.Cycles >= 6
+}
+
+type runner struct {
+	cfg Config
+	env []string
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.cfg.Log, "compose-test: "+format+"\n", args...)
+}
+
+func (r *runner) compose(ctx context.Context, args ...string) (string, error) {
+	full := append(append(append([]string{}, r.cfg.Compose[1:]...), "-p", r.cfg.Project), args...)
+	cmd := exec.CommandContext(ctx, r.cfg.Compose[0], full...)
+	cmd.Env = append(os.Environ(), r.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", r.cfg.Compose[0], strings.Join(full, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func docker(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "docker", args...).Output()
+	if err != nil {
+		return string(out), fmt.Errorf("docker %s: %w", strings.Join(args, " "), err)
+	}
+	return string(out), nil
+}
+
+// containers lists the ids of a service's containers.
+func (r *runner) containers(ctx context.Context, service string) ([]string, error) {
+	out, err := docker(ctx, "ps", "-q", "--filter", "label=com.docker.compose.project="+r.cfg.Project,
+		"--filter", "label=com.docker.compose.service="+service)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(out), nil
+}
+
+// Run runs the checks. The images must exist (make images).
+func Run(ctx context.Context, cfg Config) (res Result, err error) {
+	r := &runner{cfg: cfg}
+	port, err := freePort()
+	if err != nil {
+		return res, err
+	}
+	r.env = []string{fmt.Sprintf("FLOCK_NATS_MONITOR_PORT=%d", port)}
+	if os.Getenv("FLOCK_NATS_IMAGE") == "" {
+		r.env = append(r.env, "FLOCK_NATS_IMAGE=flock/nats-server:local") // no registry here
+	}
+	res.Hosts, res.Pollers = cfg.Hosts, 3
+	defer func() {
+		// 5: down -v leaves nothing running, whatever happened.
+		if _, derr := r.compose(context.Background(), "down", "-v", "--timeout", "20"); derr != nil && err == nil {
+			err = derr
+		}
+		left, _ := docker(context.Background(), "ps", "-aq", "--filter", "label=com.docker.compose.project="+cfg.Project)
+		res.LeftoverContainers = len(strings.Fields(left))
+	}()
+	if _, err := r.compose(ctx, "up", "-d", "--scale", "poller=3"); err != nil {
+		return res, err
+	}
+	started := time.Now()
+	r.logf("stack up: nats, snmpsim (%d devices), dispatcher, 3 pollers, results", cfg.Hosts)
+	pollers, err := r.containers(ctx, "poller")
+	if err != nil {
+		return res, err
+	}
+	if len(pollers) != 3 {
+		return res, fmt.Errorf("%d poller containers, want 3", len(pollers))
+	}
+	sleep := func(d time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+			return nil
+		}
+	}
+	// 1, 2: two full cycles with three pollers.
+	if err := sleep(3 * cfg.Interval); err != nil {
+		return res, err
+	}
+	// 3: one poller killed in the middle of a cycle.
+	if _, err := docker(ctx, "kill", pollers[0]); err != nil {
+		return res, err
+	}
+	res.Killed = 1
+	r.logf("poller container %s killed", pollers[0][:12])
+	if err := sleep(2*cfg.Interval + cfg.Interval/2); err != nil {
+		return res, err
+	}
+	// 4: the nats container restarted.
+	if _, err := r.compose(ctx, "restart", "nats"); err != nil {
+		return res, err
+	}
+	natsBack := time.Now()
+	r.logf("nats restarted")
+	if err := sleep(3 * cfg.Interval); err != nil {
+		return res, err
+	}
+	ended := time.Now()
+
+	recs, err := r.dispatcherRecords(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.DispatcherRecords = len(recs)
+	subHosts, subCount, err := r.subscriberRecords(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.SubscriberRecords, res.HostsSeenBySubscriber = subCount, len(subHosts)
+	res.Cycles = int(ended.Sub(started) / cfg.Interval)
+
+	// Shares per initial poller container (poller names are <hostname>-<pid>;
+	// a container's hostname is its short id).
+	shares := map[string]int{}
+	slots := map[string][]int64{}
+	recovered := map[string]bool{}
+	for _, rec := range recs {
+		shares[strings.SplitN(rec.Poller, "-", 2)[0]]++
+		slots[rec.Host] = append(slots[rec.Host], rec.slot)
+		if time.UnixMilli(rec.slot).After(natsBack.Add(cfg.Interval)) {
+			recovered[rec.Host] = true
+		}
+	}
+	for _, id := range pollers {
+		res.Shares = append(res.Shares, shares[id[:12]])
+	}
+	res.NATSRestartRecovered = len(recovered) == cfg.Hosts
+	// No host misses a cycle: its slots are consecutive from its first
+	// record to its last (the last cycle may still be in flight).
+	iv := cfg.Interval.Milliseconds()
+	for host, s := range slots {
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		for i := 1; i < len(s); i++ {
+			if gap := s[i] - s[i-1]; gap > iv {
+				res.Missed += int(gap/iv) - 1
+				r.logf("host %s: no record between slots %d and %d", host, s[i-1], s[i])
+			}
+		}
+	}
+	if len(slots) != cfg.Hosts {
+		res.Missed += cfg.Hosts - len(slots)
+	}
+	return res, nil
+}
+
+type record struct {
+	Host   string `json:"host"`
+	TaskID string `json:"task_id"`
+	Poller string `json:"poller"`
+	slot   int64
+}
+
+// dispatcherRecords reads the JSON lines the dispatcher wrote to stdout
+// (its default sink), one per record; log lines are on stderr.
+func (r *runner) dispatcherRecords(ctx context.Context) ([]record, error) {
+	ids, err := r.containers(ctx, "dispatcher")
+	if err != nil || len(ids) != 1 {
+		return nil, fmt.Errorf("dispatcher container: %v %v", ids, err)
+	}
+	cmd := exec.CommandContext(ctx, "docker", "logs", ids[0])
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, io.Discard
+	if err := cmd.Run(); err != nil {
+		return nil, err
+	}
+	var out []record
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var rec record
+		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec.TaskID == "" {
+			continue
+		}
+		if seen[rec.TaskID] {
+			return nil, fmt.Errorf("task %s written twice by the dispatcher", rec.TaskID)
+		}
+		seen[rec.TaskID] = true
+		fmt.Sscanf(rec.TaskID[strings.LastIndex(rec.TaskID, "@")+1:], "%d", &rec.slot)
+		out = append(out, rec)
+	}
+	return out, sc.Err()
+}
+
+// subscriberRecords counts the lines the example subscriber printed.
+func (r *runner) subscriberRecords(ctx context.Context) (map[string]bool, int, error) {
+	ids, err := r.containers(ctx, "results")
+	if err != nil || len(ids) != 1 {
+		return nil, 0, fmt.Errorf("results container: %v %v", ids, err)
+	}
+	out, err := docker(ctx, "logs", ids[0])
+	if err != nil {
+		return nil, 0, err
+	}
+	hosts := map[string]bool{}
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "record host=") {
+			continue
+		}
+		n++
+		hosts[strings.Fields(strings.TrimPrefix(line, "record host="))[0]] = true
+	}
+	return hosts, n, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
