@@ -12,9 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +20,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/flock-snmp/flock/internal/procs"
 )
 
 // Config sizes a soak.
@@ -65,46 +65,8 @@ func (r Result) Pass() bool {
 	return r.Kills >= 20 && r.Missing == 0 && r.Duplicates == 0 && r.LeakedGoroutines == 0 && r.LeakedSockets == 0
 }
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-func (s *soak) start(name, bin string, env []string, args ...string) (*proc, error) {
-	s.seq++
-	logPath := filepath.Join(s.cfg.Dir, "logs", fmt.Sprintf("%s.%d.log", name, s.seq))
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(s.cfg.Dir, "bin", bin), args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
-	return p, nil
-}
-
-// stop signals p and waits for it; SIGKILL after 20s.
-func (p *proc) stop(sig syscall.Signal) {
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 type soak struct {
 	cfg     Config
-	seq     int
 	natsURL string
 	natsArg []string
 	env     []string
@@ -125,10 +87,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, err
 		}
 	}
-	if err := s.build(ctx); err != nil {
+	if err := procs.Build(ctx, cfg.Dir); err != nil {
 		return res, err
 	}
-	port, err := freePort()
+	port, err := procs.FreePort()
 	if err != nil {
 		return res, err
 	}
@@ -138,7 +100,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	defer func() { natsProc.stop(syscall.SIGTERM) }()
+	defer func() { natsProc.Stop(syscall.SIGTERM) }()
 
 	hosts := filepath.Join(cfg.Dir, "hosts.yaml")
 	sim, err := s.start("snmpsim", "snmpsim", nil, "--devices", fmt.Sprint(cfg.Devices), "--interfaces", "2",
@@ -146,9 +108,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	defer sim.stop(syscall.SIGTERM)
-	if err := waitFile(hosts, 30*time.Second); err != nil {
-		return res, fmt.Errorf("simulator: %w (see %s)", err, sim.log)
+	defer sim.Stop(syscall.SIGTERM)
+	if err := procs.WaitFile(hosts, 30*time.Second); err != nil {
+		return res, fmt.Errorf("simulator: %w (see %s)", err, sim.Log)
 	}
 	records := filepath.Join(cfg.Dir, "records.jsonl")
 	cfgPath, err := s.writeConfig(hosts, records)
@@ -168,14 +130,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	pollers := make([]*proc, cfg.Pollers)
+	pollers := make([]*procs.Proc, cfg.Pollers)
 	for i := range pollers {
 		if pollers[i], err = s.start(fmt.Sprintf("poller-%d", i+1), "poller", append(s.env, fmt.Sprintf("FLOCK_POLLER_NAME=poller-%d", i+1))); err != nil {
 			return res, err
 		}
 	}
-	if err := waitFile(records, 60*time.Second); err != nil {
-		return res, fmt.Errorf("no record within a minute: %w (see %s)", err, disp.log)
+	if err := procs.WaitFile(records, 60*time.Second); err != nil {
+		return res, fmt.Errorf("no record within a minute: %w (see %s)", err, disp.Log)
 	}
 	s.logf("fleet of %d devices polled every %s by %d pollers; chaos for %s", cfg.Devices, cfg.Interval, cfg.Pollers, cfg.Duration)
 
@@ -192,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		case <-time.After(time.Until(next)):
 		}
 		if res.NATSRestarts == 0 && time.Now().After(natsAt) {
-			natsProc.stop(syscall.SIGTERM)
+			natsProc.Stop(syscall.SIGTERM)
 			if natsProc, err = s.start("nats", "nats-server", nil, s.natsArg...); err != nil {
 				return res, err
 			}
@@ -200,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			s.logf("NATS restarted")
 		}
 		if res.DispatcherRestarts == 0 && time.Now().After(dispAt) {
-			disp.stop(syscall.SIGTERM)
+			disp.Stop(syscall.SIGTERM)
 			if disp, err = s.start("dispatcher", "dispatcher", s.env); err != nil {
 				return res, err
 			}
@@ -208,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			s.logf("dispatcher restarted")
 		}
 		i := rng.IntN(len(pollers))
-		pollers[i].stop(syscall.SIGKILL)
+		pollers[i].Stop(syscall.SIGKILL)
 		if pollers[i], err = s.start(fmt.Sprintf("poller-%d", i+1), "poller", append(s.env, fmt.Sprintf("FLOCK_POLLER_NAME=poller-%d", i+1))); err != nil {
 			return res, err
 		}
@@ -221,9 +183,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	s.logf("%d kills done; settling for %s", res.Kills, settle)
 	time.Sleep(settle)
 
-	disp.stop(syscall.SIGTERM)
+	disp.Stop(syscall.SIGTERM)
 	for _, p := range pollers {
-		p.stop(syscall.SIGTERM)
+		p.Stop(syscall.SIGTERM)
 	}
 	refused, err := refusedTasks(filepath.Join(cfg.Dir, "logs"))
 	if err != nil {
@@ -234,10 +196,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		delete(s.tasks, id)
 	}
 	s.mu.Unlock()
-	for _, p := range append([]*proc{disp}, pollers...) {
-		g, sk, err := leakLine(p.log)
+	for _, p := range append([]*procs.Proc{disp}, pollers...) {
+		g, sk, err := leakLine(p.Log)
 		if err != nil {
-			return res, fmt.Errorf("%s: %w", p.name, err)
+			return res, fmt.Errorf("%s: %w", p.Name, err)
 		}
 		res.LeakedGoroutines += g
 		res.LeakedSockets += sk
@@ -249,19 +211,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
-func (s *soak) build(ctx context.Context) error {
-	bin := filepath.Join(s.cfg.Dir, "bin") + "/"
-	for _, args := range [][]string{
-		{"build", "-tags", "gosnmp_nodebug", "-o", bin, "./cmd/dispatcher", "./cmd/poller", "./cmd/snmpsim"},
-		{"build", "-o", bin + "nats-server", "github.com/nats-io/nats-server/v2"},
-	} {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	return nil
+func (s *soak) start(name, bin string, env []string, args ...string) (*procs.Proc, error) {
+	return procs.Start(s.cfg.Dir, name, bin, env, args...)
 }
 
 func (s *soak) writeConfig(hostsFile, records string) (string, error) {
@@ -408,24 +359,4 @@ func leakLine(path string) (goroutines, sockets int, err error) {
 		}
 	}
 	return 0, 0, errors.New("no leak check line: it did not exit gracefully (see " + path + ")")
-}
-
-func waitFile(path string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%s did not appear within %s", path, within)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

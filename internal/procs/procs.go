@@ -1,0 +1,133 @@
+// Package procs runs Flock's binaries (and nats-server) as child processes
+// for the soak and the load harness: built here, logged to files, stopped
+// by signal, with the CPU time and peak memory the kernel accounted.
+package procs
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Build compiles dispatcher, poller and snmpsim (with gosnmp_nodebug) and
+// nats-server (from its module) into dir/bin. It runs in the module root.
+func Build(ctx context.Context, dir string) error {
+	bin := filepath.Join(dir, "bin") + "/"
+	for _, args := range [][]string{
+		{"build", "-tags", "gosnmp_nodebug", "-o", bin, "./cmd/dispatcher", "./cmd/poller", "./cmd/snmpsim"},
+		{"build", "-o", bin + "nats-server", "github.com/nats-io/nats-server/v2"},
+	} {
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// Proc is a running child process.
+type Proc struct {
+	Name  string
+	Log   string // its stdout and stderr
+	cmd   *exec.Cmd
+	done  chan struct{}
+	usage *syscall.Rusage
+}
+
+var seq atomic.Int64
+
+// Start runs dir/bin/<bin> with args and only env (plus PATH).
+func Start(dir, name, bin string, env []string, args ...string) (*Proc, error) {
+	logPath := filepath.Join(dir, "logs", fmt.Sprintf("%s.%d.log", name, seq.Add(1)))
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(dir, "bin", bin), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Proc{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			p.usage = ru
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Stop signals p and waits for it to exit; SIGKILL after 20s.
+func (p *Proc) Stop(sig syscall.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Wait waits for p to exit by itself and returns its exit code.
+func (p *Proc) Wait(within time.Duration) (int, error) {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode(), nil
+	case <-time.After(within):
+		return -1, fmt.Errorf("%s did not exit within %s", p.Name, within)
+	}
+}
+
+// CPU is the user and system time the process used; valid after it exited.
+func (p *Proc) CPU() time.Duration {
+	if p.usage == nil {
+		return 0
+	}
+	return time.Duration(p.usage.Utime.Nano() + p.usage.Stime.Nano())
+}
+
+// MaxRSSMB is the process's peak resident memory in MB; valid after it exited.
+func (p *Proc) MaxRSSMB() float64 {
+	if p.usage == nil {
+		return 0
+	}
+	return float64(p.usage.Maxrss) / 1024 // KiB on Linux
+}
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// WaitFile waits until path exists and is not empty.
+func WaitFile(path string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not appear within %s", path, within)
+}
