@@ -14,8 +14,10 @@ test:
 
 check: test
 
-# Go benchmarks of the per-poll path (figures go to BENCHMARKS.md).
+# The load harness (about 1 minute; loopback only): one line per scenario,
+# then the Go benchmarks of the per-poll path. Figures go to BENCHMARKS.md.
 bench:
+	@$(GO) run ./cmd/bench
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -count 1 ./internal/...
 
 # Break a running Flock for a bounded time (about 4 minutes; loopback only)

@@ -50,6 +50,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil || done {
 		return err
 	}
+	stopProfile, err := cli.StartProfile(getenv)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Counted after signal handling started: os/signal's watcher goroutine lives as long as the process.

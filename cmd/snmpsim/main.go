@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.BasePort, "base-port", 0, "device i listens on base-port+i; 0 picks free ports")
 	fs.StringVar(&cfg.Community, "community", "public", "read community")
 	fs.DurationVar(&cfg.Delay, "delay", 0, "added to every answer, like a network round trip")
+	fs.DurationVar(&cfg.Jitter, "jitter", 0, "the delay varies by up to this much either way")
 	fs.IntVar(&cfg.DeadEvery, "dead-every", 0, "every Nth device never answers")
 	fs.IntVar(&cfg.SlowEvery, "slow-every", 0, "every Nth device answers after --slow-delay")
 	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 300*time.Millisecond, "delay of the slow devices")

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -162,4 +163,23 @@ func LeakCheck(log *slog.Logger, goroutinesAtStart int) {
 		}
 	}
 	log.Info("leak check", "leaked_goroutines", leaked, "open_sockets", sockets)
+}
+
+// StartProfile writes a CPU profile of the whole process to the file named
+// by FLOCK_CPUPROFILE, if set, until the returned func is called: pprof on
+// the binaries themselves, for the load harness and for operators.
+func StartProfile(getenv func(string) string) (stop func(), err error) {
+	path := getenv("FLOCK_CPUPROFILE")
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("FLOCK_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("FLOCK_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

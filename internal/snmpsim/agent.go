@@ -35,8 +35,9 @@ type Config struct {
 	// GET or GETNEXT that would exceed it is answered tooBig, a GETBULK is
 	// truncated. Default 65000.
 	MaxResponseBytes int
-	// Delay is added to every answer, as a round trip to a distant device would.
-	Delay time.Duration
+	// Delay is added to every answer, as a round trip to a distant device
+	// would, give or take up to Jitter.
+	Delay, Jitter time.Duration
 	// Mixed fleets: every DeadEvery-th device never answers, every
 	// SlowEvery-th answers after SlowDelay, every BrokenEvery-th answers
 	// walks with genErr (0: none).
@@ -107,6 +108,8 @@ type Device struct {
 	maxResp  int
 
 	delay     atomic.Int64 // nanoseconds added to each answer
+	jitter    time.Duration
+	rng       uint64 // xorshift state for the jitter, used by the serving goroutine only
 	fault     atomic.Int32
 	lossPct   atomic.Int32 // drop this percentage of requests
 	lossSeq   atomic.Uint64
@@ -197,6 +200,7 @@ func Start(cfg Config) (*Fleet, error) {
 			bootTime: boot, maxResp: cfg.MaxResponseBytes,
 		}
 		d.delay.Store(int64(cfg.Delay))
+		d.jitter, d.rng = cfg.Jitter, uint64(i)*0x9E3779B97F4A7C15+1
 		n := i + 1
 		switch {
 		case cfg.DeadEvery > 0 && n%cfg.DeadEvery == 0:
@@ -315,6 +319,12 @@ func (d *Device) serve() {
 			conn = d.other
 		}
 		if delay := time.Duration(d.delay.Load()); delay > 0 {
+			if d.jitter > 0 {
+				d.rng ^= d.rng << 13
+				d.rng ^= d.rng >> 7
+				d.rng ^= d.rng << 17
+				delay += time.Duration(d.rng%uint64(2*d.jitter+1)) - d.jitter
+			}
 			time.AfterFunc(delay, func() { _, _ = conn.WriteToUDPAddrPort(out, from) })
 			continue
 		}

@@ -1,0 +1,73 @@
+// Command bench is Flock's load harness (internal/bench): it prints one
+// line per scenario,
+//
+//	bench: scenario=NAME hosts=N polls=N varbinds=N secs=S polls_per_s=X ...
+//
+// and reports figures only; it never fails on a number.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/flock-snmp/flock/internal/bench"
+	"github.com/flock-snmp/flock/internal/cli"
+	"github.com/flock-snmp/flock/internal/procs"
+)
+
+func main() {
+	cli.Main("bench", func() error { return run(context.Background(), os.Args[1:], os.Stdout, os.Stderr) })
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	only := fs.String("scenarios", "get1,walk,wan,dead20,gosnmp-only", "comma-separated scenarios to run")
+	keep := fs.Bool("keep", false, "keep the work directory (logs, records)")
+	if err := cli.Parse(fs, args); err != nil {
+		cli.Usage(fs, stderr, "bench [--scenarios get1,walk,wan,dead20,gosnmp-only]")
+		return err
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		want[strings.TrimSpace(s)] = true
+	}
+	dir, err := os.MkdirTemp("", "flock-bench-")
+	if err != nil {
+		return err
+	}
+	if *keep {
+		fmt.Fprintf(stderr, "bench: work directory %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := procs.Build(ctx, dir); err != nil {
+		return err
+	}
+	scenarios := bench.Scenarios()
+	for _, sc := range scenarios {
+		if !want[sc.Name] {
+			continue
+		}
+		res, err := bench.Run(ctx, dir, sc)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", sc.Name, err)
+		}
+		fmt.Fprintln(stdout, res.Line())
+	}
+	if want["gosnmp-only"] {
+		res, err := bench.GosnmpOnly(ctx, dir, scenarios[0])
+		if err != nil {
+			return fmt.Errorf("scenario gosnmp-only: %w", err)
+		}
+		fmt.Fprintln(stdout, res.Line())
+	}
+	return nil
+}

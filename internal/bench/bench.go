@@ -1,0 +1,317 @@
+// Package bench is Flock's load harness: nats-server, the dispatcher, a
+// poller and the simulator as separate processes on loopback, one --once
+// cycle per scenario, with each process's CPU time and peak memory taken
+// from the kernel. It reports; it never fails on a number.
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/flock-snmp/flock/internal/procs"
+)
+
+// Scenario is one measured cycle.
+type Scenario struct {
+	Name        string
+	Devices     int
+	Interfaces  int
+	Get, Walk   []string
+	Delay       time.Duration // simulated round trip
+	Jitter      time.Duration
+	DeadEvery   int // every Nth device never answers
+	Timeout     time.Duration
+	Retries     int
+	Concurrency int // the poller's
+}
+
+// Scenarios are the issue's: get1, walk, wan, dead20 (gosnmp-only runs the get1 load without Flock).
+func Scenarios() []Scenario {
+	return []Scenario{
+		{Name: "get1", Devices: 10_000, Interfaces: 1, Get: []string{"sysDescr.0"}, Timeout: 2 * time.Second, Retries: 1, Concurrency: 512},
+		{Name: "walk", Devices: 1_000, Interfaces: 48, Walk: []string{"IF-MIB::ifTable", "IF-MIB::ifXTable"}, Timeout: 2 * time.Second, Retries: 1, Concurrency: 64},
+		{Name: "wan", Devices: 10_000, Interfaces: 1, Get: []string{"sysDescr.0"}, Delay: 50 * time.Millisecond, Jitter: 10 * time.Millisecond,
+			Timeout: 2 * time.Second, Retries: 1, Concurrency: 2000},
+		{Name: "dead20", Devices: 10_000, Interfaces: 1, Get: []string{"sysDescr.0"}, Delay: 50 * time.Millisecond, Jitter: 10 * time.Millisecond,
+			DeadEvery: 5, Timeout: time.Second, Retries: 1, Concurrency: 4000},
+	}
+}
+
+// Result is one scenario's line.
+type Result struct {
+	Scenario                 string
+	Hosts, Polls, Varbinds   int
+	Secs                     float64
+	P50, P99                 float64 // ms
+	PollerCPU, DispatcherCPU time.Duration
+	NATSCPU, SimCPU          time.Duration
+	PollerRSS, DispatcherRSS float64 // MB
+	Errors                   int
+}
+
+func perUS(d time.Duration, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(n)
+}
+
+// Line is the bench line of the issue's form, with more keys after.
+func (r Result) Line() string {
+	return fmt.Sprintf("bench: scenario=%s hosts=%d polls=%d varbinds=%d secs=%.2f polls_per_s=%.0f varbinds_per_s=%.0f p50_ms=%.2f p99_ms=%.2f "+
+		"poller_cpu_us_per_poll=%.1f poller_cpu_us_per_varbind=%.2f dispatcher_cpu_us_per_poll=%.1f poller_rss_mb=%.1f dispatcher_rss_mb=%.1f "+
+		"nats_cpu_us_per_poll=%.1f sim_cpu_us_per_poll=%.1f error_records=%d",
+		r.Scenario, r.Hosts, r.Polls, r.Varbinds, r.Secs, float64(r.Polls)/r.Secs, float64(r.Varbinds)/r.Secs, r.P50, r.P99,
+		perUS(r.PollerCPU, r.Polls), perUS(r.PollerCPU, r.Varbinds), perUS(r.DispatcherCPU, r.Polls), r.PollerRSS, r.DispatcherRSS,
+		perUS(r.NATSCPU, r.Polls), perUS(r.SimCPU, r.Polls), r.Errors)
+}
+
+// Run measures one scenario in dir (binaries in dir/bin, see procs.Build).
+func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
+	res := Result{Scenario: sc.Name, Hosts: sc.Devices}
+	port, err := procs.FreePort()
+	if err != nil {
+		return res, err
+	}
+	store := filepath.Join(dir, "nats-"+sc.Name)
+	nats, err := procs.Start(dir, "nats-"+sc.Name, "nats-server", nil, "-js", "-sd", store, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+	if err != nil {
+		return res, err
+	}
+	defer nats.Stop(syscall.SIGTERM)
+	hosts := filepath.Join(dir, "hosts-"+sc.Name+".yaml")
+	simArgs := []string{"--devices", fmt.Sprint(sc.Devices), "--interfaces", fmt.Sprint(sc.Interfaces), "--hosts-out", hosts,
+		"--delay", sc.Delay.String(), "--jitter", sc.Jitter.String(), "--dead-every", fmt.Sprint(sc.DeadEvery)}
+	sim, err := procs.Start(dir, "snmpsim-"+sc.Name, "snmpsim", nil, simArgs...)
+	if err != nil {
+		return res, err
+	}
+	defer sim.Stop(syscall.SIGTERM)
+	if err := procs.WaitFile(hosts, 60*time.Second); err != nil {
+		return res, err
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	cfg, err := writeConfig(dir, sc, url, hosts)
+	if err != nil {
+		return res, err
+	}
+	warm, err := writeWarmup(dir, sc, url, hosts)
+	if err != nil {
+		return res, err
+	}
+	env := []string{"FLOCK_LOG_LEVEL=warn"}
+	poller, err := procs.Start(dir, "poller-"+sc.Name, "poller", append(env, "FLOCK_CPUPROFILE="+filepath.Join(dir, "poller-"+sc.Name+".pprof")), "--config", cfg)
+	if err != nil {
+		return res, err
+	}
+	// A one-host cycle first: streams, consumer and the poller's binding are
+	// then in place, so the measured cycle is only polling.
+	w, err := procs.Start(dir, "warmup-"+sc.Name, "dispatcher", env, "--config", warm, "--once")
+	if err != nil {
+		return res, err
+	}
+	if code, err := w.Wait(2 * time.Minute); err != nil || code != 0 {
+		return res, fmt.Errorf("warm-up cycle: exit %d, %v (see %s)", code, err, w.Log)
+	}
+	start := time.Now()
+	disp, err := procs.Start(dir, "dispatcher-"+sc.Name, "dispatcher", append(env, "FLOCK_CPUPROFILE="+filepath.Join(dir, "dispatcher-"+sc.Name+".pprof")), "--config", cfg, "--once")
+	if err != nil {
+		return res, err
+	}
+	if _, err := disp.Wait(10 * time.Minute); err != nil {
+		return res, err
+	}
+	res.Secs = time.Since(start).Seconds()
+	poller.Stop(syscall.SIGTERM)
+	sim.Stop(syscall.SIGTERM)
+	nats.Stop(syscall.SIGTERM)
+	if err := readRecords(disp.Log, &res); err != nil {
+		return res, err
+	}
+	res.PollerCPU, res.DispatcherCPU, res.NATSCPU, res.SimCPU = poller.CPU(), disp.CPU(), nats.CPU(), sim.CPU()
+	res.PollerRSS, res.DispatcherRSS = poller.MaxRSSMB(), disp.MaxRSSMB()
+	_ = os.RemoveAll(store)
+	return res, nil
+}
+
+func writeConfig(dir string, sc Scenario, url, hostsFile string) (string, error) {
+	hosts, err := os.ReadFile(hostsFile)
+	if err != nil {
+		return "", err
+	}
+	list := func(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
+	cfg := fmt.Sprintf(`nats: {url: %q, ack_wait: 60s}
+poller: {concurrency: %d}
+dispatcher: {once_timeout: 5m}
+defaults:
+  timeout: %s
+  retries: %d
+  get: %s
+  walk: %s
+%s`, url, sc.Concurrency, sc.Timeout, sc.Retries, list(sc.Get), list(sc.Walk), hosts)
+	path := filepath.Join(dir, "bench-"+sc.Name+".yaml")
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+func writeWarmup(dir string, sc Scenario, url, hostsFile string) (string, error) {
+	f, err := os.Open(hostsFile)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc2 := bufio.NewScanner(f)
+	var first string
+	for sc2.Scan() {
+		if strings.HasPrefix(sc2.Text(), "  - ") {
+			first = sc2.Text()
+			break
+		}
+	}
+	cfg := fmt.Sprintf("nats: {url: %q, ack_wait: 60s}\ndefaults: {get: [sysDescr.0], timeout: 5s}\nhosts:\n%s\n", url, first)
+	path := filepath.Join(dir, "warmup-"+sc.Name+".yaml")
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// readRecords counts records, varbinds and errors, and the poll durations'
+// percentiles, without decoding whole records.
+func readRecords(path string, res *Result) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	var durations []float64
+	for {
+		line, err := r.ReadBytes('\n')
+		if bytes.HasPrefix(line, []byte(`{"schema"`)) {
+			res.Polls++
+			res.Varbinds += bytes.Count(line, []byte(`{"oid":`))
+			if !bytes.Contains(line, []byte(`"error":null`)) {
+				res.Errors++
+			}
+			if i := bytes.Index(line, []byte(`"duration_ms":`)); i >= 0 {
+				rest := line[i+len(`"duration_ms":`):]
+				if j := bytes.IndexByte(rest, ','); j > 0 {
+					if d, err := strconv.ParseFloat(string(rest[:j]), 64); err == nil {
+						durations = append(durations, d)
+					}
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	sort.Float64s(durations)
+	if n := len(durations); n > 0 {
+		res.P50, res.P99 = durations[n/2], durations[min(n-1, n*99/100)]
+	}
+	return nil
+}
+
+// GosnmpOnly does the get1 load with a plain loop of gosnmp sessions at the
+// same concurrency, no NATS and no dispatcher: the yardstick for what the
+// bus and the pipeline cost. The simulator runs as a separate process.
+func GosnmpOnly(ctx context.Context, dir string, sc Scenario) (Result, error) {
+	res := Result{Scenario: "gosnmp-only", Hosts: sc.Devices}
+	hosts := filepath.Join(dir, "hosts-gosnmp-only.yaml")
+	sim, err := procs.Start(dir, "snmpsim-gosnmp-only", "snmpsim", nil, "--devices", fmt.Sprint(sc.Devices), "--interfaces", "1", "--hosts-out", hosts)
+	if err != nil {
+		return res, err
+	}
+	defer sim.Stop(syscall.SIGTERM)
+	if err := procs.WaitFile(hosts, 60*time.Second); err != nil {
+		return res, err
+	}
+	ports, err := hostPorts(hosts)
+	if err != nil {
+		return res, err
+	}
+	var before, after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	start := time.Now()
+	work := make(chan int)
+	var mu sync.Mutex
+	var durations []float64
+	var wg sync.WaitGroup
+	for w := 0; w < sc.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for port := range work {
+				t0 := time.Now()
+				g := &gosnmp.GoSNMP{Target: "127.0.0.1", Port: uint16(port), Community: "public", Version: gosnmp.Version2c,
+					Timeout: sc.Timeout, Retries: sc.Retries, Context: ctx}
+				ok := g.Connect() == nil
+				if ok {
+					if pkt, err := g.Get([]string{".1.3.6.1.2.1.1.1.0"}); err == nil {
+						mu.Lock()
+						res.Varbinds += len(pkt.Variables)
+						mu.Unlock()
+					} else {
+						ok = false
+					}
+					_ = g.Conn.Close()
+				}
+				mu.Lock()
+				res.Polls++
+				if !ok {
+					res.Errors++
+				}
+				durations = append(durations, float64(time.Since(t0).Microseconds())/1000)
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, p := range ports {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+	res.Secs = time.Since(start).Seconds()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	res.PollerCPU = time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	res.PollerRSS = float64(after.Maxrss) / 1024
+	sort.Float64s(durations)
+	if n := len(durations); n > 0 {
+		res.P50, res.P99 = durations[n/2], durations[min(n-1, n*99/100)]
+	}
+	sim.Stop(syscall.SIGTERM)
+	res.SimCPU = sim.CPU()
+	return res, nil
+}
+
+func hostPorts(path string) ([]int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var ports []int
+	for _, line := range strings.Split(string(data), "\n") {
+		if i := strings.Index(line, "port: "); i >= 0 {
+			p, err := strconv.Atoi(strings.TrimRight(line[i+6:], "}"))
+			if err != nil {
+				return nil, fmt.Errorf("hosts line %q: %w", line, err)
+			}
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
+}
