@@ -24,6 +24,7 @@ type Poller struct {
 	creds    map[string]*config.Credential
 	resolver *net.Resolver
 	engines  *snmp.EngineCache
+	sessions snmp.Pool
 	memory   Memory
 }
 
@@ -106,7 +107,7 @@ func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, re
 			opts.MaxRepetitions = min(opts.MaxRepetitions, known.MaxRepetitions)
 		}
 	}
-	sess, err := snmp.Dial(t.Host, netip.AddrPortFrom(ip, t.Port), cred, opts)
+	sess, err := p.sessions.Dial(t.Host, netip.AddrPortFrom(ip, t.Port), cred, opts)
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,7 @@ type Session struct {
 	addr    netip.AddrPort
 	opts    Options
 	learned task.Quirks
+	pool    *Pool // where Close returns the session, if it came from one
 }
 
 // Learned is what the session found out about the agent: that it does not
@@ -214,6 +215,12 @@ func (s *Session) bind(ctx context.Context) (release func() bool) {
 func (s *Session) Close() error {
 	if sp, ok := s.g.SecurityParameters.(*gosnmp.UsmSecurityParameters); ok && s.g.Version == gosnmp.Version3 {
 		s.opts.Engines.store(s.addr, sp, time.Now())
+	}
+	if s.pool != nil { // keep the session and its buffer; only the socket goes
+		err := s.g.Conn.Close()
+		s.g.Conn, s.g.Context = nil, nil
+		s.pool.p.Put(s)
+		return err
 	}
 	return s.g.Close()
 }

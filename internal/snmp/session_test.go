@@ -321,3 +321,57 @@ func TestEngineCacheAdvancesTime(t *testing.T) {
 	nilCache.seed(a, sp, t0) // a nil cache caches nothing and does not panic
 	nilCache.store(a, sp, t0)
 }
+
+func TestPoolReusesSessions(t *testing.T) {
+	fleet := startFleet(t, snmpsim.Config{Devices: 2, Interfaces: 1})
+	var pool Pool
+	opts := Options{Timeout: 300 * time.Millisecond, Retries: 0, MaxOids: 8, MaxRepetitions: 10}
+	v1 := &config.Credential{Name: "v1", Version: config.Version1, Community: "public"}
+	v2 := &config.Credential{Name: "v2", Version: config.Version2c, Community: "public"}
+	get := func(s *Session) (string, error) {
+		vbs, err := collect(t, func(fn func(*task.Varbind)) error {
+			return s.Get(context.Background(), []string{snmpsim.OIDSysName}, fn)
+		})
+		if err != nil {
+			return "", err
+		}
+		return string(vbs[0].Bytes), nil
+	}
+	seen := map[*gosnmp.GoSNMP]bool{}
+	reused := 0
+	for i := 0; i < 20; i++ { // alternating devices and versions through the same pool
+		dev := fleet.Devices()[i%2]
+		cred := v2
+		if i%3 == 0 {
+			cred = v1
+		}
+		s, err := pool.Dial(dev.Name, dev.AddrPort(), cred, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[s.g] {
+			reused++
+		}
+		seen[s.g] = true
+		if name, err := get(s); err != nil || name != dev.Name {
+			t.Fatalf("poll %d of %s (v%s): %q, %v", i, dev.Name, cred.Version, name, err)
+		}
+		_ = s.Close()
+	}
+	// sync.Pool may drop an entry (the race detector makes it drop some on purpose), but not most.
+	if reused < 10 {
+		t.Fatalf("only %d of 19 polls reused a pooled session", reused)
+	}
+	// A pooled session still learns that a port is closed.
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	closed := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	_ = pc.Close()
+	s, err := pool.Dial("gone", closed, v2, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := get(s); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("closed port through a pooled session: %v, want ErrUnreachable", err)
+	}
+}

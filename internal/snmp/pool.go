@@ -1,0 +1,55 @@
+package snmp
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// Pool reuses gosnmp sessions from poll to poll. gosnmp's Connect allocates
+// a 64 KiB receive buffer and draws a random request id through crypto/rand
+// every time; a pooled session keeps both and only gets a new connected UDP
+// socket aimed at the next target, so ICMP "port unreachable" still reaches
+// it. SNMPv3 sessions (engine state) and unconnected sockets take the full
+// Dial. A Pool is safe for concurrent use; each Session still serves one
+// poll at a time.
+type Pool struct {
+	p sync.Pool
+}
+
+// Dial returns a session to addr, reusing a pooled one when it can. Close
+// the session to return it.
+func (p *Pool) Dial(name string, addr netip.AddrPort, cred *config.Credential, opts Options) (*Session, error) {
+	if cred.Version == config.Version3 || opts.UnconnectedUDP {
+		return Dial(name, addr, cred, opts)
+	}
+	s, _ := p.p.Get().(*Session)
+	if s == nil {
+		s, err := Dial(name, addr, cred, opts)
+		if err == nil {
+			s.pool = p
+		}
+		return s, err
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		p.p.Put(s)
+		return nil, fmt.Errorf("dial %s (%s): %w", name, addr, classify(err))
+	}
+	g := s.g
+	g.Conn, g.Target, g.Port = conn, addr.Addr().String(), addr.Port()
+	g.Timeout, g.Retries, g.MaxOids, g.MaxRepetitions = opts.Timeout, opts.Retries, opts.MaxOids, uint32(opts.MaxRepetitions)
+	g.Community = cred.Community.Reveal()
+	g.Version = gosnmp.Version2c
+	if cred.Version == config.Version1 {
+		g.Version = gosnmp.Version1
+	}
+	s.name, s.addr, s.opts, s.learned = name, addr, opts, task.Quirks{}
+	return s, nil
+}
