@@ -27,7 +27,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	only := fs.String("scenarios", "get1,walk,wan,dead20,gosnmp-only", "comma-separated scenarios to run")
+	only := fs.String("scenarios", "get1,walk,wan,dead20,gosnmp-only,inventory100k", "comma-separated scenarios to run")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, records)")
 	if err := cli.Parse(fs, args); err != nil {
 		cli.Usage(fs, stderr, "bench [--scenarios get1,walk,wan,dead20,gosnmp-only]")
@@ -68,6 +68,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("scenario gosnmp-only: %w", err)
 		}
 		fmt.Fprintln(stdout, res.Line())
+	}
+	if want["inventory100k"] {
+		line, err := bench.Inventory(ctx, dir, 100_000)
+		if err != nil {
+			return fmt.Errorf("scenario inventory100k: %w", err)
+		}
+		fmt.Fprintln(stdout, line)
 	}
 	return nil
 }

@@ -315,3 +315,41 @@ func hostPorts(path string) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// Inventory runs the dispatcher in run mode over an inventory of n hosts
+// (no poller: only the dispatcher's own cost counts) for a little more than
+// one publishing burst, and reports its peak memory and CPU.
+func Inventory(ctx context.Context, dir string, n int) (string, error) {
+	port, err := procs.FreePort()
+	if err != nil {
+		return "", err
+	}
+	store := filepath.Join(dir, "nats-inventory")
+	nats, err := procs.Start(dir, "nats-inventory", "nats-server", nil, "-js", "-sd", store, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+	if err != nil {
+		return "", err
+	}
+	defer nats.Stop(syscall.SIGTERM)
+	var b strings.Builder
+	fmt.Fprintf(&b, "nats: {url: \"nats://127.0.0.1:%d\"}\ndefaults: {interval: 10s, get: [sysDescr.0, sysUpTime.0, sysName.0], walk: [IF-MIB::ifTable]}\nsinks: [{type: file, path: %s}]\nhosts:\n",
+		port, filepath.Join(dir, "inventory-records.jsonl"))
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - {name: dev%06d.example.net, address: 127.0.0.1, port: %d}\n", i, 20000+i%40000)
+	}
+	cfg := filepath.Join(dir, "inventory.yaml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+		return "", err
+	}
+	start := time.Now()
+	disp, err := procs.Start(dir, "dispatcher-inventory", "dispatcher", []string{"FLOCK_LOG_LEVEL=warn"}, "--config", cfg)
+	if err != nil {
+		return "", err
+	}
+	select { // one full interval: every host's task is published once
+	case <-ctx.Done():
+	case <-time.After(12 * time.Second):
+	}
+	disp.Stop(syscall.SIGTERM)
+	return fmt.Sprintf("bench: scenario=inventory%dk hosts=%d secs=%.1f dispatcher_rss_mb=%.1f dispatcher_cpu_s=%.2f",
+		n/1000, n, time.Since(start).Seconds(), disp.MaxRSSMB(), disp.CPU().Seconds()), nil
+}

@@ -50,7 +50,8 @@ type Config struct {
 	RawGroups []any `mapstructure:"groups"`
 	RawHosts  []any `mapstructure:"hosts"`
 	// Resolver turns MIB names into OIDs and knows table columns.
-	Resolver *mib.Resolver `mapstructure:"-"`
+	Resolver *mib.Resolver       `mapstructure:"-"`
+	columns  map[string][]string // table columns by walk root, shared by hosts
 }
 
 // NATS says how to reach the bus, or how to run one.

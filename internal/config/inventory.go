@@ -394,12 +394,21 @@ func (c *Config) buildHosts(p *problems) {
 }
 
 // splitTables moves the walk roots that are known tables (or table entries)
-// into tables with their columns, for multi-column walks.
+// into tables with their columns, for multi-column walks. Column lists are
+// computed once per root and shared by every host (read-only).
 func (c *Config) splitTables(walk []string) ([]string, []task.Table) {
 	var rest []string
 	var tables []task.Table
 	for _, root := range walk {
-		if cols, ok := c.Resolver.Columns(root); ok {
+		cols, known := c.columns[root]
+		if !known {
+			cols, _ = c.Resolver.Columns(root)
+			if c.columns == nil {
+				c.columns = map[string][]string{}
+			}
+			c.columns[root] = cols
+		}
+		if cols != nil {
 			tables = append(tables, task.Table{Root: root, Columns: cols})
 		} else {
 			rest = append(rest, root)
