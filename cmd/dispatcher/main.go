@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -50,15 +49,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil || done {
 		return err
 	}
-	stopProfile, err := cli.StartProfile(getenv)
+	ctx, proc, err := cli.StartProcess(ctx, getenv)
 	if err != nil {
 		return err
 	}
-	defer stopProfile()
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// Counted after signal handling started: os/signal's watcher goroutine lives as long as the process.
-	goroutines := runtime.NumGoroutine() - 1 // less NotifyContext's own, which stop ends
+	defer proc.Close()
 
 	bus, closeBus, err := connect(ctx, cfg, log)
 	if err != nil {
@@ -74,9 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if !*once {
 		err := runContinuously(ctx, bus, cfg, func() (*config.Config, error) { return config.Load(common.Config, getenv) }, stdout, log)
 		closeBus()
-		stop()
 		if err == nil {
-			cli.LeakCheck(log, goroutines)
+			proc.LeakCheck(log)
 		}
 		return err
 	}

@@ -11,9 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"runtime"
-	"syscall"
 
 	"github.com/flock-snmp/flock/internal/cli"
 	"github.com/flock-snmp/flock/internal/natsbus"
@@ -42,15 +39,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log = log.With("poller", name)
 
-	stopProfile, err := cli.StartProfile(getenv)
+	ctx, proc, err := cli.StartProcess(ctx, getenv)
 	if err != nil {
 		return err
 	}
-	defer stopProfile()
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// Counted after signal handling started: os/signal's watcher goroutine lives as long as the process.
-	goroutines := runtime.NumGoroutine() - 1 // less NotifyContext's own, which stop ends
+	defer proc.Close()
 
 	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{
 		URL: cfg.PollerURL(), Name: "flock-poller " + name, Timeout: cfg.NATS.ConnectTimeout, Log: log,
@@ -83,7 +76,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("closing the NATS connection", "err", closeErr)
 	}
 	log.Info("stopped")
-	stop()
-	cli.LeakCheck(log, goroutines)
+	proc.LeakCheck(log)
 	return nil
 }

@@ -4,15 +4,18 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/flock-snmp/flock/internal/config"
@@ -144,27 +147,6 @@ func envOr(getenv func(string) string, key, def string) string {
 	return def
 }
 
-// LeakCheck reports, at a binary's graceful exit, whether it left goroutines
-// or sockets behind: goroutines beyond those it had at start (after a short
-// wait for them to finish) and sockets still open. The soak test reads the
-// line it logs.
-func LeakCheck(log *slog.Logger, goroutinesAtStart int) {
-	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > goroutinesAtStart && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	leaked := max(0, runtime.NumGoroutine()-goroutinesAtStart)
-	sockets := 0
-	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
-		for _, fd := range fds {
-			if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, "socket:") {
-				sockets++
-			}
-		}
-	}
-	log.Info("leak check", "leaked_goroutines", leaked, "open_sockets", sockets)
-}
-
 // StartProfile writes a CPU profile of the whole process to the file named
 // by FLOCK_CPUPROFILE, if set, until the returned func is called: pprof on
 // the binaries themselves, for the load harness and for operators.
@@ -182,4 +164,53 @@ func StartProfile(getenv func(string) string) (stop func(), err error) {
 		return nil, fmt.Errorf("FLOCK_CPUPROFILE: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// Process is what every binary sets up around its work: a CPU profile when
+// FLOCK_CPUPROFILE asks for one, SIGINT/SIGTERM handling, and the goroutine
+// count its leak check compares against at exit.
+type Process struct {
+	stopProfile func()
+	stopSignals context.CancelFunc
+	goroutines  int
+}
+
+// StartProcess returns ctx cancelled on SIGINT or SIGTERM. Close the Process when done.
+func StartProcess(ctx context.Context, getenv func(string) string) (context.Context, *Process, error) {
+	stopProfile, err := StartProfile(getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// Counted after signal handling started: os/signal's watcher goroutine
+	// lives as long as the process; NotifyContext's own ends with stop.
+	return ctx, &Process{stopProfile: stopProfile, stopSignals: stop, goroutines: runtime.NumGoroutine() - 1}, nil
+}
+
+// Close stops the signal handling and the profile. It may be called more than once.
+func (p *Process) Close() {
+	p.stopSignals()
+	p.stopProfile()
+}
+
+// LeakCheck reports, at a graceful exit with everything else closed,
+// whether goroutines or sockets were left behind: goroutines beyond those at
+// start (after a short wait for them to finish) and sockets still open. The
+// soak reads the line it logs.
+func (p *Process) LeakCheck(log *slog.Logger) {
+	p.stopSignals()
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > p.goroutines && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	leaked := max(0, runtime.NumGoroutine()-p.goroutines)
+	sockets := 0
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		for _, fd := range fds {
+			if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, "socket:") {
+				sockets++
+			}
+		}
+	}
+	log.Info("leak check", "leaked_goroutines", leaked, "open_sockets", sockets)
 }
