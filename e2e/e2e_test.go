@@ -23,6 +23,7 @@ import (
 
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/natstest"
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -189,11 +190,7 @@ func decodeAll(t *testing.T, lines []string) map[string][]task.HostRecord {
 }
 
 func TestOnceWithTwoPollers(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 50, Interfaces: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 50, Interfaces: 4})
 	cfgPath, url := fleetConfig(t, fleet, "", "poller: {concurrency: 8}")
 
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath, "--once")
@@ -236,11 +233,7 @@ func TestOnceWithTwoPollers(t *testing.T) {
 }
 
 func TestExternalNATS(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 5, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 5, Interfaces: 1})
 	srv := natstest.RunJetStream(t) // a NATS server the dispatcher does not own
 	cfgPath, _ := fleetConfig(t, fleet, "", "poller: {concurrency: 2}")
 	env := []string{"FLOCK_NATS_URL=" + srv.ClientURL()}
@@ -269,11 +262,7 @@ func TestExternalNATS(t *testing.T) {
 
 func TestPollerKilledMidRun(t *testing.T) {
 	const hosts = 300
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: hosts, Interfaces: 4, Delay: 40 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: hosts, Interfaces: 4, Delay: 40 * time.Millisecond})
 	cfgPath, url := fleetConfig(t, fleet, "", "poller: {concurrency: 8}")
 
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath, "--once")
@@ -322,11 +311,7 @@ func TestPollerKilledMidRun(t *testing.T) {
 }
 
 func TestFailingHostsExitOne(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 3, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 3, Interfaces: 1})
 	closed := freePort(t) // nothing listens there over UDP either
 	extra := fmt.Sprintf("  - {name: closed-port, address: 127.0.0.1, port: %d}\n  - {name: ghost, address: ghost-switch.onion}\n  - {name: wrong-community, address: 127.0.0.1, port: %d, credentials: wrong}\n",
 		closed, fleet.Devices()[0].AddrPort().Port())
@@ -409,11 +394,7 @@ func TestConfigAndUsageErrorsExitTwo(t *testing.T) {
 func TestGarbageTaskDoesNotStopPolling(t *testing.T) {
 	// A poller reports and terminates a task it cannot decode and goes on
 	// polling; natsbus checks the bad_task record, this checks the binary.
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 5, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 5, Interfaces: 1})
 	cfgPath, url := fleetConfig(t, fleet, "", "poller: {concurrency: 2}")
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath, "--once")
 	// The dispatcher waits for records until a poller comes, so its server is
@@ -438,11 +419,7 @@ func publishGarbage(t *testing.T, url string) {
 }
 
 func TestRunModeWithReload(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 3, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 3, Interfaces: 1})
 	dir := t.TempDir()
 	records := filepath.Join(dir, "records.jsonl")
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -556,11 +533,7 @@ hosts: [{name: sw1.example.net, credentials: core-v3}, {name: sw2.example.net, c
 }
 
 func TestPollerStartsBeforeNATS(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 5, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 5, Interfaces: 1})
 	cfgPath, url := fleetConfig(t, fleet, "", "poller: {concurrency: 2}")
 	p := start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url}, "--config", cfgPath)
 	deadline := time.Now().Add(10 * time.Second)
@@ -581,11 +554,7 @@ func TestPollerStartsBeforeNATS(t *testing.T) {
 }
 
 func TestGracefulShutdownUnderLoad(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 40, Interfaces: 2, Delay: 150 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 40, Interfaces: 2, Delay: 150 * time.Millisecond})
 	dir := t.TempDir()
 	records := filepath.Join(dir, "records.jsonl")
 	cfgPath, url := fleetConfig(t, fleet, "", fmt.Sprintf("poller: {concurrency: 20, shutdown_grace: 5s}\nsinks: [{type: file, path: %s}]", records))

@@ -13,6 +13,7 @@ import (
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/natstest"
 	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -51,11 +52,7 @@ func bus(t *testing.T, srv *natsbus.Embedded, name string) *natsbus.Bus {
 // returns them with the dispatcher's connection.
 func setup(t *testing.T, n int) (*snmpsim.Fleet, *natsbus.Embedded, *natsbus.Bus) {
 	t.Helper()
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: n, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fleet.Close() })
+	fleet := simtest.Start(t, snmpsim.Config{Devices: n, Interfaces: 1})
 	srv := natstest.RunJetStream(t)
 	d := bus(t, srv, "dispatcher")
 	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {

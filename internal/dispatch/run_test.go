@@ -20,6 +20,7 @@ import (
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
 	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -369,11 +370,7 @@ func TestRunDispatcherRestart(t *testing.T) {
 // The NATS server restarts (same store) during a run: dispatcher and
 // poller reconnect by themselves and every host keeps being answered.
 func TestRunSurvivesNATSRestart(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 4, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fleet.Close() })
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 4, Interfaces: 1})
 	dir := t.TempDir()
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	listen := l.Addr().String()

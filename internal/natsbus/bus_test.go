@@ -18,21 +18,12 @@ import (
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/natstest"
 	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
 
 var creds = []config.Credential{{Name: "public", Version: config.Version2c, Community: "public"}}
-
-func startFleet(t *testing.T, cfg snmpsim.Config) *snmpsim.Fleet {
-	t.Helper()
-	f, err := snmpsim.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
-	return f
-}
 
 func connect(t *testing.T, srv *natsbus.Embedded, name string) *natsbus.Bus {
 	t.Helper()
@@ -133,7 +124,7 @@ func servePoller(t *testing.T, ctx context.Context, b *natsbus.Bus, name string,
 }
 
 func TestTasksToRecords(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 20, Interfaces: 4})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 20, Interfaces: 4})
 	srv, disp := setup(t, 5*time.Second)
 
 	c := watch(t, disp)
@@ -199,7 +190,7 @@ func TestTasksToRecords(t *testing.T) {
 }
 
 func TestOneTaskPerHostAndDedup(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 1})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1})
 	_, disp := setup(t, 5*time.Second)
 	ctx := context.Background()
 	first := tasksFor(fleet.Devices(), 1, time.Second)
@@ -250,7 +241,7 @@ func TestGarbageTaskIsAnsweredAndTerminated(t *testing.T) {
 }
 
 func TestShutdownHandsTaskBack(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 1})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1})
 	dev := fleet.Devices()[0]
 	dev.SetDead(true)
 	srv, disp := setup(t, 30*time.Second)
@@ -302,7 +293,7 @@ func TestRecordDedupByTaskID(t *testing.T) {
 }
 
 func TestDeviceMemorySharedByPollers(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 10})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 10})
 	dev := fleet.Devices()[0]
 	dev.SetFault(snmpsim.FaultNoBulk)
 	srv, _ := setup(t, 5*time.Second)
@@ -355,7 +346,7 @@ func TestDeviceMemorySharedByPollers(t *testing.T) {
 }
 
 func TestRecordTooLarge(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 400})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 400})
 	srv := natstest.Run(t, natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 64 << 10})
 	disp := connect(t, srv, "dispatcher")
 	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 5}); err != nil {
@@ -384,7 +375,7 @@ func TestRecordTooLarge(t *testing.T) {
 }
 
 func TestLastDeliveryIsAnsweredNotHandedBack(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 1})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1})
 	dev := fleet.Devices()[0]
 	dev.SetDead(true)
 	srv := natstest.RunJetStream(t)
@@ -433,7 +424,7 @@ func TestLastDeliveryIsAnsweredNotHandedBack(t *testing.T) {
 // A live poller on a poll longer than AckWait reports progress, so its task
 // is not handed to another poller in the meantime.
 func TestLongPollIsNotRedelivered(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 30})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 30})
 	dev := fleet.Devices()[0]
 	dev.SetDelay(100 * time.Millisecond) // ifTable in ~25 GETBULKs: about 2.5s, over twice AckWait
 	srv := natstest.RunJetStream(t)
@@ -468,7 +459,7 @@ func TestLongPollIsNotRedelivered(t *testing.T) {
 // A poller that cannot publish its record (the server went away during the
 // poll) does not ack: the task comes back and is answered.
 func TestUnpublishableRecordComesBack(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 1, Delay: 700 * time.Millisecond})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1, Delay: 700 * time.Millisecond})
 	dir := t.TempDir()
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	opts := natsbus.EmbeddedOptions{Listen: l.Addr().String(), StoreDir: dir}
@@ -536,7 +527,7 @@ func TestUnpublishableRecordComesBack(t *testing.T) {
 // Dead devices hold a worker each for their poll's budget; the other hosts
 // are answered meanwhile, not after them.
 func TestDeadHostsDoNotDelayOthers(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 12, Interfaces: 1})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 12, Interfaces: 1})
 	fleet.Devices()[0].SetDead(true)
 	fleet.Devices()[1].SetDead(true)
 	srv, disp := setup(t, 10*time.Second)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -12,16 +13,12 @@ import (
 // One poll over loopback against the in-process simulator: resolve, dial,
 // requests, conversion. The simulator's own CPU is included (same process).
 func benchPoll(b *testing.B, get []string, walk []string, ifaces int) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: ifaces})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(b, snmpsim.Config{Devices: 1, Interfaces: ifaces})
 	ap := fleet.Devices()[0].AddrPort()
 	tk := newTask("sim", ap.Addr().String(), ap.Port(), "v2")
 	tk.Get, tk.Walk, tk.MaxRepetitions, tk.TimeoutMS = get, walk, 25, 2000
 	tk.Deadline = time.Now().Add(time.Hour)
-	p := New("bench", creds, noDNS)
+	p := New("bench", creds, simtest.NoDNS)
 	var rec task.HostRecord
 	varbinds := 0
 	b.ReportAllocs()

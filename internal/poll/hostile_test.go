@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -23,14 +24,10 @@ func openFDs(t *testing.T) int {
 // Every kind of broken agent ends in a typed record within the poll's
 // budget; none panics, none leaks a goroutine or a socket.
 func TestHostileAgents(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 20})
 	dev := fleet.Devices()[0]
 	ap := dev.AddrPort()
-	p := New("p", creds, noDNS)
+	p := New("p", creds, simtest.NoDNS)
 	baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
 
 	tests := []struct {

@@ -2,21 +2,16 @@ package poll
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
-
-// noDNS resolves through /etc/hosts only: no test query leaves the machine.
-var noDNS = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-	return nil, fmt.Errorf("test resolver: DNS to %s blocked", address)
-}}
 
 var creds = []config.Credential{
 	{Name: "v1", Version: config.Version1, Community: "public"},
@@ -36,18 +31,14 @@ func newTask(host, address string, port uint16, cred string) task.PollTask {
 }
 
 func TestPoll(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 2, Interfaces: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 2, Interfaces: 8})
 	dev := fleet.Devices()[1]
 	ap := dev.AddrPort()
 	closed, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	closedPort := uint16(closed.LocalAddr().(*net.UDPAddr).Port)
 	_ = closed.Close()
 
-	p := New("test-poller", creds, noDNS)
+	p := New("test-poller", creds, simtest.NoDNS)
 	tests := []struct {
 		name     string
 		task     task.PollTask
@@ -95,18 +86,14 @@ func TestPoll(t *testing.T) {
 }
 
 func TestPollDeadline(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1})
 	ap := fleet.Devices()[0].AddrPort()
 	fleet.Devices()[0].SetDead(true)
 	tk := newTask("dead", ap.Addr().String(), ap.Port(), "v2")
 	tk.TimeoutMS, tk.Retries, tk.PollTimeoutMS = 5000, 10, 300 // retries alone would take a minute
 	var rec task.HostRecord
 	start := time.Now()
-	if err := New("p", creds, noDNS).Poll(context.Background(), &tk, 1, &rec); err != nil {
+	if err := New("p", creds, simtest.NoDNS).Poll(context.Background(), &tk, 1, &rec); err != nil {
 		t.Fatal(err)
 	}
 	if rec.Error == nil || rec.Error.Kind != task.KindTimeout {
@@ -119,11 +106,7 @@ func TestPollDeadline(t *testing.T) {
 }
 
 func TestPollCancelHandsBack(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1})
 	ap := fleet.Devices()[0].AddrPort()
 	fleet.Devices()[0].SetDead(true)
 	tk := newTask("dead", ap.Addr().String(), ap.Port(), "v2")
@@ -131,20 +114,16 @@ func TestPollCancelHandsBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	var rec task.HostRecord
-	if err := New("p", creds, noDNS).Poll(ctx, &tk, 1, &rec); err == nil {
+	if err := New("p", creds, simtest.NoDNS).Poll(ctx, &tk, 1, &rec); err == nil {
 		t.Fatalf("Poll after cancel returned nil with record %+v; want an error so the task is handed back", rec.Error)
 	}
 }
 
 func TestPartialRecords(t *testing.T) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 50})
 	dev := fleet.Devices()[0]
 	ap := dev.AddrPort()
-	p := New("p", creds, noDNS)
+	p := New("p", creds, simtest.NoDNS)
 	twoColumns := task.Table{Root: snmpsim.OIDIfXTable, Columns: []string{".1.3.6.1.2.1.31.1.1.1.1", ".1.3.6.1.2.1.31.1.1.1.6"}}
 
 	t.Run("one bad table", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -14,11 +15,7 @@ import (
 // agent's answer (gosnmp's decoder, then Convert). Seeds are real answers
 // of the simulator. Broken input is an error, never a panic.
 func FuzzResponse(f *testing.F) {
-	fleet, err := snmpsim.Start(snmpsim.Config{Devices: 1, Interfaces: 3})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer fleet.Close()
+	fleet := simtest.Start(f, snmpsim.Config{Devices: 1, Interfaces: 3})
 	dev := fleet.Devices()[0]
 	for _, pdu := range []gosnmp.PDUType{gosnmp.GetRequest, gosnmp.GetNextRequest, gosnmp.GetBulkRequest} {
 		req := &gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: pdu, RequestID: 7, MaxRepetitions: 5,

@@ -13,25 +13,10 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
-
-// loopbackResolver resolves only through /etc/hosts and refuses to reach any
-// DNS server, so no test sends a query off this machine.
-var loopbackResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-	return nil, fmt.Errorf("test resolver: DNS to %s blocked", address)
-}}
-
-func startFleet(t *testing.T, cfg snmpsim.Config) *snmpsim.Fleet {
-	t.Helper()
-	f, err := snmpsim.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
-	return f
-}
 
 func dial(t *testing.T, addr netip.AddrPort, version config.Version, community string, opts Options) *Session {
 	t.Helper()
@@ -54,7 +39,7 @@ func collect(t *testing.T, f func(fn func(*task.Varbind)) error) ([]task.Varbind
 }
 
 func TestGetAcrossPDUs(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 4})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 4})
 	addr := fleet.Devices()[0].AddrPort()
 	for _, v := range []config.Version{config.Version1, config.Version2c} {
 		t.Run("v"+string(v), func(t *testing.T) {
@@ -94,7 +79,7 @@ func TestGetAcrossPDUs(t *testing.T) {
 }
 
 func TestGetMissingOIDs(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 2})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 2})
 	addr := fleet.Devices()[0].AddrPort()
 	oids := []string{snmpsim.OIDSysDescr, ".1.3.6.1.2.1.1.5.1", ".1.3.6.1.4.1.99999.1.0", snmpsim.OIDSysName}
 	tests := []struct {
@@ -126,7 +111,7 @@ func TestGetMissingOIDs(t *testing.T) {
 
 func TestWalk(t *testing.T) {
 	const ifaces = 30
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: ifaces})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: ifaces})
 	addr := fleet.Devices()[0].AddrPort()
 	const ifTableCols = 17
 	for _, tc := range []struct {
@@ -175,7 +160,7 @@ func TestWalk(t *testing.T) {
 func TestWalkTooBigHalvesRepetitions(t *testing.T) {
 	// Responses larger than 700 bytes are truncated by the agent for GETBULK and
 	// answered tooBig for GET: the walk must still be complete.
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 10, MaxResponseBytes: 700})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 10, MaxResponseBytes: 700})
 	s := dial(t, fleet.Devices()[0].AddrPort(), config.Version2c, "public", Options{Timeout: time.Second, Retries: 0, MaxOids: 60, MaxRepetitions: 100})
 	got, err := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDIfXTable, fn) })
 	if err != nil {
@@ -197,7 +182,7 @@ func TestWalkTooBigHalvesRepetitions(t *testing.T) {
 }
 
 func TestBrokenAgents(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 4})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 4})
 	dev := fleet.Devices()[0]
 	for _, tc := range []struct {
 		name    string
@@ -226,7 +211,7 @@ func TestBrokenAgents(t *testing.T) {
 }
 
 func TestFailures(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 2, Interfaces: 1})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 2, Interfaces: 1})
 	fast := Options{Timeout: 150 * time.Millisecond, Retries: 1, MaxOids: 32, MaxRepetitions: 10}
 
 	t.Run("wrong community times out", func(t *testing.T) {
@@ -288,13 +273,13 @@ func TestFailures(t *testing.T) {
 
 func TestResolve(t *testing.T) {
 	ctx := context.Background()
-	if ip, err := Resolve(ctx, loopbackResolver, "127.0.0.9"); err != nil || ip.String() != "127.0.0.9" {
+	if ip, err := Resolve(ctx, simtest.NoDNS, "127.0.0.9"); err != nil || ip.String() != "127.0.0.9" {
 		t.Fatalf("literal address: %v %v", ip, err)
 	}
-	if ip, err := Resolve(ctx, loopbackResolver, "localhost"); err != nil || !ip.IsLoopback() {
+	if ip, err := Resolve(ctx, simtest.NoDNS, "localhost"); err != nil || !ip.IsLoopback() {
 		t.Fatalf("localhost: %v %v", ip, err)
 	}
-	_, err := Resolve(ctx, loopbackResolver, "no-such-device.onion")
+	_, err := Resolve(ctx, simtest.NoDNS, "no-such-device.onion")
 	if !errors.Is(err, ErrResolve) || !strings.Contains(err.Error(), "no-such-device.onion") {
 		t.Fatalf("err = %v, want ErrResolve naming the host", err)
 	}
@@ -323,7 +308,7 @@ func TestEngineCacheAdvancesTime(t *testing.T) {
 }
 
 func TestPoolReusesSessions(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 2, Interfaces: 1})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 2, Interfaces: 1})
 	var pool Pool
 	opts := Options{Timeout: 300 * time.Millisecond, Retries: 0, MaxOids: 8, MaxRepetitions: 10}
 	v1 := &config.Credential{Name: "v1", Version: config.Version1, Community: "public"}

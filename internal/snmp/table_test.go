@@ -10,6 +10,7 @@ import (
 
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/mib"
+	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -42,7 +43,7 @@ func sameWalk(t *testing.T, got, want []task.Varbind) {
 }
 
 func TestWalkTableEqualsWalk(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 2000})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 2000})
 	dev := fleet.Devices()[0]
 	opts := Options{Timeout: 2 * time.Second, Retries: 1, MaxOids: 32, MaxRepetitions: 25}
 	for _, tc := range []struct {
@@ -92,7 +93,7 @@ func TestWalkTableEqualsWalk(t *testing.T) {
 }
 
 func TestTooBigHalvesRepetitions(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 40})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 40})
 	dev := fleet.Devices()[0]
 	s := dial(t, dev.AddrPort(), config.Version2c, "public", Options{Timeout: time.Second, MaxOids: 32, MaxRepetitions: 50})
 	want, _ := collect(t, func(fn func(*task.Varbind)) error { return s.Walk(context.Background(), snmpsim.OIDIfXTable, fn) })
@@ -122,7 +123,7 @@ func TestTooBigHalvesRepetitions(t *testing.T) {
 }
 
 func TestAgentQuirks(t *testing.T) {
-	fleet := startFleet(t, snmpsim.Config{Devices: 1, Interfaces: 6})
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 6})
 	dev := fleet.Devices()[0]
 	base := Options{Timeout: 200 * time.Millisecond, Retries: 0, MaxOids: 32, MaxRepetitions: 25}
 	normal := func(t *testing.T) []task.Varbind {
