@@ -64,13 +64,6 @@ func Tasks(cfg *config.Config, site string, now time.Time, validFor time.Duratio
 	return out
 }
 
-// recordHead is the part of a HostRecord the dispatcher looks at.
-type recordHead struct {
-	TaskID string      `json:"task_id"`
-	Host   string      `json:"host"`
-	Error  *task.Error `json:"error"`
-}
-
 // RunOnce polls every host once: it publishes one task per host, writes each
 // host's first record to out as one JSON line as it arrives, and returns
 // when every host has a record, the timeout passes, or ctx ends.
@@ -95,7 +88,7 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 	// exist before they are published, so nothing is missed, whatever the
 	// server's clock says.
 	stop, err := bus.WatchRecords(ctx, task.DefaultSite, time.Time{}, func(_ string, data []byte) {
-		var head recordHead
+		var head recordSummary
 		if err := json.Unmarshal(data, &head); err != nil {
 			log.Warn("undecodable record on the results stream", "err", err)
 			return
