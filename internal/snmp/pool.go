@@ -19,8 +19,35 @@ import (
 // it. SNMPv3 sessions (engine state) and unconnected sockets take the full
 // Dial. A Pool is safe for concurrent use; each Session still serves one
 // poll at a time.
+//
+// It is a plain free list, not a sync.Pool: a sync.Pool drops its entries
+// at garbage collections, and every session made again means a new 64 KiB
+// buffer that the runtime zeroes, so all its pages become resident. Kept,
+// a buffer only ever has the pages a response touched resident. The list
+// never holds more sessions than were once in use at the same time, which
+// the poller's concurrency bounds.
 type Pool struct {
-	p sync.Pool
+	mu   sync.Mutex
+	free []*Session
+}
+
+func (p *Pool) get() *Session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.free)
+	if n == 0 {
+		return nil
+	}
+	s := p.free[n-1]
+	p.free[n-1] = nil
+	p.free = p.free[:n-1]
+	return s
+}
+
+func (p *Pool) put(s *Session) {
+	p.mu.Lock()
+	p.free = append(p.free, s)
+	p.mu.Unlock()
 }
 
 // Dial returns a session to addr, reusing a pooled one when it can. Close
@@ -29,7 +56,7 @@ func (p *Pool) Dial(name string, addr netip.AddrPort, cred *config.Credential, o
 	if cred.Version == config.Version3 || opts.UnconnectedUDP {
 		return Dial(name, addr, cred, opts)
 	}
-	s, _ := p.p.Get().(*Session)
+	s := p.get()
 	if s == nil {
 		s, err := Dial(name, addr, cred, opts)
 		if err == nil {
@@ -39,7 +66,7 @@ func (p *Pool) Dial(name string, addr netip.AddrPort, cred *config.Credential, o
 	}
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
-		p.p.Put(s)
+		p.put(s)
 		return nil, fmt.Errorf("dial %s (%s): %w", name, addr, classify(err))
 	}
 	g := s.g

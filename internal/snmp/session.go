@@ -219,7 +219,7 @@ func (s *Session) Close() error {
 	if s.pool != nil { // keep the session and its buffer; only the socket goes
 		err := s.g.Conn.Close()
 		s.g.Conn, s.g.Context = nil, nil
-		s.pool.p.Put(s)
+		s.pool.put(s)
 		return err
 	}
 	return s.g.Close()
