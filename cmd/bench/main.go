@@ -27,10 +27,10 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	only := fs.String("scenarios", "get1,walk,wan,dead20,gosnmp-only,inventory100k", "comma-separated scenarios to run")
+	only := fs.String("scenarios", "get1,walk,wan,dead20,mem5k,gosnmp-only,inventory100k", "comma-separated scenarios to run")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, records)")
 	if err := cli.Parse(fs, args); err != nil {
-		cli.Usage(fs, stderr, "bench [--scenarios get1,walk,wan,dead20,gosnmp-only]")
+		cli.Usage(fs, stderr, "bench [--scenarios get1,walk,wan,dead20,mem5k,gosnmp-only,inventory100k]")
 		return err
 	}
 	want := map[string]bool{}

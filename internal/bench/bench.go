@@ -47,6 +47,10 @@ func Scenarios() []Scenario {
 			Timeout: 2 * time.Second, Retries: 1, Concurrency: 2000},
 		{Name: "dead20", Devices: 10_000, Interfaces: 1, Get: []string{"sysDescr.0"}, Delay: 50 * time.Millisecond, Jitter: 10 * time.Millisecond,
 			DeadEvery: 5, Timeout: time.Second, Retries: 1, Concurrency: 4000},
+		// mem5k holds 5,000 polls in flight at once (1.5 s answers) for the
+		// poller's memory figure; max_in_flight shows it was reached.
+		{Name: "mem5k", Devices: 10_000, Interfaces: 1, Get: []string{"sysDescr.0"}, Delay: 1500 * time.Millisecond,
+			Timeout: 5 * time.Second, Retries: 0, Concurrency: 5000},
 	}
 }
 
@@ -60,6 +64,7 @@ type Result struct {
 	NATSCPU, SimCPU          time.Duration
 	PollerRSS, DispatcherRSS float64 // MB
 	Errors                   int
+	MaxInFlight              int // most polls running at once, from the records' start times and durations
 }
 
 func perUS(d time.Duration, n int) float64 {
@@ -73,10 +78,10 @@ func perUS(d time.Duration, n int) float64 {
 func (r Result) Line() string {
 	return fmt.Sprintf("bench: scenario=%s hosts=%d polls=%d varbinds=%d secs=%.2f polls_per_s=%.0f varbinds_per_s=%.0f p50_ms=%.2f p99_ms=%.2f "+
 		"poller_cpu_us_per_poll=%.1f poller_cpu_us_per_varbind=%.2f dispatcher_cpu_us_per_poll=%.1f poller_rss_mb=%.1f dispatcher_rss_mb=%.1f "+
-		"nats_cpu_us_per_poll=%.1f sim_cpu_us_per_poll=%.1f error_records=%d",
+		"nats_cpu_us_per_poll=%.1f sim_cpu_us_per_poll=%.1f error_records=%d max_in_flight=%d",
 		r.Scenario, r.Hosts, r.Polls, r.Varbinds, r.Secs, float64(r.Polls)/r.Secs, float64(r.Varbinds)/r.Secs, r.P50, r.P99,
 		perUS(r.PollerCPU, r.Polls), perUS(r.PollerCPU, r.Varbinds), perUS(r.DispatcherCPU, r.Polls), r.PollerRSS, r.DispatcherRSS,
-		perUS(r.NATSCPU, r.Polls), perUS(r.SimCPU, r.Polls), r.Errors)
+		perUS(r.NATSCPU, r.Polls), perUS(r.SimCPU, r.Polls), r.Errors, r.MaxInFlight)
 }
 
 // Run measures one scenario in dir (binaries in dir/bin, see procs.Build).
@@ -195,6 +200,7 @@ func readRecords(path string, res *Result) error {
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<20)
 	var durations []float64
+	var edges []edge // poll starts (+1) and ends (-1)
 	for {
 		line, err := r.ReadBytes('\n')
 		if bytes.HasPrefix(line, []byte(`{"schema"`)) {
@@ -208,6 +214,9 @@ func readRecords(path string, res *Result) error {
 				if j := bytes.IndexByte(rest, ','); j > 0 {
 					if d, err := strconv.ParseFloat(string(rest[:j]), 64); err == nil {
 						durations = append(durations, d)
+						if t, ok := startedAt(line); ok {
+							edges = append(edges, edge{t, 1}, edge{t.Add(time.Duration(d * float64(time.Millisecond))), -1})
+						}
 					}
 				}
 			}
@@ -223,7 +232,45 @@ func readRecords(path string, res *Result) error {
 	if n := len(durations); n > 0 {
 		res.P50, res.P99 = durations[n/2], durations[min(n-1, n*99/100)]
 	}
+	res.MaxInFlight = maxInFlight(edges)
 	return nil
+}
+
+type edge struct {
+	at time.Time
+	d  int
+}
+
+// maxInFlight sweeps the polls' start and end times; an end sorts before a
+// start at the same instant.
+func maxInFlight(edges []edge) int {
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].at.Equal(edges[j].at) {
+			return edges[i].d < edges[j].d
+		}
+		return edges[i].at.Before(edges[j].at)
+	})
+	n, peak := 0, 0
+	for _, e := range edges {
+		n += e.d
+		peak = max(peak, n)
+	}
+	return peak
+}
+
+func startedAt(line []byte) (time.Time, bool) {
+	const key = `"started_at":"`
+	i := bytes.Index(line, []byte(key))
+	if i < 0 {
+		return time.Time{}, false
+	}
+	rest := line[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	return t, err == nil
 }
 
 // GosnmpOnly does the get1 load with a plain loop of gosnmp sessions at the
