@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/telemetry"
 )
 
 // ErrUsage marks a command-line mistake (exit 2).
@@ -62,8 +63,8 @@ type Common struct {
 func (c *Common) Register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.Config, "config", getenv("FLOCK_CONFIG"), "configuration `file` (YAML); default $FLOCK_CONFIG")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, print a summary and exit (2 if invalid)")
-	fs.StringVar(&c.LogLevel, "log-level", envOr(getenv, "FLOCK_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", envOr(getenv, "FLOCK_LOG_FORMAT", "text"), "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "", "log level: debug, info, warn or error; default log.level ($FLOCK_LOG_LEVEL), info")
+	fs.StringVar(&c.LogFormat, "log-format", "", "log format: text or json; default log.format ($FLOCK_LOG_FORMAT), text")
 }
 
 // Setup parses args with fs (the common flags registered, plus the binary's
@@ -82,6 +83,12 @@ func (c *Common) Setup(fs *flag.FlagSet, synopsis string, args []string, getenv 
 	if c.CheckConfig {
 		_, err := fmt.Fprintln(stdout, Summary(cfg))
 		return cfg, nil, true, err
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = cfg.Log.Level
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = cfg.Log.Format
 	}
 	if log, err = c.Logger(stderr); err != nil {
 		return nil, nil, false, err
@@ -140,12 +147,9 @@ func Summary(cfg *config.Config) string {
 	return fmt.Sprintf("configuration OK: %s: %d hosts, %d credential profiles, NATS %s", file, len(cfg.Hosts), len(cfg.Credentials), nats)
 }
 
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
-}
+// Version is the binaries' version, set at build time with
+// -ldflags "-X github.com/flock-snmp/flock/internal/cli.Version=...".
+var Version = "dev"
 
 // StartProfile writes a CPU profile of the whole process to the file named
 // by FLOCK_CPUPROFILE, if set, until the returned func is called: pprof on
@@ -213,4 +217,17 @@ func (p *Process) LeakCheck(log *slog.Logger) {
 		}
 	}
 	log.Info("leak check", "leaked_goroutines", leaked, "open_sockets", sockets)
+}
+
+// Probe runs a binary's --probe URL: it asks the URL and returns nil on a
+// 200 answer. The images are FROM scratch (no shell, no curl), so their
+// health checks run the binary itself.
+func Probe(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	var url string
+	pfs := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	pfs.StringVar(&url, "probe", "", "")
+	if err := Parse(pfs, args); err != nil || url == "" {
+		return fmt.Errorf("%w: --probe URL takes no other flag (see -h)", ErrUsage)
+	}
+	return telemetry.Probe(ctx, url)
 }

@@ -35,6 +35,7 @@ type Config struct {
 	Poller      Poller       `mapstructure:"poller"`
 	Dispatcher  Dispatcher   `mapstructure:"dispatcher"`
 	Metrics     Metrics      `mapstructure:"metrics"`
+	Log         Log          `mapstructure:"log"`
 	Credentials []Credential `mapstructure:"credentials"`
 	Modules     []Module     `mapstructure:"modules"`
 	Defaults    HostDefaults `mapstructure:"defaults"`
@@ -87,11 +88,21 @@ type Poller struct {
 	Name string `mapstructure:"name"`
 	// ShutdownGrace is how long in-flight polls may run after SIGTERM before they are handed back.
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
+	// Heartbeat is how often the poller says it is alive on flock.pollers.<id>.
+	Heartbeat time.Duration `mapstructure:"heartbeat"`
+}
+
+// Log configures the binaries' logs (log/slog). The -log-level and
+// -log-format flags win over these.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn or error
+	Format string `mapstructure:"format"` // text or json
 }
 
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
-	// Listen is host:port for /metrics; empty: no endpoint.
+	// Listen is host:port for /metrics, /healthz and /readyz (and the
+	// dispatcher's /status); empty: no endpoint.
 	Listen string `mapstructure:"listen"`
 }
 
@@ -115,6 +126,9 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("poller.concurrency", 256)
 	v.SetDefault("poller.name", "")
 	v.SetDefault("poller.shutdown_grace", "10s")
+	v.SetDefault("poller.heartbeat", "10s")
+	v.SetDefault("log.level", "info")
+	v.SetDefault("log.format", "text")
 	v.SetDefault("dispatcher.once_timeout", "0s")
 	v.SetDefault("metrics.listen", "")
 	v.SetDefault("defaults.credentials", "public")

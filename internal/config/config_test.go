@@ -128,6 +128,12 @@ func TestLoadBad(t *testing.T) {
 			`testdata/bad-host-types.yaml: hosts[0].timeout: "forever" is not a duration (write it like 2s, 500ms or 1m30s)`,
 			`testdata/bad-host-types.yaml: hosts[1]: want a host name or an object with name/address, got 42`,
 		}},
+		{"bad-telemetry.yaml", []string{
+			`testdata/bad-telemetry.yaml: poller.heartbeat: 10ms is shorter than 100ms`,
+			`testdata/bad-telemetry.yaml: log.level: "verbose" is not one of debug, info, warn, error`,
+			`testdata/bad-telemetry.yaml: log.format: "xml" is not text or json`,
+			`testdata/bad-telemetry.yaml: metrics.listen: "9100" is not host:port: address 9100: missing port in address`,
+		}},
 		{"bad-values.yaml", []string{
 			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
 			`testdata/bad-values.yaml: credentials[1].version: "4" is not an SNMP version (want 1, 2c or 3)`,

@@ -35,6 +35,19 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	if c.Poller.ShutdownGrace < 0 {
 		p.add("poller.shutdown_grace", "%s is negative", c.Poller.ShutdownGrace)
 	}
+	if c.Poller.Heartbeat < 100*time.Millisecond {
+		p.add("poller.heartbeat", "%s is shorter than 100ms", c.Poller.Heartbeat)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch strings.ToLower(c.Log.Format) {
+	case "text", "json":
+	default:
+		p.add("log.format", "%q is not text or json", c.Log.Format)
+	}
 	if l := c.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {
 			p.add("metrics.listen", "%q is not host:port: %v", l, err)
