@@ -229,3 +229,56 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	}
 	return nil
 }
+
+// Reconnects is how often the connection to NATS was re-established.
+func (b *Bus) Reconnects() uint64 { return b.nc.Stats().Reconnects }
+
+// Connected reports whether the connection to NATS is up.
+func (b *Bus) Connected() bool { return b.nc.IsConnected() }
+
+// Ready says why the bus cannot serve: not connected, or one of the named
+// streams (default: both of Flock's) not reachable.
+func (b *Bus) Ready(ctx context.Context, streams ...string) error {
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
+	}
+	if len(streams) == 0 {
+		streams = []string{TaskStream, ResultStream}
+	}
+	for _, name := range streams {
+		if _, err := b.js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// QueueStats is the state of a site's task queue, from JetStream.
+type QueueStats struct {
+	Queued      uint64        // tasks in the work queue (waiting or being polled)
+	Pending     uint64        // tasks no poller has taken yet: the consumer's lag
+	AckPending  int           // tasks taken and not yet answered
+	Redelivered int           // tasks being redelivered
+	OldestAge   time.Duration // age of the oldest task still in the queue; 0 when empty
+}
+
+// Queue reads the task stream's and the site's poller consumer's state.
+func (b *Bus) Queue(ctx context.Context, site string) (QueueStats, error) {
+	var q QueueStats
+	st, err := b.js.Stream(ctx, TaskStream)
+	if err != nil {
+		return q, fmt.Errorf("stream %s: %w", TaskStream, err)
+	}
+	si := st.CachedInfo()
+	q.Queued = si.State.Msgs
+	if q.Queued > 0 && !si.State.FirstTime.IsZero() {
+		q.OldestAge = max(time.Since(si.State.FirstTime), 0)
+	}
+	cons, err := st.Consumer(ctx, PollerConsumer(site))
+	if err != nil {
+		return q, fmt.Errorf("consumer %s: %w", PollerConsumer(site), err)
+	}
+	ci := cons.CachedInfo()
+	q.Pending, q.AckPending, q.Redelivered = ci.NumPending, ci.NumAckPending, ci.NumRedelivered
+	return q, nil
+}

@@ -31,7 +31,27 @@ type ServeOptions struct {
 	// PublishTimeout bounds the wait for a record's acknowledgement; default 10s.
 	PublishTimeout time.Duration
 	Log            *slog.Logger
+	// Hooks observe each poll (metrics); nil observes nothing.
+	Hooks ServeHooks
+	// Bound, if set, is called once the poller is bound to its consumer and taking tasks.
+	Bound func()
 }
+
+// ServeHooks observe the polls ServeTasks runs. They are called on the
+// worker's goroutine and must be cheap.
+type ServeHooks interface {
+	// PollStarted: a task was taken and its poll begins.
+	PollStarted()
+	// PollDone: the poll ended and rec was published; rec is nil when the
+	// task was handed back instead (shutdown, or the record could not be
+	// published). attempt > 1 is a redelivery.
+	PollDone(rec *task.HostRecord, attempt int)
+}
+
+type noHooks struct{}
+
+func (noHooks) PollStarted()                   {}
+func (noHooks) PollDone(*task.HostRecord, int) {}
 
 // ServeTasks takes tasks from the site's work queue with at most Workers
 // polls at once, until ctx ends. For each task it calls h, publishes the
@@ -58,13 +78,17 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 	progressEvery := max(info.Config.AckWait/3, 100*time.Millisecond)
 	maxDeliver := info.Config.MaxDeliver
 
+	var hooks ServeHooks = noHooks{}
+	if o.Hooks != nil {
+		hooks = o.Hooks
+	}
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopping := make(chan struct{}) // closed when ctx ends; in-flight polls go on under workCtx
 	work := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
 	for i := 0; i < o.Workers; i++ {
-		w := &worker{bus: b, h: h, poller: o.Poller, progressEvery: progressEvery, maxDeliver: maxDeliver, stopping: stopping,
+		w := &worker{bus: b, h: h, poller: o.Poller, hooks: hooks, progressEvery: progressEvery, maxDeliver: maxDeliver, stopping: stopping,
 			publishTimeout: cmp.Or(o.PublishTimeout, 10*time.Second), log: log.With("worker", i)}
 		wg.Add(1)
 		go func() {
@@ -97,6 +121,9 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 		return fmt.Errorf("consume tasks from %s/%s: %w", TaskStream, PollerConsumer(o.Site), err)
 	}
 	log.Info("taking tasks", "consumer", PollerConsumer(o.Site), "workers", o.Workers, "ack_wait", info.Config.AckWait)
+	if o.Bound != nil {
+		o.Bound()
+	}
 
 	<-ctx.Done()
 	log.Info("stopping: no new tasks; finishing in-flight polls", "grace", o.ShutdownGrace)
@@ -148,6 +175,7 @@ func (b *Bus) bindConsumer(ctx context.Context, site string, log *slog.Logger) (
 type worker struct {
 	bus            *Bus
 	h              Handler
+	hooks          ServeHooks
 	poller         string
 	progressEvery  time.Duration
 	maxDeliver     int // the consumer's; <= 0 is unlimited
@@ -170,6 +198,7 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	rec := &w.rec
 	*rec = task.HostRecord{Varbinds: rec.Varbinds[:0]}
+	w.hooks.PollStarted()
 	pollCtx, cancel := context.WithDeadline(ctx, t.Deadline)
 	ka := keepAlive(m, w.progressEvery)
 	herr := w.h(pollCtx, &t, attempt, rec)
@@ -185,20 +214,28 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
 				Error: &task.Error{Kind: task.KindUndelivered, Message: msg}}
 			if err := w.publish(ctx, task.ResultSubject(t.Site, t.HostKey), t.ID, rec); err == nil {
 				_ = m.TermWithReason("max deliveries")
+				w.hooks.PollDone(rec, attempt)
 				return
 			}
 		}
 		w.log.Info("handing task back", "host", t.Host, "task_id", t.ID, "err", herr)
 		_ = m.Nak()
+		w.hooks.PollDone(nil, attempt)
 		return
 	}
 	if err := w.publish(ctx, task.ResultSubject(t.Site, t.HostKey), t.ID, rec); err != nil {
 		w.log.Error("cannot publish host record; the task will be redelivered", "host", t.Host, "task_id", t.ID, "err", err)
 		_ = m.NakWithDelay(time.Second)
+		w.hooks.PollDone(nil, attempt)
 		return
 	}
+	w.hooks.PollDone(rec, attempt)
 	if err := m.Ack(); err != nil {
 		w.log.Warn("ack failed; the task may be polled again, its record is deduplicated", "host", t.Host, "task_id", t.ID, "err", err)
+	}
+	if rec.Error != nil { // one line per failed poll, never per retry
+		w.log.Warn("poll failed", "host", t.Host, "site", t.Site, "task_id", t.ID, "attempt", attempt,
+			"kind", rec.Error.Kind, "err", rec.Error.Message)
 	}
 }
 
@@ -229,6 +266,9 @@ func (w *worker) badTask(ctx context.Context, m jetstream.Msg, t *task.PollTask,
 		}
 		if err := w.publish(ctx, task.ResultSubject(site, key), id, rec); err != nil {
 			w.log.Error("cannot publish bad-task record", "subject", m.Subject(), "err", err)
+		} else {
+			w.hooks.PollStarted() // counted as a poll that ended at once, with kind bad_task
+			w.hooks.PollDone(rec, attempt)
 		}
 	}
 	_ = m.TermWithReason("bad task: " + truncate(cause.Error(), 200))

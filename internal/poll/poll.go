@@ -26,6 +26,13 @@ type Poller struct {
 	engines  *snmp.EngineCache
 	sessions snmp.Pool
 	memory   Memory
+	counters *snmp.Counters
+}
+
+// WithCounters makes the poller's sessions count packets and retries into c.
+func (p *Poller) WithCounters(c *snmp.Counters) *Poller {
+	p.counters = c
+	return p
 }
 
 // Memory keeps what devices taught pollers (see task.Quirks), shared by all
@@ -96,7 +103,7 @@ func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, re
 	opts := snmp.Options{
 		Timeout: t.Timeout(), Retries: t.Retries, MaxOids: t.MaxOids, MaxRepetitions: t.MaxRepetitions,
 		NoBulk: t.NoBulk, AllowNonIncreasing: t.AllowNonIncreasingOIDs, UnconnectedUDP: t.UnconnectedUDP,
-		Engines: p.engines,
+		Engines: p.engines, Counters: p.counters,
 	}
 	memKey := t.Site + "." + t.HostKey
 	var known task.Quirks

@@ -73,6 +73,7 @@ func (p *Pool) Dial(name string, addr netip.AddrPort, cred *config.Credential, o
 	g.Conn, g.Target, g.Port = conn, addr.Addr().String(), addr.Port()
 	g.Timeout, g.Retries, g.MaxOids, g.MaxRepetitions = opts.Timeout, opts.Retries, opts.MaxOids, uint32(opts.MaxRepetitions)
 	g.Community = cred.Community.Reveal()
+	opts.Counters.attach(g)
 	g.Version = gosnmp.Version2c
 	if cred.Version == config.Version1 {
 		g.Version = gosnmp.Version1

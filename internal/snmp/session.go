@@ -54,6 +54,8 @@ type Options struct {
 	Engines *EngineCache
 	// MaxVarbinds bounds one walk, against agents that walk forever; 0 means DefaultMaxVarbinds.
 	MaxVarbinds int
+	// Counters count packets and retries; may be nil.
+	Counters *Counters
 }
 
 // DefaultMaxVarbinds bounds a walk: more than any real table (2,000
@@ -156,6 +158,7 @@ func Dial(name string, addr netip.AddrPort, cred *config.Credential, opts Option
 	default:
 		return nil, fmt.Errorf("dial %s: credentials %q: SNMP version %q is not supported", name, cred.Name, cred.Version)
 	}
+	opts.Counters.attach(g)
 	if err := g.Connect(); err != nil {
 		return nil, fmt.Errorf("dial %s (%s): %w", name, addr, classify(err))
 	}

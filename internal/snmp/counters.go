@@ -1,0 +1,37 @@
+package snmp
+
+import (
+	"sync/atomic"
+
+	"github.com/gosnmp/gosnmp"
+)
+
+// Counters count the packets sessions send and their retries, for metrics.
+// One atomic add per packet; safe for concurrent use.
+type Counters struct {
+	sent, retries   atomic.Uint64
+	onSent, onRetry func(*gosnmp.GoSNMP) // made once, not per session
+}
+
+// NewCounters returns zeroed counters.
+func NewCounters() *Counters {
+	c := &Counters{}
+	c.onSent = func(*gosnmp.GoSNMP) { c.sent.Add(1) }
+	c.onRetry = func(*gosnmp.GoSNMP) { c.retries.Add(1) }
+	return c
+}
+
+// Sent is the number of SNMP requests sent, retries included.
+func (c *Counters) Sent() uint64 { return c.sent.Load() }
+
+// Retries is the number of requests sent again after a timeout.
+func (c *Counters) Retries() uint64 { return c.retries.Load() }
+
+// attach makes g count into c (or into nothing when c is nil).
+func (c *Counters) attach(g *gosnmp.GoSNMP) {
+	if c == nil {
+		g.OnSent, g.OnRetry = nil, nil
+		return
+	}
+	g.OnSent, g.OnRetry = c.onSent, c.onRetry
+}
