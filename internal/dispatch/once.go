@@ -68,6 +68,12 @@ func Tasks(cfg *config.Config, site string, now time.Time, validFor time.Duratio
 // host's first record to out as one JSON line as it arrives, and returns
 // when every host has a record, the timeout passes, or ctx ends.
 func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, log *slog.Logger) (Summary, error) {
+	return RunOnceProgress(ctx, bus, cfg, out, log, nil)
+}
+
+// RunOnceProgress is RunOnce calling progress (if not nil) with the counts
+// so far each time a host's first record arrives.
+func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, log *slog.Logger, progress func(Summary)) (Summary, error) {
 	start := time.Now()
 	timeout := OnceTimeout(cfg)
 	tasks := Tasks(cfg, task.DefaultSite, start, timeout)
@@ -112,6 +118,9 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 			if _, err := out.Write(append(data, '\n')); err != nil {
 				writeErr = err
 			}
+		}
+		if progress != nil {
+			progress(sum)
 		}
 		if len(answered) == len(tasks) {
 			close(allIn)

@@ -39,6 +39,8 @@ type RunOptions struct {
 	Now func() time.Time
 	// Registerer receives the dispatcher's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+	// Queue, if set, reads the task queue's state for the metrics.
+	Queue func(ctx context.Context) (natsbus.QueueStats, error)
 }
 
 // Stats counts what a run did.
@@ -65,6 +67,7 @@ type Runner struct {
 	stats   Stats
 	overrun map[string]bool // hosts with a logged overrun and no record since
 	retry   []task.PollTask // tasks whose publication failed for want of the server
+	hosts   []config.Host   // the inventory in force
 }
 
 // NewRunner prepares continuous dispatching of cfg's hosts, restoring host
@@ -80,7 +83,16 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 	if err != nil {
 		return nil, fmt.Errorf("restore host state: %w", err)
 	}
-	r := &Runner{bus: bus, o: o, sched: NewScheduler(o.Site), states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer)}
+	r := &Runner{bus: bus, o: o, sched: NewScheduler(o.Site), states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
+		hosts: cfg.Hosts}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(stateCollector{r: r, desc: prometheus.NewDesc("flock_dispatcher_hosts",
+			"Hosts of the inventory by state: ok (last poll answered), failing (last poll failed), unknown (not polled yet).",
+			[]string{"state"}, nil)})
+		if o.Queue != nil {
+			o.Registerer.MustRegister(newQueueCollector(o.Queue))
+		}
+	}
 	now := o.Now()
 	r.sched.SetHosts(cfg.Hosts, now)
 	caughtUp := 0
@@ -161,6 +173,7 @@ func (r *Runner) reload() {
 	}
 	added, removed, changed := r.sched.SetHosts(cfg.Hosts, r.o.Now())
 	r.mu.Lock()
+	r.hosts = cfg.Hosts
 	r.stats.Reloads++
 	r.mu.Unlock()
 	r.m.reloads.WithLabelValues("applied").Inc()
@@ -268,7 +281,11 @@ func (r *Runner) handleRecord(_ string, data []byte) error {
 		r.stats.Records++
 		delete(r.overrun, sum.HostKey)
 		r.mu.Unlock()
-		r.m.records.Inc()
+		outcome := "ok"
+		if sum.Error != nil {
+			outcome = sum.Error.Kind
+		}
+		r.m.records.WithLabelValues(outcome).Inc()
 	}
 	state, _ := r.states.observe(key, &sum)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -135,3 +135,27 @@ type recordSummary struct {
 	DurationMS float64     `json:"duration_ms"`
 	Error      *task.Error `json:"error"`
 }
+
+// Snapshot copies every host's state, keyed by <site>.<hostkey>.
+func (s *States) Snapshot() map[string]HostState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]HostState, len(s.m))
+	for k, hs := range s.m {
+		out[k] = *hs
+	}
+	return out
+}
+
+// DecodeStates decodes states as the dispatcher saves them in the KV bucket.
+func DecodeStates(all map[string][]byte) (map[string]HostState, error) {
+	out := make(map[string]HostState, len(all))
+	for k, v := range all {
+		var hs HostState
+		if err := json.Unmarshal(v, &hs); err != nil {
+			return nil, fmt.Errorf("host state %s: %w", k, err)
+		}
+		out[k] = hs
+	}
+	return out, nil
+}
