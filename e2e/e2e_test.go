@@ -442,7 +442,7 @@ sinks: [{type: file, path: %s}]`, metricsAddr, records))
 	}
 	write(initial)
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath)
-	start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url}, "--config", cfgPath)
+	start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url, "FLOCK_METRICS_LISTEN=127.0.0.1:0"}, "--config", cfgPath)
 	countFor := func(host string) int {
 		data, _ := os.ReadFile(records)
 		return strings.Count(string(data), `"host":"`+host+`"`)
@@ -464,7 +464,7 @@ sinks: [{type: file, path: %s}]`, metricsAddr, records))
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if !regexp.MustCompile(`flock_dispatcher_tasks_total\{outcome="published"\} [1-9]`).Match(body) ||
-		!regexp.MustCompile(`flock_dispatcher_records_total [1-9]`).Match(body) {
+		!regexp.MustCompile(`flock_dispatcher_records_total\{outcome="ok"\} [1-9]`).Match(body) {
 		t.Fatalf("metrics do not count the work done:\n%s", body)
 	}
 

@@ -8,12 +8,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -21,15 +19,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/flock-snmp/flock/internal/cli"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/task"
+	"github.com/flock-snmp/flock/internal/telemetry"
 )
 
 func main() {
@@ -38,16 +33,33 @@ func main() {
 	})
 }
 
-const synopsis = "dispatcher [--config FILE] [--once | --check-config]"
+const synopsis = `dispatcher [--config FILE] [--once | --check-config]
+       dispatcher status [--config FILE] [--sort duration|name|state|last_success|failures]
+       dispatcher poll [--config FILE] HOST
+       dispatcher --probe URL`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "status":
+			return runStatus(ctx, args[1:], getenv, stdout, stderr)
+		case "poll":
+			return runPoll(ctx, args[1:], getenv, stdout, stderr)
+		case "--probe", "-probe":
+			return cli.Probe(ctx, flag.NewFlagSet("dispatcher", flag.ContinueOnError), args)
+		}
+	}
 	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
 	var common cli.Common
 	common.Register(fs, getenv)
 	once := fs.Bool("once", false, "poll every host once, print one JSON HostRecord per line, a summary on stderr, and exit")
+	fs.String("probe", "", "ask `URL` (this process's /healthz or /readyz) and exit 0 if it answers 200; must be the only flag")
 	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
 	if err != nil || done {
 		return err
+	}
+	if fs.Lookup("probe").Value.String() != "" {
+		return fmt.Errorf("%w: --probe URL takes no other flag", cli.ErrUsage)
 	}
 	ctx, proc, err := cli.StartProcess(ctx, getenv)
 	if err != nil {
@@ -74,7 +86,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	sum, err := dispatch.RunOnce(ctx, bus, cfg, stdout, log)
+	update, finish := cli.OnceProgress(stderr, cli.IsTerminal(stderr), len(cfg.Hosts))
+	sum, err := dispatch.RunOnceProgress(ctx, bus, cfg, stdout, log, update)
+	finish()
 	fmt.Fprintln(stderr, sum)
 	if err != nil {
 		return err
@@ -119,48 +133,35 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 			}
 		}
 	}()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := telemetry.NewRegistry()
 	r, err := dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
 		Site: task.DefaultSite, Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
+		Queue: func(ctx context.Context) (natsbus.QueueStats, error) { return bus.Queue(ctx, task.DefaultSite) },
 	})
 	if err != nil {
 		return err
 	}
 	if cfg.Metrics.Listen != "" {
-		stopMetrics, err := serveMetrics(cfg.Metrics.Listen, reg, log)
+		srv, err := telemetry.Serve("metrics.listen", cfg.Metrics.Listen, telemetry.ServerOptions{
+			Registry: reg, Log: log,
+			Ready:    func(ctx context.Context) error { return bus.Ready(ctx) },
+			Handlers: map[string]http.Handler{"GET /status": dispatch.StatusHandler(r.Status)},
+		})
 		if err != nil {
 			return err
 		}
-		defer stopMetrics()
+		defer srv.Close()
 	}
+	stopPollNow, err := bus.ServePollNow(ctx, task.DefaultSite, r.PollNowTask, log)
+	if err != nil {
+		return err
+	}
+	defer stopPollNow()
 	err = r.Run(ctx)
 	st := r.Stats()
 	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "queue_full", st.QueueFull, "failed", st.Failed,
 		"exhausted", st.Exhausted, "records", st.Records, "reloads", st.Reloads, "rejected_reloads", st.Rejected)
 	return err
-}
-
-// serveMetrics serves /metrics on addr until the returned func is called.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics endpoint stopped", "err", err)
-		}
-	}()
-	log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
 }
 
 // connect joins the configured NATS, or starts the embedded server and
@@ -191,4 +192,92 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsbu
 		_ = bus.Close()
 		emb.Close()
 	}, nil
+}
+
+// runStatus prints every host of the inventory with its state from the
+// dispatcher's KV bucket, slowest first by default.
+func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dispatcher status", flag.ContinueOnError)
+	var common cli.Common
+	common.Register(fs, getenv)
+	sortKey := fs.String("sort", "duration", "order: duration (slowest first), name, state (failing first), last_success (oldest first), failures")
+	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
+	if err != nil || done {
+		return err
+	}
+	bus, err := connectClient(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	states, err := bus.Bucket(ctx, natsbus.HostStateBucket, "Flock dispatcher: last state of each host")
+	if err != nil {
+		return err
+	}
+	all, err := states.All(ctx)
+	if err != nil {
+		return err
+	}
+	decoded, err := dispatch.DecodeStates(all)
+	if err != nil {
+		return err
+	}
+	rows := dispatch.BuildStatus(task.DefaultSite, cfg.Hosts, decoded)
+	if err := dispatch.SortStatus(rows, *sortKey); err != nil {
+		return fmt.Errorf("%w: --sort: %w", cli.ErrUsage, err)
+	}
+	return dispatch.WriteStatusText(stdout, rows, time.Now())
+}
+
+// runPoll asks the running dispatcher to poll one host now and prints its
+// HostRecord; exit 0 if the host answered, 1 if the record has an error.
+func runPoll(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dispatcher poll", flag.ContinueOnError)
+	var common cli.Common
+	common.Register(fs, getenv)
+	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the record")
+	var host string
+	if n := len(args); n > 0 && args[n-1] != "" && args[n-1][0] != '-' {
+		host, args = args[n-1], args[:n-1]
+	}
+	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
+	if err != nil || done {
+		return err
+	}
+	if host == "" {
+		return fmt.Errorf("%w: dispatcher poll needs a HOST (its name in the inventory)", cli.ErrUsage)
+	}
+	bus, err := connectClient(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	data, err := bus.PollNow(ctx, host)
+	if err != nil {
+		return err
+	}
+	if _, err := stdout.Write(append(data, '\n')); err != nil {
+		return err
+	}
+	rec, err := task.DecodeRecord(data)
+	if err != nil {
+		return fmt.Errorf("poll %s: undecodable record: %w", host, err)
+	}
+	if rec.Error != nil {
+		fmt.Fprintf(stderr, "flock: %s: %s\n", host, rec.Error)
+		return cli.ErrReported
+	}
+	return nil
+}
+
+// connectClient joins the NATS the configuration names (nats.url, or the
+// embedded server's listen address) as a short-lived client.
+func connectClient(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsbus.Bus, error) {
+	timeout := cfg.NATS.ConnectTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	return natsbus.Connect(ctx, natsbus.ConnectOptions{URL: cfg.PollerURL(), Name: "flock-dispatcher-cli", Timeout: timeout, Log: log})
 }

@@ -11,11 +11,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/flock-snmp/flock/internal/cli"
+	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/snmp"
 	"github.com/flock-snmp/flock/internal/task"
+	"github.com/flock-snmp/flock/internal/telemetry"
 )
 
 func main() {
@@ -28,9 +34,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("poller", flag.ContinueOnError)
 	var common cli.Common
 	common.Register(fs, getenv)
-	cfg, log, done, err := common.Setup(fs, "poller [--config FILE] [--check-config]", args, getenv, stdout, stderr)
+	probe := fs.String("probe", "", "ask `URL` (this process's /healthz or /readyz) and exit 0 if it answers 200: a container health check")
+	if len(args) > 0 && (args[0] == "--probe" || args[0] == "-probe") {
+		return cli.Probe(ctx, fs, args)
+	}
+	cfg, log, done, err := common.Setup(fs, "poller [--config FILE] [--check-config] | poller --probe URL", args, getenv, stdout, stderr)
 	if err != nil || done {
 		return err
+	}
+	if *probe != "" {
+		return fmt.Errorf("%w: --probe URL takes no other flag", cli.ErrUsage)
 	}
 	name := cfg.Poller.Name
 	if name == "" {
@@ -45,6 +58,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer proc.Close()
 
+	// Telemetry first: /healthz answers, and /readyz says why not, while
+	// the poller waits for NATS.
+	counters := snmp.NewCounters()
+	var busRef atomic.Pointer[natsbus.Bus]
+	var bound atomic.Bool
+	reg := telemetry.NewRegistry()
+	metrics := telemetry.NewPollerMetrics(reg, telemetry.PollerSources{
+		PacketsSent: counters.Sent, Retries: counters.Retries,
+		NATSReconnects: func() uint64 {
+			if b := busRef.Load(); b != nil {
+				return b.Reconnects()
+			}
+			return 0
+		},
+	})
+	if cfg.Metrics.Listen != "" {
+		srv, err := telemetry.Serve("metrics.listen", cfg.Metrics.Listen, telemetry.ServerOptions{
+			Registry: reg, Log: log,
+			Ready: func(ctx context.Context) error {
+				b := busRef.Load()
+				if b == nil {
+					return fmt.Errorf("not connected to NATS yet (%s)", config.RedactURL(cfg.PollerURL()))
+				}
+				if !bound.Load() {
+					return fmt.Errorf("not bound to the task consumer %s yet", natsbus.PollerConsumer(task.DefaultSite))
+				}
+				return b.Ready(ctx, natsbus.TaskStream, natsbus.ResultStream)
+			},
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+
 	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{
 		URL: cfg.PollerURL(), Name: "flock-poller " + name, Timeout: cfg.NATS.ConnectTimeout, Log: log,
 	})
@@ -54,6 +102,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
+	busRef.Store(bus)
 	memory, err := bus.DeviceMemory(ctx)
 	if err != nil {
 		_ = bus.Close()
@@ -62,11 +111,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory)
+	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory).WithCounters(counters)
+	stopPollNow, err := bus.ServePollTasks(ctx, task.DefaultSite, name, p.Poll, log)
+	if err != nil {
+		memory.Close()
+		_ = bus.Close()
+		return err
+	}
+	var side sync.WaitGroup
+	beatCtx, stopBeats := context.WithCancel(ctx)
+	side.Add(1)
+	go func() {
+		defer side.Done()
+		id, _ := task.HostKey(name)
+		started := time.Now().UTC()
+		bus.SendHeartbeats(beatCtx, id, cfg.Poller.Heartbeat, func() natsbus.Heartbeat {
+			return natsbus.Heartbeat{ID: name, Site: task.DefaultSite, Version: cli.Version, Concurrency: cfg.Poller.Concurrency,
+				InFlight: metrics.InFlight(), Polls: metrics.Polls(), StartedAt: started}
+		})
+	}()
 	serveErr := bus.ServeTasks(ctx, natsbus.ServeOptions{
 		Site: task.DefaultSite, Workers: cfg.Poller.Concurrency, Poller: name,
-		ShutdownGrace: cfg.Poller.ShutdownGrace, Log: log,
+		ShutdownGrace: cfg.Poller.ShutdownGrace, Log: log, Hooks: metrics, Bound: func() { bound.Store(true) },
 	}, p.Poll)
+	stopPollNow()
+	stopBeats()
+	side.Wait()
 	memory.Close()
 	closeErr := bus.Close()
 	if serveErr != nil {

@@ -38,6 +38,9 @@ type Result struct {
 	NATSRestartRecovered   bool
 	LeftoverContainers     int
 	HostsSeenBySubscriber  int
+	// Healthy of Checked dispatcher and poller containers reported healthy
+	// (their compose health checks ask /readyz) after the first cycles.
+	Healthy, Checked int
 }
 
 // Line is the run's last line.
@@ -50,13 +53,16 @@ func (r Result) Line() string {
 	if r.NATSRestartRecovered {
 		yes = "yes"
 	}
-	return fmt.Sprintf("compose-test: hosts=%d cycles=%d pollers=%d poller_shares=%s killed=%d missed=%d subscriber_records=%d dispatcher_records=%d nats_restart_recovered=%s leftover_containers=%d subscriber_hosts=%d",
+	return fmt.Sprintf("compose-test: hosts=%d cycles=%d pollers=%d poller_shares=%s killed=%d missed=%d subscriber_records=%d dispatcher_records=%d nats_restart_recovered=%s leftover_containers=%d subscriber_hosts=%d healthy=%d/%d",
 		r.Hosts, r.Cycles, r.Pollers, strings.Join(shares, "/"), r.Killed, r.Missed, r.SubscriberRecords, r.DispatcherRecords,
-		yes, r.LeftoverContainers, r.HostsSeenBySubscriber)
+		yes, r.LeftoverContainers, r.HostsSeenBySubscriber, r.Healthy, r.Checked)
 }
 
 // Pass reports whether every check held.
 func (r Result) Pass() bool {
+	if r.Checked == 0 || r.Healthy != r.Checked {
+		return false
+	}
 	if r.Missed != 0 || !r.NATSRestartRecovered || r.LeftoverContainers != 0 || r.Killed != 1 || r.HostsSeenBySubscriber != r.Hosts {
 		return false
 	}
@@ -149,6 +155,20 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	// 1, 2: two full cycles with three pollers.
 	if err := sleep(3 * cfg.Interval); err != nil {
 		return res, err
+	}
+	// The health checks (/readyz through the binaries' --probe) pass.
+	disp, err := r.containers(ctx, "dispatcher")
+	if err != nil {
+		return res, err
+	}
+	for _, id := range append(disp, pollers...) {
+		res.Checked++
+		status, err := docker(ctx, "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", id)
+		if err == nil && strings.TrimSpace(status) == "healthy" {
+			res.Healthy++
+		} else {
+			r.logf("container %s health: %q %v", id[:12], strings.TrimSpace(status), err)
+		}
 	}
 	// 3: one poller killed in the middle of a cycle.
 	if _, err := docker(ctx, "kill", pollers[0]); err != nil {
