@@ -169,7 +169,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsbus.Bus, func(), error) {
 	if cfg.NATS.URL != "" {
 		bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{
-			URL: cfg.NATS.URL, Name: "flock-dispatcher", Timeout: cfg.NATS.ConnectTimeout, Log: log,
+			URL: cfg.NATS.URL, Name: "flock-dispatcher", Timeout: cfg.NATS.ConnectTimeout, Log: log, Auth: natsbus.AuthFromConfig(&cfg.NATS),
 		})
 		if err != nil {
 			return nil, nil, err
@@ -279,5 +279,6 @@ func connectClient(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	return natsbus.Connect(ctx, natsbus.ConnectOptions{URL: cfg.PollerURL(), Name: "flock-dispatcher-cli", Timeout: timeout, Log: log})
+	return natsbus.Connect(ctx, natsbus.ConnectOptions{URL: cfg.PollerURL(), Name: "flock-dispatcher-cli", Timeout: timeout, Log: log,
+		Auth: natsbus.AuthFromConfig(&cfg.NATS)})
 }

@@ -72,6 +72,22 @@ type NATS struct {
 	// MaxQueuedTasks bounds the task queue; past it new tasks are refused
 	// (and counted), never queued without bound.
 	MaxQueuedTasks int `mapstructure:"max_queued_tasks"`
+	// Authentication: user and password (or password_file), an nkey seed
+	// file, or a .creds file (JWT and seed); at most one way.
+	User         string  `mapstructure:"user"`
+	Password     Secret  `mapstructure:"password"`
+	PasswordFile string  `mapstructure:"password_file"`
+	NKeySeedFile string  `mapstructure:"nkey_seed_file"`
+	CredsFile    string  `mapstructure:"creds_file"`
+	TLS          NATSTLS `mapstructure:"tls"`
+}
+
+// NATSTLS configures TLS to the NATS server: a CA to trust and, for mutual
+// TLS, a client certificate and key. Paths are relative to the config file.
+type NATSTLS struct {
+	CAFile   string `mapstructure:"ca_file"`
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
 }
 
 // Embedded configures the dispatcher's in-process nats-server.
@@ -123,6 +139,14 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("nats.max_deliver", 5)
 	v.SetDefault("nats.connect_timeout", "0s")
 	v.SetDefault("nats.max_queued_tasks", 1_000_000)
+	v.SetDefault("nats.user", "")
+	v.SetDefault("nats.password", "")
+	v.SetDefault("nats.password_file", "")
+	v.SetDefault("nats.nkey_seed_file", "")
+	v.SetDefault("nats.creds_file", "")
+	v.SetDefault("nats.tls.ca_file", "")
+	v.SetDefault("nats.tls.cert_file", "")
+	v.SetDefault("nats.tls.key_file", "")
 	v.SetDefault("poller.concurrency", 256)
 	v.SetDefault("poller.name", "")
 	v.SetDefault("poller.shutdown_grace", "10s")

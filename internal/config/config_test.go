@@ -134,6 +134,13 @@ func TestLoadBad(t *testing.T) {
 			`testdata/bad-telemetry.yaml: log.format: "xml" is not text or json`,
 			`testdata/bad-telemetry.yaml: metrics.listen: "9100" is not host:port: address 9100: missing port in address`,
 		}},
+		{"bad-nats-auth.yaml", []string{
+			`testdata/bad-nats-auth.yaml: nats.password: is missing for nats.user "poller" (give password, password_file or FLOCK_NATS_PASSWORD)`,
+			`testdata/bad-nats-auth.yaml: nats.creds_file: cannot read testdata/missing.creds: no such file or directory`,
+			`testdata/bad-nats-auth.yaml: nats.tls.cert_file: cannot read testdata/client.pem: no such file or directory`,
+			`testdata/bad-nats-auth.yaml: nats: give one way to authenticate, not user/password and creds`,
+			`testdata/bad-nats-auth.yaml: nats.tls: cert_file and key_file go together (a client certificate needs its key)`,
+		}},
 		{"bad-values.yaml", []string{
 			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
 			`testdata/bad-values.yaml: credentials[1].version: "4" is not an SNMP version (want 1, 2c or 3)`,

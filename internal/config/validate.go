@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -29,6 +31,7 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	p := &problems{file: file}
 	c.loadResolver(p)
 	c.validateNATS(p)
+	c.validateNATSAuth(p, getenv)
 	if c.Poller.Concurrency < 1 || c.Poller.Concurrency > 100_000 {
 		p.add("poller.concurrency", "%d is out of range 1..100000", c.Poller.Concurrency)
 	}
@@ -63,6 +66,58 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	c.buildGroups(p)
 	c.buildHosts(p)
 	return p.err()
+}
+
+// validateNATSAuth resolves the password (FLOCK_NATS_PASSWORD, the value or
+// password_file), makes file paths absolute and checks that the files can
+// be read and that at most one way of authenticating is given.
+func (c *Config) validateNATSAuth(p *problems, getenv func(string) string) {
+	n := &c.NATS
+	baseDir := ""
+	if c.File != "" {
+		baseDir = filepath.Dir(c.File)
+	}
+	if getenv(EnvPrefix+"_NATS_PASSWORD") != "" && n.PasswordFile != "" {
+		n.PasswordFile = "" // the environment wins over the file, as for credentials
+	}
+	resolveSecret(p, "nats.password", &n.Password, n.PasswordFile, EnvPrefix+"_NATS_PASSWORD", baseDir, getenv)
+	ways := []string{}
+	if n.User != "" || n.Password != "" {
+		ways = append(ways, "user/password")
+		if n.User == "" {
+			p.add("nats.user", "is empty but a password is given")
+		}
+		if n.Password == "" {
+			p.add("nats.password", "is missing for nats.user %q (give password, password_file or %s_NATS_PASSWORD)", n.User, EnvPrefix)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+		way string
+	}{{"nats.nkey_seed_file", &n.NKeySeedFile, "nkey"}, {"nats.creds_file", &n.CredsFile, "creds"},
+		{"nats.tls.ca_file", &n.TLS.CAFile, ""}, {"nats.tls.cert_file", &n.TLS.CertFile, ""}, {"nats.tls.key_file", &n.TLS.KeyFile, ""}} {
+		if *f.dst == "" {
+			continue
+		}
+		if f.way != "" {
+			ways = append(ways, f.way)
+		}
+		if !filepath.IsAbs(*f.dst) && baseDir != "" {
+			*f.dst = filepath.Join(baseDir, *f.dst)
+		}
+		if fh, err := os.Open(*f.dst); err != nil {
+			p.add(f.key, "cannot read %s: %v", *f.dst, errUnwrapPath(err))
+		} else {
+			_ = fh.Close()
+		}
+	}
+	if len(ways) > 1 {
+		p.add("nats", "give one way to authenticate, not %s", strings.Join(ways, " and "))
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		p.add("nats.tls", "cert_file and key_file go together (a client certificate needs its key)")
+	}
 }
 
 func (c *Config) validateNATS(p *problems) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,6 +53,59 @@ type ConnectOptions struct {
 	Log     *slog.Logger
 	// InProcess, when set, connects through the embedded server without a socket.
 	InProcess nats.InProcessConnProvider
+	// Auth is how to authenticate, and TLS.
+	Auth Auth
+}
+
+// Auth says how to authenticate to NATS (at most one of user/password, an
+// nkey seed file, a .creds file) and which TLS files to use.
+type Auth struct {
+	User, Password            string
+	NKeySeedFile, CredsFile   string
+	CAFile, CertFile, KeyFile string
+}
+
+// AuthFromConfig takes the nats.* authentication and TLS settings.
+func AuthFromConfig(n *config.NATS) Auth {
+	return Auth{User: n.User, Password: n.Password.Reveal(), NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
+		CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile}
+}
+
+// who names the identity for error messages, never the secret.
+func (a Auth) who() string {
+	switch {
+	case a.User != "":
+		return fmt.Sprintf("user %q", a.User)
+	case a.NKeySeedFile != "":
+		return "the nkey in " + a.NKeySeedFile
+	case a.CredsFile != "":
+		return "the credentials in " + a.CredsFile
+	}
+	return "no credentials"
+}
+
+func (a Auth) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if a.User != "" {
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	}
+	if a.NKeySeedFile != "" {
+		o, err := nats.NkeyOptionFromSeed(a.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_seed_file %s: %w", a.NKeySeedFile, err)
+		}
+		opts = append(opts, o)
+	}
+	if a.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(a.CredsFile))
+	}
+	if a.CAFile != "" {
+		opts = append(opts, nats.RootCAs(a.CAFile))
+	}
+	if a.CertFile != "" {
+		opts = append(opts, nats.ClientCert(a.CertFile, a.KeyFile))
+	}
+	return opts, nil
 }
 
 // Connect connects to NATS, retrying with backoff until the server answers,
@@ -62,6 +116,17 @@ func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	connected := make(chan struct{}, 1)
+	refused := make(chan error, 1) // the server said no: waiting will not help
+	refuse := func(err error) {
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+			strings.Contains(strings.ToLower(fmt.Sprint(err)), "authorization violation") ||
+			strings.Contains(fmt.Sprint(err), "tls:") || strings.Contains(fmt.Sprint(err), "x509:") {
+			select {
+			case refused <- err:
+			default:
+			}
+		}
+	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
@@ -69,6 +134,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.ConnectHandler(func(*nats.Conn) { connected <- struct{}{} }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { refuse(err) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("disconnected from NATS", "err", err)
@@ -80,18 +146,24 @@ func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
 			if sub != nil {
 				subject = sub.Subject
 			}
+			refuse(err)
 			log.Error("NATS asynchronous error", "subject", subject, "err", err)
 		}),
 	}
+	auth, err := o.Auth.options()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, auth...)
 	if o.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(o.InProcess))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", redact(o.URL), err)
+		return nil, fmt.Errorf("connect to NATS at %s as %s: %w", redact(o.URL), o.Auth.who(), err)
 	}
 	if !nc.IsConnected() {
-		if err := waitConnected(ctx, nc, connected, o, log); err != nil {
+		if err := waitConnected(ctx, nc, connected, refused, o, log); err != nil {
 			nc.Close()
 			return nil, err
 		}
@@ -109,7 +181,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
 	return &Bus{nc: nc, js: js, log: log}, nil
 }
 
-func waitConnected(ctx context.Context, nc *nats.Conn, connected <-chan struct{}, o ConnectOptions, log *slog.Logger) error {
+func waitConnected(ctx context.Context, nc *nats.Conn, connected <-chan struct{}, refused <-chan error, o ConnectOptions, log *slog.Logger) error {
 	var deadline <-chan time.Time
 	if o.Timeout > 0 {
 		t := time.NewTimer(o.Timeout)
@@ -123,6 +195,9 @@ func waitConnected(ctx context.Context, nc *nats.Conn, connected <-chan struct{}
 		select {
 		case <-connected:
 			return nil
+		case err := <-refused:
+			return fmt.Errorf("connect to NATS at %s as %s: the server refused: %w (check nats.user/password, nkey_seed_file, creds_file and nats.tls)",
+				redact(o.URL), o.Auth.who(), err)
 		case <-tick.C:
 			if nc.IsConnected() {
 				return nil
