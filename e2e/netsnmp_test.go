@@ -102,9 +102,14 @@ func netsnmp(t *testing.T, tool string, port int, args ...string) ([]nsVar, erro
 	} else {
 		full = append(full, args[len(args)-1])
 	}
-	out, err := exec.Command(tool, full...).CombinedOutput()
+	// Only stdout holds the answer: on a fresh machine net-snmp's first run
+	// also says "Created directory: /var/lib/snmp/..." on stderr.
+	cmd := exec.Command(tool, full...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w\n%s", tool, err, out)
+		return nil, fmt.Errorf("%s: %w\n%s%s", tool, err, out, stderr.String())
 	}
 	return parseNetsnmp(t, string(out)), nil
 }
