@@ -92,8 +92,12 @@ type NATSTLS struct {
 
 // Embedded configures the dispatcher's in-process nats-server.
 type Embedded struct {
+	// Listen is host:port; anything but loopback needs ConfigFile with users.
 	Listen   string `mapstructure:"listen"`
 	StoreDir string `mapstructure:"store_dir"`
+	// ConfigFile is a nats-server configuration (users, permissions, TLS)
+	// the embedded server starts from, e.g. config/nats-server.conf.
+	ConfigFile string `mapstructure:"config_file"`
 }
 
 // Poller configures the poller process.
@@ -135,6 +139,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("nats.url", "")
 	v.SetDefault("nats.embedded.listen", "127.0.0.1:4222")
 	v.SetDefault("nats.embedded.store_dir", "./data/nats")
+	v.SetDefault("nats.embedded.config_file", "")
 	v.SetDefault("nats.ack_wait", "30s")
 	v.SetDefault("nats.max_deliver", 5)
 	v.SetDefault("nats.connect_timeout", "0s")

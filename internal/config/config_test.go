@@ -141,6 +141,9 @@ func TestLoadBad(t *testing.T) {
 			`testdata/bad-nats-auth.yaml: nats: give one way to authenticate, not user/password and creds`,
 			`testdata/bad-nats-auth.yaml: nats.tls: cert_file and key_file go together (a client certificate needs its key)`,
 		}},
+		{"bad-embedded-open.yaml", []string{
+			`testdata/bad-embedded-open.yaml: nats.embedded.listen: "0.0.0.0:4222" is beyond this machine: the embedded server listens there only with authentication (set nats.embedded.config_file to a nats-server configuration with users, such as config/nats-server.conf)`,
+		}},
 		{"bad-values.yaml", []string{
 			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
 			`testdata/bad-values.yaml: credentials[1].version: "4" is not an SNMP version (want 1, 2c or 3)`,

@@ -95,7 +95,7 @@ func (c *Config) validateNATSAuth(p *problems, getenv func(string) string) {
 		key string
 		dst *string
 		way string
-	}{{"nats.nkey_seed_file", &n.NKeySeedFile, "nkey"}, {"nats.creds_file", &n.CredsFile, "creds"},
+	}{{"nats.nkey_seed_file", &n.NKeySeedFile, "nkey"}, {"nats.creds_file", &n.CredsFile, "creds"}, {"nats.embedded.config_file", &n.Embedded.ConfigFile, ""},
 		{"nats.tls.ca_file", &n.TLS.CAFile, ""}, {"nats.tls.cert_file", &n.TLS.CertFile, ""}, {"nats.tls.key_file", &n.TLS.KeyFile, ""}} {
 		if *f.dst == "" {
 			continue
@@ -130,8 +130,11 @@ func (c *Config) validateNATS(p *problems) {
 			}
 		}
 	}
-	if _, _, err := net.SplitHostPort(n.Embedded.Listen); err != nil {
+	if host, _, err := net.SplitHostPort(n.Embedded.Listen); err != nil {
 		p.add("nats.embedded.listen", "%q is not host:port: %v", n.Embedded.Listen, err)
+	} else if ip := net.ParseIP(host); n.URL == "" && n.Embedded.ConfigFile == "" && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		p.add("nats.embedded.listen", "%q is beyond this machine: the embedded server listens there only with authentication "+
+			"(set nats.embedded.config_file to a nats-server configuration with users, such as config/nats-server.conf)", n.Embedded.Listen)
 	}
 	if n.Embedded.StoreDir == "" {
 		p.add("nats.embedded.store_dir", "is empty")

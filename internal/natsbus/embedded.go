@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,6 +22,23 @@ type EmbeddedOptions struct {
 	Log      *slog.Logger
 	// MaxPayload is the largest message the server takes; default 8 MiB.
 	MaxPayload int32
+	// ConfigFile is a nats-server configuration (users, permissions, TLS;
+	// config/nats-server.conf) to start from; Listen and StoreDir still win.
+	ConfigFile string
+}
+
+// isLoopback reports whether host only reaches this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func hasAuth(o *server.Options) bool {
+	return len(o.Users) > 0 || len(o.Nkeys) > 0 || o.Username != "" || o.Authorization != "" ||
+		len(o.TrustedOperators) > 0 || len(o.TrustedKeys) > 0 || o.TLSMap || o.AuthCallout != nil
 }
 
 // Embedded is a nats-server running inside this process.
@@ -38,15 +56,21 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS store %s: %w", o.StoreDir, err)
 	}
-	opts := &server.Options{
-		ServerName:         "flock-embedded",
-		JetStream:          true,
-		StoreDir:           abs,
-		JetStreamMaxMemory: 256 << 20,
-		JetStreamMaxStore:  8 << 30,
-		NoSigs:             true, // otherwise SIGINT/SIGTERM would os.Exit inside the server
-		MaxPayload:         8 << 20,
+	opts := &server.Options{MaxPayload: 8 << 20}
+	if o.ConfigFile != "" {
+		if opts, err = server.ProcessConfigFile(o.ConfigFile); err != nil {
+			return nil, fmt.Errorf("nats.embedded.config_file %s: %w", o.ConfigFile, err)
+		}
+		if opts.MaxPayload == 0 {
+			opts.MaxPayload = 8 << 20
+		}
 	}
+	opts.ServerName = "flock-embedded"
+	opts.JetStream, opts.StoreDir = true, abs
+	opts.JetStreamMaxMemory = cmp.Or(opts.JetStreamMaxMemory, 256<<20)
+	opts.JetStreamMaxStore = cmp.Or(opts.JetStreamMaxStore, 8<<30)
+	opts.NoSigs = true                   // otherwise SIGINT/SIGTERM would os.Exit inside the server
+	opts.HTTPPort, opts.HTTPSPort = 0, 0 // a config file's monitoring port is the standalone server's
 	if o.MaxPayload > 0 {
 		opts.MaxPayload = o.MaxPayload
 	}
@@ -63,6 +87,11 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		}
 		if port == 0 {
 			port = server.RANDOM_PORT
+		}
+		if !isLoopback(host) && !hasAuth(opts) {
+			return nil, fmt.Errorf("embedded NATS: refusing to listen on %s, beyond this machine, without authentication: "+
+				"set nats.embedded.config_file to a nats-server configuration with users (config/nats-server.conf), "+
+				"or listen on 127.0.0.1", o.Listen)
 		}
 		opts.Host, opts.Port = host, port
 	}
