@@ -169,7 +169,8 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsbus.Bus, func(), error) {
 	if cfg.NATS.URL != "" {
 		bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{
-			URL: cfg.NATS.URL, Name: "flock-dispatcher", Timeout: cfg.NATS.ConnectTimeout, Log: log, Auth: natsbus.AuthFromConfig(&cfg.NATS),
+			URL: cfg.NATS.URL, Name: "flock-dispatcher", Timeout: cfg.NATS.ConnectTimeout, Log: log,
+			Auth: natsbus.AuthFromConfig(&cfg.NATS), InboxPrefix: natsbus.DispatcherInbox,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -177,13 +178,14 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsbu
 		return bus, func() { _ = bus.Close() }, nil
 	}
 	emb, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{
-		Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir, Log: log,
+		Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir, ConfigFile: cfg.NATS.Embedded.ConfigFile, Log: log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	log.Info("embedded NATS server started", "url", emb.ClientURL(), "store_dir", cfg.NATS.Embedded.StoreDir)
-	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{Name: "flock-dispatcher", InProcess: emb.Server(), Log: log})
+	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{Name: "flock-dispatcher", InProcess: emb.Server(), Log: log,
+		Auth: natsbus.AuthFromConfig(&cfg.NATS), InboxPrefix: natsbus.DispatcherInbox, Timeout: 10 * time.Second})
 	if err != nil {
 		emb.Close()
 		return nil, nil, err
@@ -280,5 +282,5 @@ func connectClient(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		timeout = 10 * time.Second
 	}
 	return natsbus.Connect(ctx, natsbus.ConnectOptions{URL: cfg.PollerURL(), Name: "flock-dispatcher-cli", Timeout: timeout, Log: log,
-		Auth: natsbus.AuthFromConfig(&cfg.NATS)})
+		Auth: natsbus.AuthFromConfig(&cfg.NATS), InboxPrefix: natsbus.DispatcherInbox})
 }

@@ -94,7 +94,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{
-		URL: cfg.PollerURL(), Name: "flock-poller " + name, Timeout: cfg.NATS.ConnectTimeout, Log: log, Auth: natsbus.AuthFromConfig(&cfg.NATS),
+		URL: cfg.PollerURL(), Name: "flock-poller " + name, Timeout: cfg.NATS.ConnectTimeout, Log: log,
+		Auth: natsbus.AuthFromConfig(&cfg.NATS), InboxPrefix: natsbus.PollerInbox,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -3,6 +3,9 @@
 // HostRecord. A TSDB writer or an alerting service starts the same way.
 //
 //	FLOCK_NATS_URL=nats://nats.example.net:4222 results
+//
+// With authentication on (config/nats-server.conf) it is the reader role:
+// FLOCK_NATS_USER=reader FLOCK_NATS_PASSWORD=... results
 package main
 
 import (
@@ -35,8 +38,12 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nc, err := nats.Connect(url, nats.Name("flock-results-example"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond), nats.RetryOnFailedConnect(true))
+	opts := []nats.Option{nats.Name("flock-results-example"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond), nats.RetryOnFailedConnect(true)}
+	if user := getenv("FLOCK_NATS_USER"); user != "" {
+		opts = append(opts, nats.UserInfo(user, getenv("FLOCK_NATS_PASSWORD")))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", url, err)
 	}

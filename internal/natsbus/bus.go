@@ -55,7 +55,18 @@ type ConnectOptions struct {
 	InProcess nats.InProcessConnProvider
 	// Auth is how to authenticate, and TLS.
 	Auth Auth
+	// InboxPrefix replaces _INBOX for this connection's replies, so that a
+	// role's permissions can let it read its own replies and no one else's
+	// (PollerInbox, DispatcherInbox); empty keeps _INBOX.
+	InboxPrefix string
 }
+
+// Inbox prefixes of the roles (config/nats-server.conf gives each role
+// subscribe permission on its own).
+const (
+	DispatcherInbox = "_INBOX_flock_dispatcher"
+	PollerInbox     = "_INBOX_flock_poller"
+)
 
 // Auth says how to authenticate to NATS (at most one of user/password, an
 // nkey seed file, a .creds file) and which TLS files to use.
@@ -155,6 +166,9 @@ func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
 		return nil, err
 	}
 	opts = append(opts, auth...)
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
 	if o.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(o.InProcess))
 	}
@@ -301,6 +315,11 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", PollerConsumer(o.Site), TaskStream, err)
+	}
+	// The pollers' shared memory of devices: made here, by the role that
+	// administers JetStream, so pollers only ever open it.
+	if _, err := b.Bucket(ctx, DeviceBucket, deviceBucketDescription); err != nil {
+		return err
 	}
 	return nil
 }

@@ -3,8 +3,10 @@ package natsbus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -23,7 +25,7 @@ type DeviceMemory struct {
 
 // DeviceMemory opens the bucket and follows it until ctx ends or Close.
 func (b *Bus) DeviceMemory(ctx context.Context) (*DeviceMemory, error) {
-	bk, err := b.Bucket(ctx, DeviceBucket, "Flock pollers: what each device taught them")
+	bk, err := b.openDeviceBucket(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -95,3 +97,39 @@ func (d *DeviceMemory) Learn(ctx context.Context, key string, q task.Quirks) err
 
 // Close stops following the bucket.
 func (d *DeviceMemory) Close() { d.stop() }
+
+const deviceBucketDescription = "Flock pollers: what each device taught them"
+
+// openDeviceBucket opens the device bucket, creating it when this identity
+// may; a poller that may not (config/nats-server.conf) waits for the
+// dispatcher to create it, as it waits for its consumer.
+func (b *Bus) openDeviceBucket(ctx context.Context) (*Bucket, error) {
+	backoff := 250 * time.Millisecond
+	warned := false
+	for {
+		kv, err := b.js.KeyValue(ctx, DeviceBucket)
+		if err == nil {
+			return &Bucket{kv: kv}, nil
+		}
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			bk, cerr := b.Bucket(ctx, DeviceBucket, deviceBucketDescription)
+			if cerr == nil {
+				return bk, nil
+			}
+			err = cerr
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("open key-value bucket %s: %w", DeviceBucket, ctx.Err())
+		}
+		if !warned {
+			b.log.Warn("waiting for the device bucket; the dispatcher creates it", "bucket", DeviceBucket, "err", err)
+			warned = true
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open key-value bucket %s: %w", DeviceBucket, ctx.Err())
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

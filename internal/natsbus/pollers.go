@@ -65,6 +65,9 @@ func (b *Bus) SendHeartbeats(ctx context.Context, id string, every time.Duration
 // the "pollers" queue group (one poller answers each). The record is the
 // reply; it is not stored on the results stream. Stop with the returned func.
 func (b *Bus) ServePollTasks(ctx context.Context, site, poller string, h Handler, log *slog.Logger) (stop func(), err error) {
+	if log == nil {
+		log = b.log
+	}
 	sub, err := b.nc.QueueSubscribe(PollTaskPrefix+site, "pollers", func(m *nats.Msg) {
 		go b.pollNow(ctx, m, poller, h, log) // rare, and a poll blocks: not on the subscription's goroutine
 	})
@@ -101,6 +104,9 @@ func respondError(m *nats.Msg, why string) {
 // lookup turns it into a task, one of the site's pollers polls it, and the
 // HostRecord is the answer (or an error header naming what went wrong).
 func (b *Bus) ServePollNow(ctx context.Context, site string, lookup func(host string) (task.PollTask, error), log *slog.Logger) (stop func(), err error) {
+	if log == nil {
+		log = b.log
+	}
 	sub, err := b.nc.Subscribe(PollNowSubject, func(m *nats.Msg) {
 		go func() {
 			host := string(m.Data)
