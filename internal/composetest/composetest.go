@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -41,6 +42,9 @@ type Result struct {
 	// Healthy of Checked dispatcher and poller containers reported healthy
 	// (their compose health checks ask /readyz) after the first cycles.
 	Healthy, Checked int
+	// AuthUsers are the users the NATS server saw the stack's connections
+	// authenticate as (from its monitoring /connz), when it requires auth.
+	AuthUsers []string
 }
 
 // Line is the run's last line.
@@ -55,12 +59,12 @@ func (r Result) Line() string {
 	}
 	return fmt.Sprintf("compose-test: hosts=%d cycles=%d pollers=%d poller_shares=%s killed=%d missed=%d subscriber_records=%d dispatcher_records=%d nats_restart_recovered=%s leftover_containers=%d subscriber_hosts=%d healthy=%d/%d",
 		r.Hosts, r.Cycles, r.Pollers, strings.Join(shares, "/"), r.Killed, r.Missed, r.SubscriberRecords, r.DispatcherRecords,
-		yes, r.LeftoverContainers, r.HostsSeenBySubscriber, r.Healthy, r.Checked)
+		yes, r.LeftoverContainers, r.HostsSeenBySubscriber, r.Healthy, r.Checked) + " nats_auth_users=" + strings.Join(r.AuthUsers, ",")
 }
 
 // Pass reports whether every check held.
 func (r Result) Pass() bool {
-	if r.Checked == 0 || r.Healthy != r.Checked {
+	if r.Checked == 0 || r.Healthy != r.Checked || strings.Join(r.AuthUsers, ",") != "dispatcher,poller,reader" {
 		return false
 	}
 	if r.Missed != 0 || !r.NATSRestartRecovered || r.LeftoverContainers != 0 || r.Killed != 1 || r.HostsSeenBySubscriber != r.Hosts {
@@ -169,6 +173,10 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		} else {
 			r.logf("container %s health: %q %v", id[:12], strings.TrimSpace(status), err)
 		}
+	}
+	// Authentication is on, and each service is its role.
+	if res.AuthUsers, err = authUsers(ctx, port); err != nil {
+		return res, err
 	}
 	// 3: one poller killed in the middle of a cycle.
 	if _, err := docker(ctx, "kill", pollers[0]); err != nil {
@@ -304,4 +312,48 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// authUsers asks the NATS server's monitoring port (published on loopback)
+// whether it requires authentication and which users its clients are.
+func authUsers(ctx context.Context, port int) ([]string, error) {
+	get := func(path string, v any) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("nats monitoring %s: %w", path, err)
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	var varz struct {
+		AuthRequired bool `json:"auth_required"`
+	}
+	if err := get("/varz", &varz); err != nil {
+		return nil, err
+	}
+	if !varz.AuthRequired {
+		return nil, nil
+	}
+	var connz struct {
+		Connections []struct {
+			User string `json:"authorized_user"`
+		} `json:"connections"`
+	}
+	if err := get("/connz?auth=true&limit=1000", &connz); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, c := range connz.Connections {
+		seen[c.User] = true
+	}
+	users := make([]string, 0, len(seen))
+	for u := range seen {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	return users, nil
 }
