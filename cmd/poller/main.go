@@ -138,6 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stopPollNow()
 	stopBeats()
 	side.Wait()
+	p.Close()
 	memory.Close()
 	closeErr := bus.Close()
 	if serveErr != nil {

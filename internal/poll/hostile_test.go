@@ -81,6 +81,7 @@ func TestHostileAgents(t *testing.T) {
 		})
 	}
 	// Every session closed, every goroutine gone.
+	p.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > baseG || openFDs(t) > baseFD {
 		if time.Now().After(deadline) {

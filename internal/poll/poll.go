@@ -58,6 +58,9 @@ func New(name string, creds []config.Credential, resolver *net.Resolver) *Poller
 	return &Poller{name: name, creds: m, resolver: resolver, engines: snmp.NewEngineCache(200_000)}
 }
 
+// Close closes the sockets the poller keeps for reuse. Polls must have ended.
+func (p *Poller) Close() { p.sessions.Close() }
+
 // Engines is the poller's cache of SNMPv3 engines.
 func (p *Poller) Engines() *snmp.EngineCache { return p.engines }
 

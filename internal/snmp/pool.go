@@ -14,11 +14,12 @@ import (
 
 // Pool reuses gosnmp sessions from poll to poll. gosnmp's Connect allocates
 // a 64 KiB receive buffer and draws a random request id through crypto/rand
-// every time; a pooled session keeps both and only gets a new connected UDP
-// socket aimed at the next target, so ICMP "port unreachable" still reaches
-// it. SNMPv3 sessions (engine state) and unconnected sockets take the full
-// Dial. A Pool is safe for concurrent use; each Session still serves one
-// poll at a time.
+// every time; a pooled session keeps both, and keeps its connected UDP
+// socket too: the next Dial re-aims it with connect(2) (see reaim), so ICMP
+// "port unreachable" still reaches the poll, without a socket, an epoll
+// registration and a close per poll. SNMPv3 sessions (engine state) and
+// unconnected sockets take the full Dial. A Pool is safe for concurrent use;
+// each Session still serves one poll at a time.
 //
 // It is a plain free list, not a sync.Pool: a sync.Pool drops its entries
 // at garbage collections, and every session made again means a new 64 KiB
@@ -29,6 +30,18 @@ import (
 type Pool struct {
 	mu   sync.Mutex
 	free []*Session
+}
+
+// Close closes the sockets of the pooled sessions.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.free {
+		if s.g.Conn != nil {
+			_ = s.g.Conn.Close()
+		}
+	}
+	p.free = nil
 }
 
 func (p *Pool) get() *Session {
@@ -64,13 +77,20 @@ func (p *Pool) Dial(name string, addr netip.AddrPort, cred *config.Credential, o
 		}
 		return s, err
 	}
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-	if err != nil {
-		p.put(s)
-		return nil, fmt.Errorf("dial %s (%s): %w", name, addr, classify(err))
-	}
 	g := s.g
-	g.Conn, g.Target, g.Port = conn, addr.Addr().String(), addr.Port()
+	if err := reaim(g.Conn, s.addr, addr); err != nil {
+		if g.Conn != nil {
+			_ = g.Conn.Close()
+		}
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			g.Conn = nil
+			p.put(s)
+			return nil, fmt.Errorf("dial %s (%s): %w", name, addr, classify(err))
+		}
+		g.Conn = conn
+	}
+	g.Target, g.Port = addr.Addr().String(), addr.Port()
 	g.Timeout, g.Retries, g.MaxOids, g.MaxRepetitions = opts.Timeout, opts.Retries, opts.MaxOids, uint32(opts.MaxRepetitions)
 	g.Community = cred.Community.Reveal()
 	opts.Counters.attach(g)

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -77,7 +78,8 @@ type Session struct {
 	addr    netip.AddrPort
 	opts    Options
 	learned task.Quirks
-	pool    *Pool // where Close returns the session, if it came from one
+	pool    *Pool          // where Close returns the session, if it came from one
+	waking  sync.WaitGroup // a context's wake-up of a blocked read, while it runs
 }
 
 // Learned is what the session found out about the agent: that it does not
@@ -207,10 +209,25 @@ func setV3(g *gosnmp.GoSNMP, cred *config.Credential) error {
 // bind makes ctx govern the session's requests. gosnmp checks the context
 // only between retries, so a cancel also expires the socket's read deadline
 // to wake a read that is blocked waiting for the agent.
-func (s *Session) bind(ctx context.Context) (release func() bool) {
+//
+// release waits for a wake-up that already started, so that it can never
+// land on the socket after the session has gone back to its pool and is
+// polling another device.
+func (s *Session) bind(ctx context.Context) (release func()) {
 	s.g.Context = ctx
 	conn := s.g.Conn
-	return context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	s.waking.Add(1)
+	stop := context.AfterFunc(ctx, func() {
+		_ = conn.SetReadDeadline(time.Now())
+		s.waking.Done()
+	})
+	return func() {
+		if stop() {
+			s.waking.Done()
+		} else {
+			s.waking.Wait()
+		}
+	}
 }
 
 // Close releases the socket and remembers what the session learnt of an
@@ -219,11 +236,10 @@ func (s *Session) Close() error {
 	if sp, ok := s.g.SecurityParameters.(*gosnmp.UsmSecurityParameters); ok && s.g.Version == gosnmp.Version3 {
 		s.opts.Engines.store(s.addr, sp, time.Now())
 	}
-	if s.pool != nil { // keep the session and its buffer; only the socket goes
-		err := s.g.Conn.Close()
-		s.g.Conn, s.g.Context = nil, nil
+	if s.pool != nil { // keep the session, its buffer and its socket for the next poll
+		s.g.Context = nil
 		s.pool.put(s)
-		return err
+		return nil
 	}
 	return s.g.Close()
 }

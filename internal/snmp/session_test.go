@@ -360,3 +360,51 @@ func TestPoolReusesSessions(t *testing.T) {
 		t.Fatalf("closed port through a pooled session: %v, want ErrUnreachable", err)
 	}
 }
+
+// A pooled socket re-aimed at another agent never hands that agent's poll
+// an answer from the previous one: neither one queued before the re-aim
+// (drained) nor one arriving after it (the kernel drops it).
+func TestPoolSocketReuseAcrossAgents(t *testing.T) {
+	slow := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1, Delay: 150 * time.Millisecond})
+	fast := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1})
+	var pool Pool
+	defer pool.Close()
+	v2 := &config.Credential{Name: "v2", Version: config.Version2c, Community: "public"}
+	opts := Options{Timeout: 50 * time.Millisecond, Retries: 0, MaxOids: 8, MaxRepetitions: 10}
+	received := 0
+	sysName := func(dev *snmpsim.Device) (string, *gosnmp.GoSNMP, error) {
+		s, err := pool.Dial(dev.Name, dev.AddrPort(), v2, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		received = 0
+		s.g.OnRecv = func(*gosnmp.GoSNMP) { received++ }
+		vbs, err := collect(t, func(fn func(*task.Varbind)) error {
+			return s.Get(context.Background(), []string{snmpsim.OIDSysName}, fn)
+		})
+		if err != nil {
+			return "", s.g, err
+		}
+		return string(vbs[0].Bytes), s.g, nil
+	}
+	a, b := slow.Devices()[0], fast.Devices()[0]
+	for round, wait := range []time.Duration{200 * time.Millisecond, 0} {
+		_, ga, err := sysName(a)
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("round %d: slow agent: %v, want a timeout", round, err)
+		}
+		time.Sleep(wait) // 200 ms: the late answer is queued before the re-aim; 0: it arrives after
+		name, gb, err := sysName(b)
+		if err != nil || name != b.Name || received != 1 {
+			t.Fatalf("round %d: fast agent after the slow one: %q, %v, %d datagrams read (want only its own)", round, name, err, received)
+		}
+		if ga != gb {
+			t.Fatalf("round %d: the session was not reused", round)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if name, _, err := sysName(b); err != nil || name != b.Name {
+		t.Fatalf("after the last late answer: %q, %v", name, err)
+	}
+}
