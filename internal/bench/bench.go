@@ -131,6 +131,15 @@ func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 	if code, err := w.Wait(2 * time.Minute); err != nil || code != 0 {
 		return res, fmt.Errorf("warm-up cycle: exit %d, %v (see %s)", code, err, w.Log)
 	}
+	// The long-running processes' CPU is taken around the measured cycle
+	// only: their start-up (the poller also loads the inventory file) and
+	// the warm-up are not the cycle's.
+	cpuBefore := map[*procs.Proc]time.Duration{}
+	for _, p := range []*procs.Proc{poller, sim, nats} {
+		if cpuBefore[p], err = p.CPUSoFar(); err != nil {
+			return res, err
+		}
+	}
 	start := time.Now()
 	disp, err := procs.Start(dir, "dispatcher-"+sc.Name, "dispatcher", append(env, "FLOCK_CPUPROFILE="+filepath.Join(dir, "dispatcher-"+sc.Name+".pprof")), "--config", cfg, "--once")
 	if err != nil {
@@ -140,13 +149,21 @@ func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 		return res, err
 	}
 	res.Secs = time.Since(start).Seconds()
+	cycleCPU := map[*procs.Proc]time.Duration{}
+	for p, before := range cpuBefore {
+		after, err := p.CPUSoFar()
+		if err != nil {
+			return res, err
+		}
+		cycleCPU[p] = after - before
+	}
 	poller.Stop(syscall.SIGTERM)
 	sim.Stop(syscall.SIGTERM)
 	nats.Stop(syscall.SIGTERM)
 	if err := readRecords(disp.Log, &res); err != nil {
 		return res, err
 	}
-	res.PollerCPU, res.DispatcherCPU, res.NATSCPU, res.SimCPU = poller.CPU(), disp.CPU(), nats.CPU(), sim.CPU()
+	res.PollerCPU, res.DispatcherCPU, res.NATSCPU, res.SimCPU = cycleCPU[poller], disp.CPU(), cycleCPU[nats], cycleCPU[sim]
 	res.PollerRSS, res.DispatcherRSS = poller.MaxRSSMB(), disp.MaxRSSMB()
 	_ = os.RemoveAll(store)
 	return res, nil
@@ -291,6 +308,10 @@ func GosnmpOnly(ctx context.Context, dir string, sc Scenario) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	simBefore, err := sim.CPUSoFar()
+	if err != nil {
+		return res, err
+	}
 	var before, after syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	start := time.Now()
@@ -340,8 +361,12 @@ func GosnmpOnly(ctx context.Context, dir string, sc Scenario) (Result, error) {
 	if n := len(durations); n > 0 {
 		res.P50, res.P99 = durations[n/2], durations[min(n-1, n*99/100)]
 	}
+	simAfter, err := sim.CPUSoFar()
+	if err != nil {
+		return res, err
+	}
+	res.SimCPU = simAfter - simBefore
 	sim.Stop(syscall.SIGTERM)
-	res.SimCPU = sim.CPU()
 	return res, nil
 }
 
