@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 func startServer(t *testing.T, opts *server.Options) string {
@@ -126,5 +128,95 @@ func TestConnectMutualTLS(t *testing.T) {
 		if !strings.Contains(err.Error(), "connect to NATS at "+url) {
 			t.Errorf("%s: error does not name the server: %v", name, err)
 		}
+	}
+}
+
+func TestConnectNKeySeedFile(t *testing.T) {
+	user, _ := nkeys.CreateUser()
+	pub, _ := user.PublicKey()
+	seed, _ := user.Seed()
+	seedFile := filepath.Join(t.TempDir(), "poller.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := startServer(t, &server.Options{Nkeys: []*server.NkeyUser{{Nkey: pub}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := Connect(ctx, ConnectOptions{URL: url, Auth: Auth{NKeySeedFile: seedFile}, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	other, _ := nkeys.CreateUser()
+	otherSeed, _ := other.Seed()
+	if err := os.WriteFile(seedFile, otherSeed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Connect(ctx, ConnectOptions{URL: url, Auth: Auth{NKeySeedFile: seedFile}, Timeout: 10 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "as the nkey in "+seedFile+": the server refused") || strings.Contains(err.Error(), string(otherSeed)) {
+		t.Fatalf("unknown nkey: %v", err)
+	}
+	if _, err := Connect(ctx, ConnectOptions{URL: url, Auth: Auth{NKeySeedFile: filepath.Join(t.TempDir(), "missing.nk")}}); err == nil ||
+		!strings.Contains(err.Error(), "nats.nkey_seed_file") {
+		t.Fatalf("missing seed file: %v", err)
+	}
+}
+
+// A .creds file (user JWT and seed) against a server in operator mode, the
+// operator, account and user all made here.
+func TestConnectCredsFile(t *testing.T) {
+	op, _ := nkeys.CreateOperator()
+	opPub, _ := op.PublicKey()
+	opJWT, err := jwt.NewOperatorClaims(opPub).Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opClaims, _ := jwt.DecodeOperatorClaims(opJWT)
+	acc, _ := nkeys.CreateAccount()
+	accPub, _ := acc.PublicKey()
+	accJWT, err := jwt.NewAccountClaims(accPub).Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usr, _ := nkeys.CreateUser()
+	usrPub, _ := usr.PublicKey()
+	uc := jwt.NewUserClaims(usrPub)
+	uc.IssuerAccount = accPub
+	usrJWT, err := uc.Encode(acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := usr.Seed()
+	creds, err := jwt.FormatUserConfig(usrJWT, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(t.TempDir(), "poller.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(accPub, accJWT); err != nil {
+		t.Fatal(err)
+	}
+	url := startServer(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{opClaims}, AccountResolver: resolver})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := Connect(ctx, ConnectOptions{URL: url, Auth: Auth{CredsFile: credsFile}, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	// A user of an account the server does not know is refused.
+	stranger, _ := nkeys.CreateAccount()
+	sc := jwt.NewUserClaims(usrPub)
+	strangerJWT, _ := sc.Encode(stranger)
+	bad, _ := jwt.FormatUserConfig(strangerJWT, seed)
+	if err := os.WriteFile(credsFile, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Connect(ctx, ConnectOptions{URL: url, Auth: Auth{CredsFile: credsFile}, Timeout: 10 * time.Second}); err == nil ||
+		!strings.Contains(err.Error(), "as the credentials in "+credsFile) {
+		t.Fatalf("creds of an unknown account: %v", err)
 	}
 }
