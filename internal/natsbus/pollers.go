@@ -25,7 +25,24 @@ const (
 	PollTaskPrefix = "flock.poll.task."
 	// ErrorHeader carries why a poll-now request got no record.
 	ErrorHeader = "Flock-Error"
+	// pollNowLimit bounds the poll-now requests one process serves at once:
+	// they are for troubleshooting, and must not crowd out scheduled polls.
+	pollNowLimit = 16
 )
+
+// limiter admits at most n at once and refuses the rest.
+type limiter chan struct{}
+
+func (l limiter) try() bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l limiter) done() { <-l }
 
 // Heartbeat is what a poller says about itself on flock.pollers.<id>.
 type Heartbeat struct {
@@ -68,8 +85,16 @@ func (b *Bus) ServePollTasks(ctx context.Context, site, poller string, h Handler
 	if log == nil {
 		log = b.log
 	}
+	busy := make(limiter, pollNowLimit)
 	sub, err := b.nc.QueueSubscribe(PollTaskPrefix+site, "pollers", func(m *nats.Msg) {
-		go b.pollNow(ctx, m, poller, h, log) // rare, and a poll blocks: not on the subscription's goroutine
+		if !busy.try() {
+			respondError(m, fmt.Sprintf("poller %s is already serving %d poll-now requests; try again", poller, pollNowLimit))
+			return
+		}
+		go func() { // a poll blocks: not on the subscription's goroutine
+			defer busy.done()
+			b.pollNow(ctx, m, poller, h, log)
+		}()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", PollTaskPrefix+site, err)
@@ -91,7 +116,13 @@ func (b *Bus) pollNow(ctx context.Context, m *nats.Msg, poller string, h Handler
 		return
 	}
 	log.Info("polled on request", "host", t.Host, "task_id", t.ID, "ok", rec.Error == nil)
-	_ = m.Respond(rec.AppendJSON(nil))
+	data := rec.AppendJSON(nil)
+	if limit := int(b.nc.MaxPayload()) - 4096; len(data) > limit {
+		respondError(m, fmt.Sprintf("poller %s: the record for %s is %d bytes, more than the bus's max_payload allows (%d)",
+			poller, t.Host, len(data), b.nc.MaxPayload()))
+		return
+	}
+	_ = m.Respond(data)
 }
 
 func respondError(m *nats.Msg, why string) {
@@ -107,8 +138,14 @@ func (b *Bus) ServePollNow(ctx context.Context, site string, lookup func(host st
 	if log == nil {
 		log = b.log
 	}
+	busy := make(limiter, pollNowLimit)
 	sub, err := b.nc.Subscribe(PollNowSubject, func(m *nats.Msg) {
+		if !busy.try() {
+			respondError(m, fmt.Sprintf("the dispatcher is already serving %d poll-now requests; try again", pollNowLimit))
+			return
+		}
 		go func() {
+			defer busy.done()
 			host := string(m.Data)
 			t, err := lookup(host)
 			if err != nil {

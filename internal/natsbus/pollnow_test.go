@@ -1,0 +1,70 @@
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// A poller serves at most pollNowLimit poll-now tasks at once and says so
+// to the next one, instead of starting polls without bound.
+func TestPollNowTasksAreBounded(t *testing.T) {
+	url := startServer(t, &server.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := Connect(ctx, ConnectOptions{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	release := make(chan struct{})
+	started := make(chan struct{}, pollNowLimit+1)
+	stop, err := b.ServePollTasks(ctx, "default", "p1", func(ctx context.Context, tk *task.PollTask, _ int, rec *task.HostRecord) error {
+		started <- struct{}{}
+		<-release
+		*rec = task.HostRecord{Schema: task.Schema, TaskID: tk.ID, Host: tk.Host}
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	tk := task.PollTask{Schema: task.Schema, ID: "default.h@now-1", Site: "default", Host: "h.example.net", HostKey: "h-example-net",
+		Address: "127.0.0.1", Port: 161, Credentials: "public", Get: []string{".1.3.6.1.2.1.1.5.0"}, TimeoutMS: 100, PollTimeoutMS: 1000, MaxOids: 8,
+		MaxRepetitions: 10, ScheduledAt: time.Now(), Deadline: time.Now().Add(time.Minute)}
+	data, _ := json.Marshal(&tk)
+	answers := make(chan string, pollNowLimit+1)
+	for i := 0; i < pollNowLimit; i++ {
+		go func() {
+			resp, err := b.nc.RequestWithContext(ctx, PollTaskPrefix+"default", data)
+			if err != nil {
+				answers <- err.Error()
+				return
+			}
+			answers <- resp.Header.Get(ErrorHeader) + string(resp.Data)
+		}()
+		select {
+		case <-started:
+		case a := <-answers:
+			t.Fatalf("poll-now task %d answered before its poll started: %s", i, a)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("poll-now task %d never started", i)
+		}
+	}
+	resp, err := b.nc.RequestWithContext(ctx, PollTaskPrefix+"default", data)
+	if err != nil || !strings.Contains(resp.Header.Get(ErrorHeader), "already serving 16 poll-now requests") {
+		t.Fatalf("request over the limit: %v %q", err, resp.Header.Get(ErrorHeader))
+	}
+	close(release)
+	for i := 0; i < pollNowLimit; i++ {
+		if a := <-answers; !strings.Contains(a, `"task_id":"default.h@now-1"`) {
+			t.Fatalf("answer %d: %s", i, a)
+		}
+	}
+}
