@@ -181,7 +181,8 @@ func TestObservability(t *testing.T) {
 		string(rec.Varbinds[0].Bytes) != dev.Name || !strings.Contains(rec.TaskID, "@now-") || rec.Poller != "poller.e2e" {
 		t.Fatalf("dispatcher poll %s: exit %d, %v\n%s\n%s", dev.Name, pn.code, err, pn.stdout, pn.stderr)
 	}
-	if pn := run(t, "dispatcher", "poll", "--config", cfgPath, "gone.flock.onion"); pn.code != 1 || !strings.Contains(pn.stdout, `"kind":"unreachable"`) {
+	// HOST before the flags works too.
+	if pn := run(t, "dispatcher", "poll", "gone.flock.onion", "--config", cfgPath); pn.code != 1 || !strings.Contains(pn.stdout, `"kind":"unreachable"`) {
 		t.Fatalf("poll of the closed port: exit %d\n%s\n%s", pn.code, pn.stdout, pn.stderr)
 	}
 	if pn := run(t, "dispatcher", "poll", "--config", cfgPath, "nosuch.example.net"); pn.code != 1 || !strings.Contains(pn.stderr, `"nosuch.example.net" is not in the dispatcher's inventory`) {

@@ -238,9 +238,13 @@ func runPoll(ctx context.Context, args []string, getenv func(string) string, std
 	var common cli.Common
 	common.Register(fs, getenv)
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the record")
+	// HOST may come before, between or after the flags.
 	var host string
-	if n := len(args); n > 0 && args[n-1] != "" && args[n-1][0] != '-' {
-		host, args = args[n-1], args[:n-1]
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err == nil && fs.NArg() > 0 {
+		before := args[:len(args)-fs.NArg()]
+		host = fs.Arg(0)
+		args = append(append([]string{}, before...), fs.Args()[1:]...)
 	}
 	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
 	if err != nil || done {
