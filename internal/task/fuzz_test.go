@@ -2,6 +2,7 @@ package task
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -12,11 +13,30 @@ func FuzzDecodeTask(f *testing.F) {
 	f.Add([]byte(`{"schema":1}`))
 	f.Add([]byte(`{"schema":1,"tables":[{"root":".1.3","columns":[]}]}`))
 	f.Add([]byte("\x00\xff"))
+	for _, s := range []string{
+		`{"schema":1,"id":"a\u00e9","get":[".1.3"],"port":161}`, `{"Schema":1}`, `{"schema":1.0}`, `{"schema":01}`,
+		`{"port":65536}`, `{"port":-1}`, `{"get":null}`, `{"get":[]}`, `{"tables":[]}`, `{"id":"a"}x`, `{"id":"\xff"}`,
+		`{"scheduled_at":"2026-11-25T12:00:00.5+01:00"}`, `{"scheduled_at":"2026-11-25 12:00:00"}`, `{"no_bulk":true,"no_bulk":false}`,
+		`{"retries":9223372036854775808}`, `{"timeout_ms":-0}`, ` { "id" : "x" } `, `{}`, `[]`, `{"id":"é"}`,
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tk, err := DecodeTask(data)
 		if err == nil {
 			if tk.Validate() != nil {
 				t.Fatalf("DecodeTask accepted a task that does not validate: %s", data)
+			}
+		}
+		// The fast decoder is exact where it answers: encoding/json decodes
+		// the same bytes to the same task.
+		var fast, ref PollTask
+		if decodeTaskFast(data, &fast) {
+			if err := json.Unmarshal(data, &ref); err != nil {
+				t.Fatalf("fast decoder accepted what encoding/json rejects (%v): %q", err, data)
+			}
+			if !reflect.DeepEqual(fast, ref) {
+				t.Fatalf("fast decoder differs from encoding/json on %q:\nfast %+v\njson %+v", data, fast, ref)
 			}
 		}
 	})

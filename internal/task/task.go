@@ -71,8 +71,12 @@ func (t *PollTask) PollDeadline(start time.Time) time.Time {
 // DecodeTask decodes and validates a PollTask. Every error wraps ErrBadTask.
 func DecodeTask(data []byte) (PollTask, error) {
 	var t PollTask
-	if err := json.Unmarshal(data, &t); err != nil {
-		return t, fmt.Errorf("%w: decode: %w", ErrBadTask, err)
+	if !decodeTaskFast(data, &t) {
+		// Not in the plain form the dispatcher writes: encoding/json decides.
+		t = PollTask{}
+		if err := json.Unmarshal(data, &t); err != nil {
+			return t, fmt.Errorf("%w: decode: %w", ErrBadTask, err)
+		}
 	}
 	return t, t.Validate()
 }

@@ -210,3 +210,30 @@ func TestHostKey(t *testing.T) {
 		}
 	}
 }
+
+// What the dispatcher publishes (json.Marshal of a PollTask) and the
+// documented golden task both take the fast path, and decode as
+// encoding/json decodes them.
+func TestDecodeTaskFastPathIsTaken(t *testing.T) {
+	golden, err := os.ReadFile(filepath.Join("testdata", "poll_task.golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	published, _ := json.Marshal(sampleTask())
+	minimal, _ := json.Marshal(PollTask{Schema: Schema, ID: "default.h@1", Host: "h", Address: "192.0.2.1", Port: 161, Credentials: "c"})
+	for name, data := range map[string][]byte{"golden": golden, "published": published, "minimal": minimal} {
+		var fast, ref PollTask
+		if !decodeTaskFast(data, &fast) {
+			t.Fatalf("%s: the fast decoder declined %s", name, data)
+		}
+		if err := json.Unmarshal(data, &ref); err != nil || !reflect.DeepEqual(fast, ref) {
+			t.Fatalf("%s: fast %+v\njson %+v (%v)", name, fast, ref, err)
+		}
+	}
+	for _, declined := range []string{`{"ID":"x"}`, `{"id":"a\"b"}`, `{"get":null}`, `{"retries":1.0}`, `{"extra":1}`} {
+		var tk PollTask
+		if decodeTaskFast([]byte(declined), &tk) {
+			t.Errorf("the fast decoder took %s, which it leaves to encoding/json", declined)
+		}
+	}
+}
