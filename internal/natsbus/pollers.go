@@ -152,11 +152,7 @@ func (b *Bus) ServePollNow(ctx context.Context, site string, lookup func(host st
 				respondError(m, err.Error())
 				return
 			}
-			data, err := json.Marshal(&t)
-			if err != nil {
-				respondError(m, fmt.Sprintf("encode task for %s: %v", host, err))
-				return
-			}
+			data := t.AppendJSON(nil)
 			rctx, cancel := context.WithDeadline(ctx, t.Deadline.Add(2*time.Second))
 			defer cancel()
 			resp, err := b.nc.RequestWithContext(rctx, PollTaskPrefix+site, data)

@@ -2,7 +2,6 @@ package natsbus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,12 +25,10 @@ func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask) []error {
 	futures := make([]jetstream.PubAckFuture, len(tasks))
 	for i := range tasks {
 		t := &tasks[i]
-		data, err := json.Marshal(t)
-		if err != nil {
-			errs[i] = fmt.Errorf("encode task for %s: %w", t.Host, err)
-			continue
-		}
+		// A buffer per task: the client keeps the message for retries until its PubAck.
+		data := t.AppendJSON(make([]byte, 0, 512))
 		msg := &nats.Msg{Subject: task.TaskSubject(t.Site, t.HostKey), Data: data}
+		var err error
 		ttl := max(t.Deadline.Sub(now), time.Second).Round(time.Second)
 		futures[i], err = b.js.PublishMsgAsync(msg, jetstream.WithMsgID(t.ID), jetstream.WithMsgTTL(ttl),
 			jetstream.WithExpectStream(TaskStream))

@@ -237,3 +237,49 @@ func TestDecodeTaskFastPathIsTaken(t *testing.T) {
 		}
 	}
 }
+
+// PollTask.AppendJSON writes what encoding/json writes (read back, the same
+// task), and its output takes the poller's fast path.
+func TestPollTaskAppendJSONMatchesEncodingJSON(t *testing.T) {
+	odd := sampleTask()
+	odd.Host, odd.Address = "odd \"host\" <&> \u2028 é\x01", "::1"
+	odd.Get, odd.Walk, odd.Tables = nil, []string{}, []Table{{Root: ".1.3"}}
+	odd.NoBulk, odd.UnconnectedUDP, odd.AllowNonIncreasingOIDs = true, true, false
+	odd.ScheduledAt = time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.FixedZone("x", 3600))
+	for name, tk := range map[string]PollTask{"sample": sampleTask(), "zero": {}, "odd": odd} {
+		mine := tk.AppendJSON(nil)
+		ref, err := json.Marshal(&tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same task once read back; times are written in UTC, the same instants.
+		var a, b PollTask
+		if err := json.Unmarshal(mine, &a); err != nil {
+			t.Fatalf("%s: AppendJSON wrote invalid JSON: %v\n%s", name, err, mine)
+		}
+		_ = json.Unmarshal(ref, &b)
+		for _, tm := range []*time.Time{&a.ScheduledAt, &a.Deadline, &b.ScheduledAt, &b.Deadline} {
+			*tm = tm.UTC()
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s:\nmine %s\njson %s", name, mine, ref)
+		}
+		back, err := DecodeTask(mine)
+		if name == "sample" && (err != nil || !reflect.DeepEqual(back, tk)) {
+			t.Fatalf("sample round trip: %v\n%+v", err, back)
+		}
+	}
+	var fast PollTask
+	if tk := sampleTask(); !decodeTaskFast(tk.AppendJSON(nil), &fast) {
+		t.Fatal("the dispatcher's own encoding does not take the poller's fast path")
+	}
+}
+
+func BenchmarkPollTaskAppendJSON(b *testing.B) {
+	tk := sampleTask()
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = tk.AppendJSON(buf[:0])
+	}
+}
