@@ -65,6 +65,9 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	c.validateSinks(p)
 	c.buildGroups(p)
 	c.buildHosts(p)
+	// The lists as written are done with: a 100,000-host inventory's raw
+	// maps would otherwise stay in memory for the life of the process.
+	c.RawGroups, c.RawHosts = nil, nil
 	return p.err()
 }
 
