@@ -216,7 +216,7 @@ func TestObservability(t *testing.T) {
 	for _, l := range strings.Split(poller.stderr.String(), "\n") {
 		if strings.Contains(l, `"msg":"poll failed"`) {
 			failed++
-			for _, key := range []string{`"host":"gone.flock.onion"`, `"site":"default"`, `"task_id":"default.gone-flock-onion@`, `"poller":"poller.e2e"`, `"err":`} {
+			for _, key := range []string{`"host":"gone.flock.onion"`, `"site":"default"`, `"task_id":"default.gone-flock-onion@`, `"poller":"poller.e2e"`, `"oid":`, `"err":`} {
 				if !strings.Contains(l, key) {
 					t.Fatalf("failed-poll line without %s: %s", key, l)
 				}

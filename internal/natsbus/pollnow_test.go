@@ -68,3 +68,15 @@ func TestPollNowTasksAreBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedOID(t *testing.T) {
+	for part, want := range map[string]string{"walk .1.3.6.1.2.1.2.2": ".1.3.6.1.2.1.2.2", "table .1.3.6.1.2.1.31.1.1": ".1.3.6.1.2.1.31.1.1", "get": "", "record": ""} {
+		rec := &task.HostRecord{Errors: []task.PartError{{Part: part}, {Part: "walk .9"}}}
+		if got := failedOID(rec); got != want {
+			t.Errorf("part %q: oid %q, want %q", part, got, want)
+		}
+	}
+	if got := failedOID(&task.HostRecord{}); got != "" {
+		t.Errorf("no part: %q", got)
+	}
+}

@@ -234,9 +234,19 @@ func (w *worker) handle(ctx context.Context, m jetstream.Msg) {
 		w.log.Warn("ack failed; the task may be polled again, its record is deduplicated", "host", t.Host, "task_id", t.ID, "err", err)
 	}
 	if rec.Error != nil { // one line per failed poll, never per retry
-		w.log.Warn("poll failed", "host", t.Host, "site", t.Site, "task_id", t.ID, "attempt", attempt,
+		w.log.Warn("poll failed", "host", t.Host, "site", t.Site, "task_id", t.ID, "oid", failedOID(rec), "attempt", attempt,
 			"kind", rec.Error.Kind, "err", rec.Error.Message)
 	}
+}
+
+// failedOID is the walk or table root of the poll's first failed part
+// ("walk .1.3.6.1.2.1.2.2"), or "" when the GETs failed or no part is named.
+func failedOID(rec *task.HostRecord) string {
+	if len(rec.Errors) == 0 {
+		return ""
+	}
+	_, root, _ := strings.Cut(rec.Errors[0].Part, " ")
+	return root
 }
 
 // badTask answers an unusable task with an error record on the host's result
