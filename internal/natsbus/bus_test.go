@@ -180,12 +180,28 @@ func TestTasksToRecords(t *testing.T) {
 		}
 	}
 	// Every task was acked: the work queue is empty.
-	info, err := disp.JetStream().Stream(context.Background(), natsbus.TaskStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := info.CachedInfo().State.Msgs; n != 0 {
+	if n := waitQueueEmpty(t, disp); n != 0 {
 		t.Errorf("%d tasks left in %s after all records arrived", n, natsbus.TaskStream)
+	}
+}
+
+// waitQueueEmpty returns the number of tasks left in the work queue once it
+// is empty or 3 s have passed: an ack is a plain publish that follows the
+// record's, so the server may apply it a moment after the record arrived
+// (redelivery would take AckWait and more).
+func waitQueueEmpty(t *testing.T, disp *natsbus.Bus) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s, err := disp.JetStream().Stream(context.Background(), natsbus.TaskStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := s.CachedInfo().State.Msgs
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -234,8 +250,7 @@ func TestGarbageTaskIsAnsweredAndTerminated(t *testing.T) {
 			t.Fatalf("record = %+v, want a bad_task error for broken-sw", r)
 		}
 	}
-	s, _ := disp.JetStream().Stream(context.Background(), natsbus.TaskStream)
-	if n := s.CachedInfo().State.Msgs; n != 0 {
+	if n := waitQueueEmpty(t, disp); n != 0 {
 		t.Fatalf("garbage task still queued (%d messages): it must be terminated", n)
 	}
 }
@@ -368,22 +383,8 @@ func TestRecordTooLarge(t *testing.T) {
 	if r.Error == nil || r.Error.Kind != task.KindTooLarge || !strings.Contains(r.Error.Message, fleet.Devices()[0].Name) || len(r.Varbinds) != 0 {
 		t.Fatalf("record = error %+v, %d varbinds; want a too_large error naming the host", r.Error, len(r.Varbinds))
 	}
-	// The ack is a plain publish after the record's: the server may take a
-	// moment to apply it. Redelivery would take AckWait (5 s) and more.
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		s, err := disp.JetStream().Stream(context.Background(), natsbus.TaskStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := s.CachedInfo().State.Msgs
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the task was not acked (%d queued): a too-large record must not loop", n)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if n := waitQueueEmpty(t, disp); n != 0 {
+		t.Fatalf("the task was not acked (%d queued): a too-large record must not loop", n)
 	}
 }
 
