@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -104,32 +103,20 @@ const deviceBucketDescription = "Flock pollers: what each device taught them"
 // may; a poller that may not (config/nats-server.conf) waits for the
 // dispatcher to create it, as it waits for its consumer.
 func (b *Bus) openDeviceBucket(ctx context.Context) (*Bucket, error) {
-	backoff := 250 * time.Millisecond
-	warned := false
-	for {
+	var bk *Bucket
+	err := waitFor(ctx, b.log, "waiting for the device bucket; the dispatcher creates it", func() error {
 		kv, err := b.js.KeyValue(ctx, DeviceBucket)
 		if err == nil {
-			return &Bucket{kv: kv}, nil
+			bk = &Bucket{kv: kv}
+			return nil
 		}
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			bk, cerr := b.Bucket(ctx, DeviceBucket, deviceBucketDescription)
-			if cerr == nil {
-				return bk, nil
-			}
-			err = cerr
+			bk, err = b.Bucket(ctx, DeviceBucket, deviceBucketDescription)
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("open key-value bucket %s: %w", DeviceBucket, ctx.Err())
-		}
-		if !warned {
-			b.log.Warn("waiting for the device bucket; the dispatcher creates it", "bucket", DeviceBucket, "err", err)
-			warned = true
-		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil, fmt.Errorf("open key-value bucket %s: %w", DeviceBucket, ctx.Err())
-		}
-		backoff = min(backoff*2, 5*time.Second)
+		return err
+	}, "bucket", DeviceBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open key-value bucket %s: %w", DeviceBucket, err)
 	}
+	return bk, nil
 }

@@ -147,25 +147,34 @@ func (b *Bus) ServeTasks(ctx context.Context, o ServeOptions, h Handler) error {
 
 // bindConsumer waits until the dispatcher has created the site's consumer.
 func (b *Bus) bindConsumer(ctx context.Context, site string, log *slog.Logger) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	err := waitFor(ctx, log, "waiting for the task consumer; the dispatcher creates it", func() (err error) {
+		cons, err = b.js.Consumer(ctx, TaskStream, PollerConsumer(site))
+		return err
+	}, "stream", TaskStream, "consumer", PollerConsumer(site))
+	return cons, err
+}
+
+// waitFor calls try until it succeeds or ctx ends, backing off from 250 ms
+// to 5 s, and logs the first failure once (msg, args and its error): for
+// what a poller needs and the dispatcher creates.
+func waitFor(ctx context.Context, log *slog.Logger, msg string, try func() error, args ...any) error {
 	backoff := 250 * time.Millisecond
-	warned := false
-	for {
-		cons, err := b.js.Consumer(ctx, TaskStream, PollerConsumer(site))
+	for warned := false; ; warned = true {
+		err := try()
 		if err == nil {
-			return cons, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		if !warned {
-			log.Warn("waiting for the task consumer; the dispatcher creates it", "stream", TaskStream,
-				"consumer", PollerConsumer(site), "err", err)
-			warned = true
+			log.Warn(msg, append(args, "err", err)...)
 		}
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
