@@ -58,12 +58,8 @@ type stateCollector struct {
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	counts := map[string]int{StateOK: 0, StateFailing: 0, StateUnknown: 0}
-	for _, row := range c.r.Status() {
-		counts[row.State]++
-	}
-	for state, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), state)
+	for _, sc := range CountStates(c.r.Status()) {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(sc.N), sc.State)
 	}
 }
 

@@ -22,6 +22,25 @@ const (
 	StateUnknown = "unknown" // no record yet
 )
 
+// StateCount is how many hosts are in a state.
+type StateCount struct {
+	State string
+	N     int
+}
+
+// CountStates counts rows by state: ok, failing, unknown, in that order.
+func CountStates(rows []StatusRow) []StateCount {
+	counts := []StateCount{{StateOK, 0}, {StateFailing, 0}, {StateUnknown, 0}}
+	for _, r := range rows {
+		for i := range counts {
+			if counts[i].State == r.State {
+				counts[i].N++
+			}
+		}
+	}
+	return counts
+}
+
 // StatusRow is one host in the status view.
 type StatusRow struct {
 	Host                string
@@ -139,24 +158,12 @@ func StatusHandler(rows func() []StatusRow) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		type count struct {
-			State string
-			N     int
-		}
-		counts := []count{{StateOK, 0}, {StateFailing, 0}, {StateUnknown, 0}}
-		for _, r := range list {
-			for i := range counts {
-				if counts[i].State == r.State {
-					counts[i].N++
-				}
-			}
-		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_ = statusPage.Execute(w, struct {
 			Rows   []StatusRow
-			Counts []count
+			Counts []StateCount
 			Now    time.Time
-		}{list, counts, time.Now()})
+		}{list, CountStates(list), time.Now()})
 	})
 }
 
