@@ -138,6 +138,18 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// waitUntil polls ok until it holds; after 30 s the test fails naming what.
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -447,16 +459,7 @@ sinks: [{type: file, path: %s}]`, metricsAddr, records))
 		data, _ := os.ReadFile(records)
 		return strings.Count(string(data), `"host":"`+host+`"`)
 	}
-	waitFor := func(what string, ok func() bool) {
-		deadline := time.Now().Add(20 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	waitFor("two polls of the first host", func() bool { return countFor(fleet.Devices()[0].Name) >= 2 })
+	waitUntil(t, "two polls of the first host", func() bool { return countFor(fleet.Devices()[0].Name) >= 2 })
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -470,16 +473,16 @@ sinks: [{type: file, path: %s}]`, metricsAddr, records))
 
 	write("hosts: [\n") // broken YAML: rejected, polling goes on
 	_ = disp.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor("the rejection in the log", func() bool { return strings.Contains(disp.stderr.String(), "reload rejected") })
+	waitUntil(t, "the rejection in the log", func() bool { return strings.Contains(disp.stderr.String(), "reload rejected") })
 	before := countFor(fleet.Devices()[0].Name)
-	waitFor("polling to go on after a rejected reload", func() bool { return countFor(fleet.Devices()[0].Name) >= before+2 })
+	waitUntil(t, "polling to go on after a rejected reload", func() bool { return countFor(fleet.Devices()[0].Name) >= before+2 })
 	if countFor(third.Name) != 0 {
 		t.Fatal("the third host was polled before it was added")
 	}
 
 	write(full)
 	_ = disp.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor("the added host's first record", func() bool { return countFor(third.Name) >= 1 })
+	waitUntil(t, "the added host's first record", func() bool { return countFor(third.Name) >= 1 })
 	if !strings.Contains(disp.stderr.String(), "added=1") {
 		t.Errorf("reload not reported:\n%s", disp.stderr.String())
 	}
