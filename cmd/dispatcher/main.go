@@ -39,27 +39,24 @@ const synopsis = `dispatcher [--config FILE] [--once | --check-config]
        dispatcher --probe URL`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if probed, err := cli.Probe(ctx, args); probed {
+		return err
+	}
 	if len(args) > 0 {
 		switch args[0] {
 		case "status":
 			return runStatus(ctx, args[1:], getenv, stdout, stderr)
 		case "poll":
 			return runPoll(ctx, args[1:], getenv, stdout, stderr)
-		case "--probe", "-probe":
-			return cli.Probe(ctx, flag.NewFlagSet("dispatcher", flag.ContinueOnError), args)
 		}
 	}
 	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
 	var common cli.Common
 	common.Register(fs, getenv)
 	once := fs.Bool("once", false, "poll every host once, print one JSON HostRecord per line, a summary on stderr, and exit")
-	fs.String("probe", "", "ask `URL` (this process's /healthz or /readyz) and exit 0 if it answers 200; must be the only flag")
 	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
 	if err != nil || done {
 		return err
-	}
-	if fs.Lookup("probe").Value.String() != "" {
-		return fmt.Errorf("%w: --probe URL takes no other flag", cli.ErrUsage)
 	}
 	ctx, proc, err := cli.StartProcess(ctx, getenv)
 	if err != nil {

@@ -31,19 +31,15 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if probed, err := cli.Probe(ctx, args); probed {
+		return err
+	}
 	fs := flag.NewFlagSet("poller", flag.ContinueOnError)
 	var common cli.Common
 	common.Register(fs, getenv)
-	probe := fs.String("probe", "", "ask `URL` (this process's /healthz or /readyz) and exit 0 if it answers 200: a container health check")
-	if len(args) > 0 && (args[0] == "--probe" || args[0] == "-probe") {
-		return cli.Probe(ctx, fs, args)
-	}
 	cfg, log, done, err := common.Setup(fs, "poller [--config FILE] [--check-config] | poller --probe URL", args, getenv, stdout, stderr)
 	if err != nil || done {
 		return err
-	}
-	if *probe != "" {
-		return fmt.Errorf("%w: --probe URL takes no other flag", cli.ErrUsage)
 	}
 	name := cfg.Poller.Name
 	if name == "" {

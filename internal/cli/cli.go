@@ -219,15 +219,18 @@ func (p *Process) LeakCheck(log *slog.Logger) {
 	log.Info("leak check", "leaked_goroutines", leaked, "open_sockets", sockets)
 }
 
-// Probe runs a binary's --probe URL: it asks the URL and returns nil on a
-// 200 answer. The images are FROM scratch (no shell, no curl), so their
-// health checks run the binary itself.
-func Probe(ctx context.Context, fs *flag.FlagSet, args []string) error {
-	var url string
-	pfs := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
-	pfs.StringVar(&url, "probe", "", "")
-	if err := Parse(pfs, args); err != nil || url == "" {
-		return fmt.Errorf("%w: --probe URL takes no other flag (see -h)", ErrUsage)
+// Probe runs a binary's `--probe URL` when args start with it (handled):
+// it asks the URL and returns nil on a 200 answer. The images are FROM
+// scratch (no shell, no curl), so their health checks run the binary itself.
+func Probe(ctx context.Context, args []string) (handled bool, err error) {
+	if len(args) == 0 || (args[0] != "--probe" && args[0] != "-probe") {
+		return false, nil
 	}
-	return telemetry.Probe(ctx, url)
+	var url string
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.StringVar(&url, "probe", "", "")
+	if err := Parse(fs, args); err != nil || url == "" {
+		return true, fmt.Errorf("%w: --probe URL takes no other flag (see -h)", ErrUsage)
+	}
+	return true, telemetry.Probe(ctx, url)
 }
