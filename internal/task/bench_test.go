@@ -56,3 +56,30 @@ func BenchmarkDecodeTask(b *testing.B) {
 		}
 	}
 }
+
+// The dispatcher reads a record's head once per poll (a 336-varbind walk
+// record here); encoding/json into the same head is the reference.
+func BenchmarkReadHead(b *testing.B) {
+	r := benchRecord()
+	data := r.AppendJSON(nil)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ReadHead(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkReadHeadEncodingJSON(b *testing.B) {
+	r := benchRecord()
+	data := r.AppendJSON(nil)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var h RecordHead
+		if err := json.Unmarshal(data, &h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

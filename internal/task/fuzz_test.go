@@ -66,3 +66,35 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadHead: any bytes on a result subject give a head or an error,
+// never a panic; the fast reader is exact where it answers.
+func FuzzReadHead(f *testing.F) {
+	r := sampleRecord()
+	f.Add(r.AppendJSON(nil))
+	r.Error, r.Errors = nil, nil
+	f.Add(r.AppendJSON(nil))
+	for _, s := range []string{
+		`{"schema":1,"task_id":"a","error":{"kind":"k","message":"m"},"error":{"kind":"j"}}`, `{"schema":1,"error":null}`,
+		`{"Schema":1}`, `{"ſchema":1}`, `{"schema":1,"task_id":"\ud800"}`, `{"duration_ms":1e400}`, `{"duration_ms":-0.5e-3}`,
+		`{"varbinds":[{"oid":".1","value":"\u00e9\"x"},[[]],{}],"x":[1,true,false,null]}`, `{"schema":1,"task_id":"\xff\xfe"}`,
+		`{"error":{"kind":"a","KIND":"b"}}`, `{"started_at":"2026-11-25 12:00:00"}`, ` {"schema" : 1 } `, `[]`, `1`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := ReadHead(data)
+		if err == nil && (h.Schema != Schema || h.TaskID == "") {
+			t.Fatalf("ReadHead accepted %+v from %q", h, data)
+		}
+		var fast, ref RecordHead
+		if readHeadFast(data, &fast) {
+			if err := json.Unmarshal(data, &ref); err != nil {
+				t.Fatalf("fast reader accepted what encoding/json rejects (%v): %q", err, data)
+			}
+			if !reflect.DeepEqual(fast, ref) {
+				t.Fatalf("fast reader differs from encoding/json on %q:\nfast %+v\njson %+v", data, fast, ref)
+			}
+		}
+	})
+}

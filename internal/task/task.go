@@ -18,6 +18,15 @@ var ErrUnknownSchema = errors.New("unknown schema")
 // ErrBadTask is wrapped by every error that makes a PollTask unusable.
 var ErrBadTask = errors.New("bad task")
 
+// Errors of queueing a task, whatever carries the queue.
+var (
+	// ErrHostBusy: the host still has a task queued or in flight, and a host
+	// has at most one at a time (the new task's slot is an overrun).
+	ErrHostBusy = errors.New("previous task for this host is still queued or in flight")
+	// ErrQueueFull: the work queue holds as many tasks as it may.
+	ErrQueueFull = errors.New("task queue is full")
+)
+
 // PollTask asks a poller to poll one host once. It names a credential
 // profile and never carries a secret.
 type PollTask struct {
@@ -198,6 +207,32 @@ type HostRecord struct {
 	// that worked stay in the record.
 	Error  *Error      `json:"error"`
 	Errors []PartError `json:"errors,omitempty"`
+}
+
+// NewRecord begins the HostRecord of one delivery of t: which task and
+// host it answers, which poller polls it, which delivery it is (attempt, 1
+// for the first) and when the poll started. The varbinds, the duration and
+// any error are the poll's to fill in. Every record, a poll's or an error
+// record answering an unpolled task, starts here.
+func NewRecord(t *PollTask, poller string, attempt int, started time.Time) HostRecord {
+	return HostRecord{
+		Schema: Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey, Address: t.Address, Port: t.Port,
+		Poller: poller, Attempt: attempt, ScheduledAt: t.ScheduledAt, StartedAt: started,
+	}
+}
+
+// Undelivered is the final record of a task that reached max_deliver
+// without being polled to the end, so the host's slot ends with a record
+// rather than a silence: by is who gives the task up (the poller holding
+// its last delivery, or the dispatcher when its pollers died with it),
+// deliveries how often it was delivered, and why what became of the last
+// delivery.
+func Undelivered(t *PollTask, by string, deliveries int, why string, now time.Time) HostRecord {
+	r := NewRecord(t, by, deliveries, now)
+	r.Error = &Error{Kind: KindUndelivered, Message: fmt.Sprintf(
+		"task for host %s was delivered %d times (max_deliver) without being polled to the end (%s): "+
+			"the slot is given up and the next one will be polled", t.Host, deliveries, why)}
+	return r
 }
 
 // PartError is the failure of one part of a poll.

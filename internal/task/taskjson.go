@@ -1,11 +1,5 @@
 package task
 
-import (
-	"strconv"
-	"time"
-	"unicode/utf8"
-)
-
 // decodeTaskFast decodes a PollTask written the way the dispatcher writes
 // it, without reflection: the poller decodes one per poll. It reports false
 // for anything outside that plain form (an unknown or differently cased
@@ -14,7 +8,7 @@ import (
 // whose result is the reference: FuzzDecodeTask checks that whatever this
 // accepts, encoding/json decodes to the same task.
 func decodeTaskFast(data []byte, t *PollTask) bool {
-	d := taskScanner{b: data}
+	d := scanner{b: data}
 	if !d.object(func(key []byte) bool { return d.taskField(key, t) }) {
 		return false
 	}
@@ -22,191 +16,7 @@ func decodeTaskFast(data []byte, t *PollTask) bool {
 	return d.i == len(d.b)
 }
 
-type taskScanner struct {
-	b []byte
-	i int
-}
-
-func (d *taskScanner) ws() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
-
-func (d *taskScanner) peek() byte {
-	d.ws()
-	if d.i < len(d.b) {
-		return d.b[d.i]
-	}
-	return 0
-}
-
-func (d *taskScanner) eat(c byte) bool {
-	if d.peek() == c {
-		d.i++
-		return true
-	}
-	return false
-}
-
-// object reads {"key": value, ...}, calling field with each key positioned
-// at its value.
-func (d *taskScanner) object(field func(key []byte) bool) bool {
-	if !d.eat('{') {
-		return false
-	}
-	if d.eat('}') {
-		return true
-	}
-	for {
-		key, ok := d.rawString()
-		if !ok || !d.eat(':') || !field(key) {
-			return false
-		}
-		if d.eat('}') {
-			return true
-		}
-		if !d.eat(',') {
-			return false
-		}
-	}
-}
-
-// rawString returns the bytes of a string with no escapes, control
-// characters or invalid UTF-8 (encoding/json would rewrite those).
-func (d *taskScanner) rawString() ([]byte, bool) {
-	if !d.eat('"') {
-		return nil, false
-	}
-	start, ascii := d.i, true
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			s := d.b[start:d.i]
-			d.i++
-			return s, ascii || utf8.Valid(s)
-		case c == '\\' || c < 0x20:
-			return nil, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-		d.i++
-	}
-	return nil, false
-}
-
-func (d *taskScanner) str(dst *string) bool {
-	s, ok := d.rawString()
-	if ok {
-		*dst = string(s)
-	}
-	return ok
-}
-
-// digits returns a JSON integer's text: an optional minus, then 0 or a
-// digit string without leading zeros, and no fraction or exponent.
-func (d *taskScanner) digits() (string, bool) {
-	d.ws()
-	start := d.i
-	if d.i < len(d.b) && d.b[d.i] == '-' {
-		d.i++
-	}
-	first := d.i
-	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
-		d.i++
-	}
-	if d.i == first || (d.b[first] == '0' && d.i-first > 1) {
-		return "", false
-	}
-	if d.i < len(d.b) && (d.b[d.i] == '.' || d.b[d.i] == 'e' || d.b[d.i] == 'E') {
-		return "", false
-	}
-	return string(d.b[start:d.i]), true
-}
-
-func (d *taskScanner) int64(dst *int64) bool {
-	s, ok := d.digits()
-	if !ok {
-		return false
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	*dst = n
-	return err == nil
-}
-
-func (d *taskScanner) int(dst *int) bool {
-	var n int64
-	if !d.int64(&n) || int64(int(n)) != n {
-		return false
-	}
-	*dst = int(n)
-	return true
-}
-
-func (d *taskScanner) uint16(dst *uint16) bool {
-	s, ok := d.digits()
-	if !ok {
-		return false
-	}
-	n, err := strconv.ParseUint(s, 10, 16)
-	*dst = uint16(n)
-	return err == nil
-}
-
-func (d *taskScanner) bool(dst *bool) bool {
-	d.ws()
-	switch {
-	case len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "true":
-		*dst, d.i = true, d.i+4
-	case len(d.b)-d.i >= 5 && string(d.b[d.i:d.i+5]) == "false":
-		*dst, d.i = false, d.i+5
-	default:
-		return false
-	}
-	return true
-}
-
-// time decodes with time.Time's own UnmarshalJSON, as encoding/json does.
-func (d *taskScanner) time(dst *time.Time) bool {
-	d.ws()
-	start := d.i
-	if _, ok := d.rawString(); !ok {
-		return false
-	}
-	return dst.UnmarshalJSON(d.b[start:d.i]) == nil
-}
-
-func (d *taskScanner) strings(dst *[]string) bool {
-	if !d.eat('[') {
-		return false
-	}
-	out := []string{} // [] decodes to an empty slice, not nil, as with encoding/json
-	if !d.eat(']') {
-		for {
-			var s string
-			if !d.str(&s) {
-				return false
-			}
-			out = append(out, s)
-			if d.eat(']') {
-				break
-			}
-			if !d.eat(',') {
-				return false
-			}
-		}
-	}
-	*dst = out
-	return true
-}
-
-func (d *taskScanner) tables(dst *[]Table) bool {
+func (d *scanner) tables(dst *[]Table) bool {
 	if !d.eat('[') {
 		return false
 	}
@@ -239,7 +49,7 @@ func (d *taskScanner) tables(dst *[]Table) bool {
 	return true
 }
 
-func (d *taskScanner) taskField(key []byte, t *PollTask) bool {
+func (d *scanner) taskField(key []byte, t *PollTask) bool {
 	switch string(key) {
 	case "schema":
 		return d.int(&t.Schema)
