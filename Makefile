@@ -17,13 +17,13 @@ check: test
 # The load harness (about 1 minute; loopback only): one line per scenario,
 # then the Go benchmarks of the per-poll path. Figures go to BENCHMARKS.md.
 bench:
-	@$(GO) run ./cmd/bench
+	@$(GO) run ./harness/cmd/bench
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -count 1 ./internal/...
 
 # Break a running Flock for a bounded time (about 4 minutes; loopback only)
 # and count what was lost. Its last line is the soak's verdict.
 soak:
-	@$(GO) run ./cmd/soak
+	@$(GO) run ./harness/cmd/soak
 
 # Images FROM scratch with static binaries, built with no registry:
 # flock/{dispatcher,poller,snmpsim,results,nats-server}:local
@@ -33,7 +33,7 @@ images:
 # The stack under docker compose on this machine's Docker engine: scale,
 # a killed poller, a restarted nats, down -v (about 2 minutes after images).
 compose-test: images
-	@$(GO) run ./cmd/compose-test
+	@$(GO) run ./harness/cmd/compose-test
 
 vet:
 	$(GO) vet -tags integration ./...

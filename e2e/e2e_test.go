@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,9 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-snmp/flock/harness/natstest"
+	"github.com/flock-snmp/flock/harness/procs"
+	"github.com/flock-snmp/flock/harness/simtest"
 	"github.com/flock-snmp/flock/internal/natsbus"
-	"github.com/flock-snmp/flock/internal/natstest"
-	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -152,12 +152,11 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := procs.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // fleetConfig writes a config polling the fleet (plus extra host lines) and

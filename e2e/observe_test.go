@@ -18,8 +18,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/flock-snmp/flock/harness/simtest"
 	"github.com/flock-snmp/flock/internal/natsbus"
-	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )

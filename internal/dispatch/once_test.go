@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-snmp/flock/harness/natstest"
+	"github.com/flock-snmp/flock/harness/simtest"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
 	"github.com/flock-snmp/flock/internal/natsbus"
-	"github.com/flock-snmp/flock/internal/natstest"
 	"github.com/flock-snmp/flock/internal/poll"
-	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flock-snmp/flock/internal/simtest"
+	"github.com/flock-snmp/flock/harness/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )

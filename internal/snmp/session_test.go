@@ -12,8 +12,8 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 
+	"github.com/flock-snmp/flock/harness/simtest"
 	"github.com/flock-snmp/flock/internal/config"
-	"github.com/flock-snmp/flock/internal/simtest"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )

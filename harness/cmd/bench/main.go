@@ -1,4 +1,4 @@
-// Command bench is Flock's load harness (internal/bench): it prints one
+// Command bench is Flock's load harness (harness/bench): it prints one
 // line per scenario,
 //
 //	bench: scenario=NAME hosts=N polls=N varbinds=N secs=S polls_per_s=X ...
@@ -16,9 +16,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/flock-snmp/flock/internal/bench"
+	"github.com/flock-snmp/flock/harness/bench"
+	"github.com/flock-snmp/flock/harness/procs"
 	"github.com/flock-snmp/flock/internal/cli"
-	"github.com/flock-snmp/flock/internal/procs"
 )
 
 func main() {

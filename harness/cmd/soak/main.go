@@ -1,5 +1,5 @@
 // Command soak breaks a running Flock on purpose for a bounded time and
-// counts what was lost: see internal/soak. Loopback only. Its last line is
+// counts what was lost: see harness/soak. Loopback only. Its last line is
 //
 //	soak: secs=S cycles=N kills=N nats_restarts=N dispatcher_restarts=N tasks=N records=N missing=N duplicates=N leaked_goroutines=N leaked_sockets=N ...
 //
@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flock-snmp/flock/harness/soak"
 	"github.com/flock-snmp/flock/internal/cli"
-	"github.com/flock-snmp/flock/internal/soak"
 )
 
 func main() {

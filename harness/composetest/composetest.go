@@ -11,13 +11,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/flock-snmp/flock/harness/procs"
 )
 
 // Config sets up a run.
@@ -119,7 +120,7 @@ func (r *runner) containers(ctx context.Context, service string) ([]string, erro
 // Run runs the checks. The images must exist (make images).
 func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	r := &runner{cfg: cfg}
-	port, err := freePort()
+	port, err := procs.FreePort()
 	if err != nil {
 		return res, err
 	}
@@ -303,15 +304,6 @@ func (r *runner) subscriberRecords(ctx context.Context) (map[string]bool, int, e
 		hosts[strings.Fields(strings.TrimPrefix(line, "record host="))[0]] = true
 	}
 	return hosts, n, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // authUsers asks the NATS server's monitoring port (published on loopback)

@@ -1,5 +1,5 @@
 // Command compose-test checks Flock under docker compose on this machine's
-// Docker engine (see internal/composetest). Build the images first (make
+// Docker engine (see harness/composetest). Build the images first (make
 // images). Its last line is
 //
 //	compose-test: hosts=N cycles=N pollers=N poller_shares=a/b/c killed=N missed=N subscriber_records=N dispatcher_records=N nats_restart_recovered=yes|no leftover_containers=N ...
@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flock-snmp/flock/harness/composetest"
 	"github.com/flock-snmp/flock/internal/cli"
-	"github.com/flock-snmp/flock/internal/composetest"
 )
 
 func main() {

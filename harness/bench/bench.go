@@ -21,7 +21,7 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 
-	"github.com/flock-snmp/flock/internal/procs"
+	"github.com/flock-snmp/flock/harness/procs"
 )
 
 // Scenario is one measured cycle.

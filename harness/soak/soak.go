@@ -21,7 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/flock-snmp/flock/internal/procs"
+	"github.com/flock-snmp/flock/harness/procs"
 )
 
 // Config sizes a soak.
