@@ -29,7 +29,7 @@ go test -race -tags integration -count=1 "$@" ./...
 # Fuzzing, bounded: new inputs are kept in the Go cache; the corpus in each
 # package's testdata/fuzz is replayed by the plain test run above.
 FUZZTIME=${FUZZTIME:-10s}
-for target in "FuzzDecodeTask ./internal/task" "FuzzDecodeRecord ./internal/task" "FuzzLoad ./internal/config" "FuzzResponse ./internal/snmp"; do
+for target in "FuzzDecodeTask ./internal/task" "FuzzDecodeRecord ./internal/task" "FuzzReadHead ./internal/task" "FuzzLoad ./internal/config" "FuzzResponse ./internal/snmp"; do
 	set -- $target
 	corpus="$2/testdata/fuzz/$1"
 	before=$(ls "$corpus" 2>/dev/null | wc -l)

@@ -133,7 +133,10 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 	reg := telemetry.NewRegistry()
 	r, err := dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
 		Site: task.DefaultSite, Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
-		Queue: func(ctx context.Context) (natsbus.QueueStats, error) { return bus.Queue(ctx, task.DefaultSite) },
+		Queue: func(ctx context.Context) (dispatch.QueueStats, error) {
+			q, err := bus.Queue(ctx, task.DefaultSite)
+			return dispatch.QueueStats(q), err
+		},
 	})
 	if err != nil {
 		return err
@@ -149,7 +152,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 		}
 		defer srv.Close()
 	}
-	stopPollNow, err := bus.ServePollNow(ctx, task.DefaultSite, r.PollNowTask, log)
+	stopPollNow, err := bus.ServePollNow(func(req *natsbus.Request) { r.PollNow(ctx, req) })
 	if err != nil {
 		return err
 	}

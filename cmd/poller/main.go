@@ -19,6 +19,7 @@ import (
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/poller"
 	"github.com/flock-snmp/flock/internal/snmp"
 	"github.com/flock-snmp/flock/internal/task"
 	"github.com/flock-snmp/flock/internal/telemetry"
@@ -109,8 +110,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory).WithCounters(counters)
-	stopPollNow, err := bus.ServePollTasks(ctx, task.DefaultSite, name, p.Poll, log)
+	tasks, err := bus.BindTasks(ctx, task.DefaultSite, log)
 	if err != nil {
+		p.Close()
+		memory.Close()
+		_ = bus.Close()
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the consumer: a clean stop
+		}
+		return err
+	}
+	bound.Store(true)
+	loop := poller.New(poller.Options{
+		Name: name, Workers: cfg.Poller.Concurrency, AckWait: tasks.AckWait(), MaxDeliver: tasks.MaxDeliver(),
+		ShutdownGrace: cfg.Poller.ShutdownGrace, Log: log, Hooks: metrics,
+	}, p.Poll, bus)
+	stopPollNow, err := bus.ServePollTasks(task.DefaultSite, func(r *natsbus.Request) { loop.PollNow(ctx, r) })
+	if err != nil {
+		p.Close()
 		memory.Close()
 		_ = bus.Close()
 		return err
@@ -127,10 +144,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				InFlight: metrics.InFlight(), Polls: metrics.Polls(), StartedAt: started}
 		})
 	}()
-	serveErr := bus.ServeTasks(ctx, natsbus.ServeOptions{
-		Site: task.DefaultSite, Workers: cfg.Poller.Concurrency, Poller: name,
-		ShutdownGrace: cfg.Poller.ShutdownGrace, Log: log, Hooks: metrics, Bound: func() { bound.Store(true) },
-	}, p.Poll)
+	serveErr := loop.Serve(ctx, func(buffer int, deliver func(poller.Delivery)) (func(), error) {
+		return tasks.Consume(buffer, func(m *natsbus.TaskMsg) { deliver(m) })
+	})
 	stopPollNow()
 	stopBeats()
 	side.Wait()

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/flock-snmp/flock/internal/natsbus"
 )
 
 // metrics are the running dispatcher's counters, registered on the
@@ -26,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flock_dispatcher_records_total",
-			Help: "HostRecords collected and written to the sinks (each task once), by outcome: ok or the record's error kind.",
+			Help: "HostRecords collected and written to the sinks (each task once), by outcome: ok or the record's error kind; refused: records of an unknown schema or unreadable, not collected.",
 		}, []string{"outcome"}),
 		exhausted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flock_dispatcher_tasks_exhausted_total",
@@ -63,15 +61,24 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// QueueStats is the state of a site's task queue.
+type QueueStats struct {
+	Queued      uint64        // tasks in the work queue (waiting or being polled)
+	Pending     uint64        // tasks no poller has taken yet: the consumer's lag
+	AckPending  int           // tasks taken and not yet answered
+	Redelivered int           // tasks being redelivered
+	OldestAge   time.Duration // age of the oldest task still in the queue; 0 when it is empty
+}
+
 // queueCollector exports the task queue's depth, the pollers' lag and the
 // oldest outstanding task, asked of JetStream at scrape time.
 type queueCollector struct {
-	queue                                            func(ctx context.Context) (natsbus.QueueStats, error)
+	queue                                            func(ctx context.Context) (QueueStats, error)
 	queued, pending, ackPending, redelivered, oldest *prometheus.Desc
 	up                                               *prometheus.Desc
 }
 
-func newQueueCollector(queue func(ctx context.Context) (natsbus.QueueStats, error)) *queueCollector {
+func newQueueCollector(queue func(ctx context.Context) (QueueStats, error)) *queueCollector {
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	return &queueCollector{queue: queue,
 		queued:      d("flock_dispatcher_queue_tasks", "Tasks in the work queue: waiting or being polled."),

@@ -1,10 +1,7 @@
-// Package dispatch is the dispatcher's logic: it turns the inventory into
-// PollTasks and collects the HostRecords that come back.
 package dispatch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +10,6 @@ import (
 	"time"
 
 	"github.com/flock-snmp/flock/internal/config"
-	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/task"
 )
 
@@ -76,54 +72,56 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, log *slog.Logger, progress func(Summary)) (Summary, error) {
 	start := time.Now()
 	timeout := OnceTimeout(cfg)
-	tasks := Tasks(cfg, task.DefaultSite, start, timeout)
+	site := task.DefaultSite
+	tasks := Tasks(cfg, site, start, timeout)
 	sum := Summary{Hosts: len(tasks)}
 	if len(tasks) == 0 {
 		return sum, errors.New("no hosts to poll: the configuration's hosts list is empty")
 	}
-	pending := make(map[string]int, len(tasks)) // task id → index
+	pending := make(map[string]bool, len(tasks)) // by task id
 	for i := range tasks {
-		pending[tasks[i].ID] = i
+		pending[tasks[i].ID] = true
 	}
-	var mu sync.Mutex // the callback runs on the consumer's goroutine
+	var mu sync.Mutex // the callbacks run on the consumer's goroutine
 	answered := make(map[string]bool, len(tasks))
 	allIn := make(chan struct{})
 	var writeErr error
+	c := &collector{
+		sinks: []Sink{&lineSink{w: out}}, states: newStates(), log: log,
+		accept: func(h *task.RecordHead) bool { return pending[h.TaskID] }, // not another run's or dispatcher's record
+		written: func(h *task.RecordHead) {
+			mu.Lock()
+			defer mu.Unlock()
+			answered[h.TaskID] = true
+			if h.Error == nil {
+				sum.OK++
+			} else {
+				sum.Failed++
+			}
+			if progress != nil {
+				progress(sum)
+			}
+			if len(answered) == len(tasks) {
+				close(allIn)
+			}
+		},
+		duplicate: func(*task.RecordHead) {
+			mu.Lock()
+			sum.Duplicates++
+			mu.Unlock()
+		},
+	}
 
 	// Watch for new records before publishing: no record of these tasks can
 	// exist before they are published, so nothing is missed, whatever the
 	// server's clock says.
-	stop, err := bus.WatchRecords(ctx, task.DefaultSite, time.Time{}, func(_ string, data []byte) {
-		var head recordSummary
-		if err := json.Unmarshal(data, &head); err != nil {
-			log.Warn("undecodable record on the results stream", "err", err)
-			return
-		}
-		if _, ours := pending[head.TaskID]; !ours {
-			return // a record from another run or dispatcher
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if answered[head.TaskID] {
-			sum.Duplicates++
-			return
-		}
-		answered[head.TaskID] = true
-		if head.Error == nil {
-			sum.OK++
-		} else {
-			sum.Failed++
-		}
-		if writeErr == nil {
-			if _, err := out.Write(append(data, '\n')); err != nil {
+	stop, err := bus.WatchRecords(ctx, site, time.Time{}, func(subject string, data []byte) {
+		if err := c.collect(subject, data); err != nil {
+			mu.Lock()
+			if writeErr == nil {
 				writeErr = err
 			}
-		}
-		if progress != nil {
-			progress(sum)
-		}
-		if len(answered) == len(tasks) {
-			close(allIn)
+			mu.Unlock()
 		}
 	})
 	if err != nil {
@@ -179,7 +177,7 @@ func publishAll(ctx context.Context, bus Bus, tasks []task.PollTask, deadline ti
 		for i, err := range errs {
 			switch {
 			case err == nil:
-			case errors.Is(err, natsbus.ErrHostBusy):
+			case errors.Is(err, task.ErrHostBusy):
 				if !warned[todo[i].Host] {
 					log.Warn("host still has a queued task from an earlier run; retrying", "host", todo[i].Host)
 					warned[todo[i].Host] = true

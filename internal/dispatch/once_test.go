@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/flock-snmp/flock/harness/natstest"
+	"github.com/flock-snmp/flock/harness/pollertest"
 	"github.com/flock-snmp/flock/harness/simtest"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/poller"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -38,39 +40,20 @@ func fleetConfig(t *testing.T, fleet *snmpsim.Fleet, onceTimeout time.Duration) 
 	return cfg
 }
 
-func bus(t *testing.T, srv *natsbus.Embedded, name string) *natsbus.Bus {
-	t.Helper()
-	b, err := natsbus.Connect(context.Background(), natsbus.ConnectOptions{URL: srv.ClientURL(), Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b
-}
-
 // setup starts a fleet of n devices and a server whose streams exist, and
 // returns them with the dispatcher's connection.
 func setup(t *testing.T, n int) (*snmpsim.Fleet, *natsbus.Embedded, *natsbus.Bus) {
 	t.Helper()
 	fleet := simtest.Start(t, snmpsim.Config{Devices: n, Interfaces: 1})
-	srv := natstest.RunJetStream(t)
-	d := bus(t, srv, "dispatcher")
-	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {
-		t.Fatal(err)
-	}
+	srv, d := natstest.RunFlock(t, 5*time.Second, 3)
 	return fleet, srv, d
 }
 
 func servePoller(t *testing.T, srv *natsbus.Embedded, cfg *config.Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	b := bus(t, srv, "poller")
-	go func() {
-		defer close(done)
-		_ = b.ServeTasks(ctx, natsbus.ServeOptions{Site: task.DefaultSite, Workers: 4, Poller: "p", ShutdownGrace: time.Second, Log: quiet},
-			poll.New("p", cfg.Credentials, nil).Poll)
-	}()
+	_, done := pollertest.Serve(t, ctx, natstest.Connect(t, srv, "poller"), task.DefaultSite,
+		poller.Options{Name: "p", Workers: 4, ShutdownGrace: time.Second, Log: quiet}, poll.New("p", cfg.Credentials, nil).Poll)
 	t.Cleanup(func() { cancel(); <-done })
 }
 

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,16 +11,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flock-snmp/flock/internal/config"
-	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/task"
 )
 
 // RunBus is what continuous dispatching needs from the message bus.
 type RunBus interface {
+	// PublishTasks queues tasks, one error per task (task.ErrHostBusy, task.ErrQueueFull, ...).
 	PublishTasks(ctx context.Context, tasks []task.PollTask) []error
+	// ConsumeRecords delivers the site's records through a durable consumer until ctx ends; fn's error redelivers.
 	ConsumeRecords(ctx context.Context, site, durable string, fn func(subject string, data []byte) error) error
-	WatchExhausted(ctx context.Context, site string, fn func(t task.PollTask, deliveries int)) (stop func(), err error)
-	PublishRecord(ctx context.Context, rec *task.HostRecord) error
+	// WatchExhausted hands over tasks that reached max_deliver unanswered, removed from the queue.
+	WatchExhausted(ctx context.Context, site string, fn func(subject string, data []byte, deliveries int)) (stop func(), err error)
+	// PublishRecord stores a record with its task id as message id.
+	PublishRecord(ctx context.Context, subject, id string, data []byte) error
+	// RequestPoll hands a poll-now task to one of the site's pollers and returns its record.
+	RequestPoll(ctx context.Context, site string, data []byte) ([]byte, error)
 }
 
 // RunOptions configure Run.
@@ -40,7 +44,7 @@ type RunOptions struct {
 	// Registerer receives the dispatcher's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	// Queue, if set, reads the task queue's state for the metrics.
-	Queue func(ctx context.Context) (natsbus.QueueStats, error)
+	Queue func(ctx context.Context) (QueueStats, error)
 }
 
 // Stats counts what a run did.
@@ -68,6 +72,9 @@ type Runner struct {
 	overrun map[string]bool // hosts with a logged overrun and no record since
 	retry   []task.PollTask // tasks whose publication failed for want of the server
 	hosts   []config.Host   // the inventory in force
+
+	records *collector
+	pollNow chan struct{} // one token per poll-now request being served
 }
 
 // NewRunner prepares continuous dispatching of cfg's hosts, restoring host
@@ -84,7 +91,9 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 		return nil, fmt.Errorf("restore host state: %w", err)
 	}
 	r := &Runner{bus: bus, o: o, sched: NewScheduler(o.Site), states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
-		hosts: cfg.Hosts}
+		hosts: cfg.Hosts, pollNow: make(chan struct{}, pollNowLimit)}
+	r.records = &collector{sinks: o.Sinks, states: states, store: o.State, log: o.Log,
+		written: r.written, refused: func() { r.m.records.WithLabelValues("refused").Inc() }}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(stateCollector{r: r, desc: prometheus.NewDesc("flock_dispatcher_hosts",
 			"Hosts of the inventory by state: ok (last poll answered), failing (last poll failed), unknown (not polled yet).",
@@ -97,7 +106,7 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 	r.sched.SetHosts(cfg.Hosts, now)
 	caughtUp := 0
 	for i := range cfg.Hosts {
-		key := o.Site + "." + cfg.Hosts[i].Key
+		key := task.HostStateKey(o.Site, cfg.Hosts[i].Key)
 		if _, known := states.Get(key); !known {
 			continue // a new host starts at its next slot, spread like the others
 		}
@@ -125,7 +134,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer cancel()
 	recordsDone := make(chan error, 1)
 	go func() {
-		recordsDone <- r.bus.ConsumeRecords(ctx, r.o.Site, "dispatcher-"+r.o.Site, r.handleRecord)
+		recordsDone <- r.bus.ConsumeRecords(ctx, r.o.Site, "dispatcher-"+r.o.Site, r.records.collect)
 	}()
 	stopExhausted, err := r.bus.WatchExhausted(ctx, r.o.Site, r.exhausted)
 	if err != nil {
@@ -213,7 +222,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 		case err == nil:
 			r.stats.Published++
 			r.m.tasks.WithLabelValues("published").Inc()
-		case errors.Is(err, natsbus.ErrHostBusy):
+		case errors.Is(err, task.ErrHostBusy):
 			r.stats.Overruns++
 			r.m.tasks.WithLabelValues("overrun").Inc()
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "overrun")
@@ -221,7 +230,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 				r.overrun[t.HostKey] = true
 				r.o.Log.Warn("overrun: the previous poll is still queued or running; slot skipped", "host", t.Host, "task_id", t.ID)
 			}
-		case errors.Is(err, natsbus.ErrQueueFull):
+		case errors.Is(err, task.ErrQueueFull):
 			r.stats.QueueFull++
 			r.m.tasks.WithLabelValues("queue_full").Inc()
 			full++
@@ -243,52 +252,34 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 
 // exhausted answers a task that no poller could finish with a final error
 // record, so the host's cycle ends with a record, not a silence.
-func (r *Runner) exhausted(t task.PollTask, deliveries int) {
-	msg := fmt.Sprintf("task for host %s was delivered %d times (max_deliver) and never answered: pollers died with it; "+
-		"the slot is given up and the next one will be polled", t.Host, deliveries)
+func (r *Runner) exhausted(subject string, data []byte, deliveries int) {
+	t, err := task.DecodeTask(data)
+	if err != nil {
+		r.o.Log.Error("removed an exhausted task that does not decode; no record answers it", "subject", subject, "err", err)
+		return
+	}
 	r.o.Log.Error("task exhausted its deliveries", "host", t.Host, "task_id", t.ID, "deliveries", deliveries)
 	r.mu.Lock()
 	r.stats.Exhausted++
 	r.mu.Unlock()
 	r.m.exhausted.Inc()
-	rec := task.HostRecord{Schema: task.Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey, Address: t.Address,
-		Port: t.Port, Poller: "dispatcher", Attempt: deliveries, ScheduledAt: t.ScheduledAt, StartedAt: r.o.Now(),
-		Error: &task.Error{Kind: task.KindUndelivered, Message: msg}}
+	rec := task.Undelivered(&t, "dispatcher", deliveries, "its pollers died with it", r.o.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := r.bus.PublishRecord(ctx, &rec); err != nil {
+	if err := r.bus.PublishRecord(ctx, task.ResultSubject(rec.Site, rec.HostKey), rec.TaskID, rec.AppendJSON(nil)); err != nil {
 		r.o.Log.Error("cannot publish the record of an exhausted task", "host", t.Host, "err", err)
 	}
 }
 
-// handleRecord writes a new record to the sinks and updates the host's
-// state; a record whose task was already written is only acknowledged.
-func (r *Runner) handleRecord(_ string, data []byte) error {
-	var sum recordSummary
-	if err := json.Unmarshal(data, &sum); err != nil || sum.TaskID == "" {
-		r.o.Log.Warn("undecodable record on the results stream; dropped", "err", err)
-		return nil // redelivering it would not make it decodable
+// written counts a record the collector wrote to the sinks.
+func (r *Runner) written(h *task.RecordHead) {
+	r.mu.Lock()
+	r.stats.Records++
+	delete(r.overrun, h.HostKey)
+	r.mu.Unlock()
+	outcome := "ok"
+	if h.Error != nil {
+		outcome = h.Error.Kind
 	}
-	key := sum.Site + "." + sum.HostKey
-	if !r.states.seen(key, sum.TaskID) {
-		// Written before it is marked: a failed write is retried on redelivery.
-		for _, s := range r.o.Sinks {
-			if err := s.Write(data); err != nil {
-				return fmt.Errorf("write record %s: %w", sum.TaskID, err)
-			}
-		}
-		r.mu.Lock()
-		r.stats.Records++
-		delete(r.overrun, sum.HostKey)
-		r.mu.Unlock()
-		outcome := "ok"
-		if sum.Error != nil {
-			outcome = sum.Error.Kind
-		}
-		r.m.records.WithLabelValues(outcome).Inc()
-	}
-	state, _ := r.states.observe(key, &sum)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return r.o.State.Put(ctx, key, state)
+	r.m.records.WithLabelValues(outcome).Inc()
 }

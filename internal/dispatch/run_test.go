@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/flock-snmp/flock/harness/natstest"
 	"github.com/flock-snmp/flock/harness/simtest"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
@@ -246,32 +245,40 @@ func TestRunAnswersExhaustedTasks(t *testing.T) {
 	if errs := d.PublishTasks(context.Background(), []task.PollTask{tk}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	// A "poller" that takes the task and dies, twice: fetch without ack.
-	victim := bus(t, srv, "dying-poller")
-	cons, err := victim.JetStream().Consumer(context.Background(), natsbus.TaskStream, natsbus.PollerConsumer(task.DefaultSite))
+	// A "poller" that takes the task and never answers it: each delivery
+	// lapses after the ack wait, as when a poller dies mid-poll.
+	victim, err := natstest.Connect(t, srv, "dying-poller").BindTasks(context.Background(), task.DefaultSite, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 2; i++ {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
+	deliveries := make(chan int, 8)
+	stopVictim, err := victim.Consume(1, func(m *natsbus.TaskMsg) {
+		if m.Subject() == task.TaskSubject(tk.Site, tk.HostKey) {
+			deliveries <- m.Attempt()
 		}
-		got := 0
-		for range batch.Messages() {
-			got++
-		}
-		if got != 1 {
-			t.Fatalf("delivery %d: got %d messages", i+1, got)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopVictim()
+	for i := 1; i <= 2; i++ {
+		select {
+		case got := <-deliveries:
+			if got != i {
+				t.Fatalf("delivery %d came as attempt %d", i, got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivery %d never came", i)
 		}
 	}
-	// The server notices the second lapse only when a pull request comes in (nats-server#1716).
+	// The server notices the second lapse while a pull request is waiting
+	// (nats-server#1716): the victim's consumer keeps one open.
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), `"kind":"undelivered"`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no final record; stats %+v", rn.r.Stats())
 		}
-		_, _ = cons.Fetch(1, jetstream.FetchMaxWait(300*time.Millisecond))
+		time.Sleep(50 * time.Millisecond)
 	}
 	if !strings.Contains(out.String(), tk.ID) || rn.r.Stats().Exhausted != 1 {
 		t.Fatalf("final record %q, stats %+v", out.String(), rn.r.Stats())
@@ -308,7 +315,7 @@ func TestRunQueueFull(t *testing.T) {
 		}
 	}
 	if st.QueueFull < 3 || st.Published < 3 || st.Failed != 0 {
-		t.Fatalf("stats %+v: want 3 queued and the rest refused as queue full", st)
+		t.Fatalf("stats %+v: want 3 queued and the rest refused as queue full\n%s", st, rn.log.String())
 	}
 	if !strings.Contains(rn.log.String(), "task queue full") {
 		t.Errorf("a full queue must be reported:\n%s", rn.log.String())
@@ -371,16 +378,12 @@ func TestRunDispatcherRestart(t *testing.T) {
 // poller reconnect by themselves and every host keeps being answered.
 func TestRunSurvivesNATSRestart(t *testing.T) {
 	fleet := simtest.Start(t, snmpsim.Config{Devices: 4, Interfaces: 1})
-	dir := t.TempDir()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	listen := l.Addr().String()
-	_ = l.Close()
-	opts := natsbus.EmbeddedOptions{Listen: listen, StoreDir: dir}
+	opts := natstest.FixedOptions(t)
 	srv, err := natsbus.StartEmbedded(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := bus(t, srv, "dispatcher")
+	d := natstest.Connect(t, srv, "dispatcher")
 	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 2 * time.Second, MaxDeliver: 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -418,4 +421,72 @@ func TestRunSurvivesNATSRestart(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	rn.stop(t)
+}
+
+// The dispatcher reads only a record's head: a record of a schema it does
+// not know, or one it cannot read, is refused with a log line naming it
+// and counted, never half-read into the sinks or the host state; a good
+// record next to them is written as the bytes that came.
+func TestRunRefusesRecordsItCannotRead(t *testing.T) {
+	fleet, _, d := setup(t, 1)
+	cfg := withInterval(fleetConfig(t, fleet, 0), time.Hour) // no slot comes during the test
+	out := &lockedBuffer{}
+	sinks, _ := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}}, out)
+	reg := prometheus.NewRegistry()
+	rn := startRunnerWith(t, d, cfg, sinks, nil, nil, reg)
+	key := cfg.Hosts[0].Key
+	subject := task.ResultSubject(task.DefaultSite, key)
+	future := `{"schema":2,"task_id":"default.` + key + `@1","site":"default","host":"h","host_key":"` + key + `","samples":[]}`
+	good := task.HostRecord{Schema: task.Schema, TaskID: "default." + key + "@3", Site: task.DefaultSite, Host: cfg.Hosts[0].Name, HostKey: key,
+		StartedAt: time.Now(), Varbinds: []task.Varbind{{OID: ".1.3.6.1.2.1.1.5.0", Type: task.TypeOctetString, Bytes: []byte("x")}}}
+	ctx := context.Background()
+	// The runner's durable consumer takes the records published from its creation on.
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := d.JetStream().Consumer(ctx, natsbus.ResultStream, "dispatcher-"+task.DefaultSite); err == nil {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the runner made no record consumer")
+		}
+	}
+	for id, data := range map[string][]byte{"default." + key + "@1": []byte(future), "default." + key + "@2": []byte("{not json"), good.TaskID: good.AppendJSON(nil)} {
+		if err := d.PublishRecord(ctx, subject, id, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for counter(reg, "flock_dispatcher_records_total", "refused") < 2 || rn.r.Stats().Records < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused %v, records %d\n%s", counter(reg, "flock_dispatcher_records_total", "refused"), rn.r.Stats().Records, rn.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rn.stop(t)
+	if out.String() != string(good.AppendJSON(nil))+"\n" {
+		t.Fatalf("sink got %q, want only the good record as published", out.String())
+	}
+	log := rn.log.String()
+	if !strings.Contains(log, `msg="record of an unknown schema refused; not collected: upgrade this dispatcher to read it" subject=`+subject+
+		` task_id=default.`+key+`@1 schema=2 readable_schema=1`) {
+		t.Fatalf("no refusal naming the record of schema 2:\n%s", log)
+	}
+	if !strings.Contains(log, `msg="unreadable record on the results stream refused; not collected" subject=`+subject) {
+		t.Fatalf("no refusal of the unreadable record:\n%s", log)
+	}
+	if hs, _ := rn.r.States().Get(task.HostStateKey(task.DefaultSite, key)); hs.LastTaskID != good.TaskID || len(hs.Recent) != 1 {
+		t.Fatalf("host state %+v: only the good record may count", hs)
+	}
+}
+
+// counter is the value of the counter name{outcome="outcome"} in reg.
+func counter(reg *prometheus.Registry, name, outcome string) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == outcome {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

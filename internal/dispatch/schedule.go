@@ -122,7 +122,7 @@ func (s *Scheduler) CatchUp(key string, now time.Time, done func(taskID string) 
 		return false
 	}
 	cur := SlotStart(key, e.host.Interval, now)
-	if done(fmt.Sprintf("%s.%s@%d", s.site, key, cur.UnixMilli())) {
+	if done(task.SlotID(s.site, key, cur)) {
 		return false
 	}
 	e.slot, e.due = cur, now
@@ -169,7 +169,7 @@ func (s *Scheduler) task(h *config.Host, slot, scheduled time.Time) task.PollTas
 // newTask builds the task of host h for the slot starting at slot.
 func newTask(site string, h *config.Host, slot, scheduled, deadline time.Time) task.PollTask {
 	return task.PollTask{
-		Schema: task.Schema, ID: fmt.Sprintf("%s.%s@%d", site, h.Key, slot.UnixMilli()), Site: site,
+		Schema: task.Schema, ID: task.SlotID(site, h.Key, slot), Site: site,
 		Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Credentials: h.Credentials,
 		Get: h.Get, Walk: h.Walk, Tables: h.Tables, TimeoutMS: h.Timeout.Milliseconds(),
 		PollTimeoutMS: min(h.PollTimeout, deadline.Sub(scheduled)).Milliseconds(),

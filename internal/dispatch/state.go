@@ -37,9 +37,11 @@ type States struct {
 	m  map[string]*HostState
 }
 
+func newStates() *States { return &States{m: map[string]*HostState{}} }
+
 // LoadStates reads every saved state from store.
 func LoadStates(ctx context.Context, store StateStore) (*States, error) {
-	s := &States{m: map[string]*HostState{}}
+	s := newStates()
 	all, err := store.All(ctx)
 	if err != nil {
 		return nil, err
@@ -90,7 +92,7 @@ func (s *States) seen(key, taskID string) bool {
 
 // observe records one HostRecord. It returns the state's new JSON and
 // whether the record is new (false: this task id was already written).
-func (s *States) observe(key string, r *recordSummary) ([]byte, bool) {
+func (s *States) observe(key string, r *task.RecordHead) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	hs := s.m[key]
@@ -123,17 +125,6 @@ func (s *States) observe(key string, r *recordSummary) ([]byte, bool) {
 	}
 	data, _ := json.Marshal(hs)
 	return data, true
-}
-
-// recordSummary is the part of a HostRecord the dispatcher reads.
-type recordSummary struct {
-	TaskID     string      `json:"task_id"`
-	Site       string      `json:"site"`
-	Host       string      `json:"host"`
-	HostKey    string      `json:"host_key"`
-	StartedAt  time.Time   `json:"started_at"`
-	DurationMS float64     `json:"duration_ms"`
-	Error      *task.Error `json:"error"`
 }
 
 // Snapshot copies every host's state, keyed by <site>.<hostkey>.

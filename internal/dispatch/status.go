@@ -59,7 +59,7 @@ func BuildStatus(site string, hosts []config.Host, states map[string]HostState) 
 	for i := range hosts {
 		h := &hosts[i]
 		row := StatusRow{Host: h.Name, State: StateUnknown}
-		if hs, ok := states[site+"."+h.Key]; ok && !hs.LastPollAt.IsZero() {
+		if hs, ok := states[task.HostStateKey(site, h.Key)]; ok && !hs.LastPollAt.IsZero() {
 			row.State = StateOK
 			if hs.ConsecutiveFailures > 0 {
 				row.State = StateFailing
@@ -173,23 +173,4 @@ func (r *Runner) Status() []StatusRow {
 	hosts := r.hosts
 	r.mu.Unlock()
 	return BuildStatus(r.o.Site, hosts, r.states.Snapshot())
-}
-
-// PollNowTask builds a task that polls the named host (or host key) now,
-// outside its schedule, for `dispatcher poll HOST`.
-func (r *Runner) PollNowTask(name string) (task.PollTask, error) {
-	r.mu.Lock()
-	hosts := r.hosts
-	r.mu.Unlock()
-	for i := range hosts {
-		h := &hosts[i]
-		if h.Name == name || h.Key == name {
-			now := r.o.Now()
-			deadline := now.Add(min(h.Interval, 2*time.Minute))
-			t := newTask(r.o.Site, h, now, now, deadline)
-			t.ID = fmt.Sprintf("%s.%s@now-%d", r.o.Site, h.Key, now.UnixNano())
-			return t, nil
-		}
-	}
-	return task.PollTask{}, fmt.Errorf("host %q is not in the dispatcher's inventory", name)
 }

@@ -14,9 +14,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flock-snmp/flock/harness/pollertest"
 	"github.com/flock-snmp/flock/harness/simtest"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/poller"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -119,12 +121,12 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 		t.Fatalf("dispatcher cannot watch records: %v", err)
 	}
 	defer stopWatch()
-	stopExh, err := disp.WatchExhausted(ctx, task.DefaultSite, func(task.PollTask, int) {})
+	stopExh, err := disp.WatchExhausted(ctx, task.DefaultSite, func(string, []byte, int) {})
 	if err != nil {
 		t.Fatalf("dispatcher cannot watch max-delivery advisories: %v", err)
 	}
 	defer stopExh()
-	tasks := tasksFor(fleet.Devices(), 1, 5*time.Second)
+	tasks := simtest.Tasks(fleet.Devices(), 1, 5*time.Second)
 	for i, err := range disp.PublishTasks(ctx, tasks) {
 		if err != nil {
 			t.Fatalf("dispatcher cannot publish task %d: %v", i, err)
@@ -153,10 +155,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 		t.Fatalf("poller cannot record what a device taught it: %v", err)
 	}
 	serveCtx, stopServe := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() {
-		served <- pol.ServeTasks(serveCtx, natsbus.ServeOptions{Site: task.DefaultSite, Workers: 4, Poller: "poller-sec", ShutdownGrace: time.Second}, p.Poll)
-	}()
+	loop, served := pollertest.Serve(t, serveCtx, pol, task.DefaultSite, poller.Options{Name: "poller-sec", Workers: 4, ShutdownGrace: time.Second}, p.Poll)
 	beats := make(chan *nats.Msg, 256)
 	if _, err := disp.Conn().ChanSubscribe(natsbus.HeartbeatPrefix+">", beats); err != nil {
 		t.Fatal(err)
@@ -165,16 +164,23 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	beatCtx, stopBeats := context.WithCancel(ctx)
 	go pol.SendHeartbeats(beatCtx, "poller-sec", 100*time.Millisecond, func() natsbus.Heartbeat { return natsbus.Heartbeat{ID: "poller-sec"} })
 	defer stopBeats()
-	stopPollTasks, err := pol.ServePollTasks(ctx, task.DefaultSite, "poller-sec", p.Poll, nil)
+	stopPollTasks, err := pol.ServePollTasks(task.DefaultSite, func(r *natsbus.Request) { loop.PollNow(ctx, r) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stopPollTasks()
-	stopPollNow, err := disp.ServePollNow(ctx, task.DefaultSite, func(host string) (task.PollTask, error) {
-		tk := tasks[0]
-		tk.ID += "-now"
-		return tk, nil
-	}, nil)
+	stopPollNow, err := disp.ServePollNow(func(req *natsbus.Request) {
+		go func() { // as the dispatcher forwards a poll-now request to a poller of the site
+			tk := tasks[0]
+			tk.ID += "-now"
+			rec, err := disp.RequestPoll(ctx, task.DefaultSite, tk.AppendJSON(nil))
+			if err != nil {
+				_ = req.Refuse(err.Error())
+				return
+			}
+			_ = req.Respond(rec)
+		}()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,11 +69,9 @@ func (p *Poller) Engines() *snmp.EngineCache { return p.engines }
 // can hand the task back; device failures are in rec.Error.
 func (p *Poller) Poll(ctx context.Context, t *task.PollTask, attempt int, rec *task.HostRecord) error {
 	start := time.Now()
-	*rec = task.HostRecord{
-		Schema: task.Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey,
-		Address: t.Address, Port: t.Port, Poller: p.name, Attempt: attempt,
-		ScheduledAt: t.ScheduledAt, StartedAt: start, Varbinds: rec.Varbinds[:0],
-	}
+	vbs := rec.Varbinds[:0]
+	*rec = task.NewRecord(t, p.name, attempt, start)
+	rec.Varbinds = vbs
 	err := p.poll(ctx, t, start, rec)
 	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil && errors.Is(err, context.Canceled) {
@@ -108,7 +106,7 @@ func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, re
 		NoBulk: t.NoBulk, AllowNonIncreasing: t.AllowNonIncreasingOIDs, UnconnectedUDP: t.UnconnectedUDP,
 		Engines: p.engines, Counters: p.counters,
 	}
-	memKey := t.Site + "." + t.HostKey
+	memKey := task.HostStateKey(t.Site, t.HostKey)
 	var known task.Quirks
 	if p.memory != nil {
 		known, _ = p.memory.Quirks(memKey)

@@ -3,6 +3,7 @@ package task
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -101,5 +102,22 @@ func TestIDs(t *testing.T) {
 	}
 	if got := HostStateKey("default", "h"); got != "default.h" {
 		t.Fatalf("HostStateKey = %q", got)
+	}
+}
+
+func TestParseTaskSubject(t *testing.T) {
+	for subject, want := range map[string][3]string{
+		"flock.tasks.default.core-sw1-example-net": {"default", "core-sw1-example-net", "true"},
+		"flock.tasks.branch-7.h":                   {"branch-7", "h", "true"},
+		"flock.tasks.default":                      {"", "", "false"},
+		"flock.tasks.default.a.b":                  {"", "", "false"},
+		"flock.tasks..h":                           {"", "", "false"},
+		"flock.tasks.default.>":                    {"", "", "false"},
+		"flock.results.default.h":                  {"", "", "false"},
+	} {
+		site, key, ok := ParseTaskSubject(subject)
+		if site != want[0] || key != want[1] || fmt.Sprint(ok) != want[2] {
+			t.Errorf("%s: %q %q %v, want %v", subject, site, key, ok, want)
+		}
 	}
 }

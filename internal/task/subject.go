@@ -20,6 +20,20 @@ func TaskSubject(site, hostKey string) string { return TaskPrefix + site + "." +
 // ResultSubject is the subject a host's HostRecords are published on.
 func ResultSubject(site, hostKey string) string { return ResultPrefix + site + "." + hostKey }
 
+// ParseTaskSubject splits a task subject, flock.tasks.<site>.<hostkey>,
+// into its site and host key; ok is false for any other subject.
+func ParseTaskSubject(subject string) (site, hostKey string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, TaskPrefix)
+	if !ok {
+		return "", "", false
+	}
+	site, hostKey, ok = strings.Cut(rest, ".")
+	if !ok || site == "" || hostKey == "" || strings.ContainsAny(hostKey, ".*>") || strings.ContainsAny(site, "*>") {
+		return "", "", false
+	}
+	return site, hostKey, true
+}
+
 // HostKey maps a host name or address to a subject-safe token: lowercase
 // letters, digits, '-' and '_'. '.', ':' and '%' become '-'. Any other
 // character is an error, since it cannot come from a DNS name or an IP address.

@@ -70,10 +70,10 @@ func counterFunc(name, help string, f func() uint64) prometheus.CounterFunc {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
 }
 
-// PollStarted implements natsbus.ServeHooks.
+// PollStarted implements poller.Hooks.
 func (m *PollerMetrics) PollStarted() { m.inFlight.Add(1) }
 
-// PollDone implements natsbus.ServeHooks.
+// PollDone implements poller.Hooks.
 func (m *PollerMetrics) PollDone(rec *task.HostRecord, attempt int) {
 	m.inFlight.Add(-1)
 	if attempt > 1 {

@@ -1,4 +1,4 @@
-package natsbus
+package poller
 
 import (
 	"context"
@@ -7,30 +7,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/flock-snmp/flock/harness/natstest"
+	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/task"
 )
 
 // A poller serves at most pollNowLimit poll-now tasks at once and says so
 // to the next one, instead of starting polls without bound.
 func TestPollNowTasksAreBounded(t *testing.T) {
-	url := startServer(t, &server.Options{})
+	srv := natstest.RunJetStream(t)
+	b := natstest.Connect(t, srv, "p1")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := Connect(ctx, ConnectOptions{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	release := make(chan struct{})
 	started := make(chan struct{}, pollNowLimit+1)
-	stop, err := b.ServePollTasks(ctx, "default", "p1", func(ctx context.Context, tk *task.PollTask, _ int, rec *task.HostRecord) error {
+	loop := New(Options{Name: "p1"}, func(ctx context.Context, tk *task.PollTask, _ int, rec *task.HostRecord) error {
 		started <- struct{}{}
 		<-release
 		*rec = task.HostRecord{Schema: task.Schema, TaskID: tk.ID, Host: tk.Host}
 		return nil
-	}, nil)
+	}, b)
+	stop, err := b.ServePollTasks("default", func(r *natsbus.Request) { loop.PollNow(ctx, r) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,12 +39,12 @@ func TestPollNowTasksAreBounded(t *testing.T) {
 	answers := make(chan string, pollNowLimit+1)
 	for i := 0; i < pollNowLimit; i++ {
 		go func() {
-			resp, err := b.nc.RequestWithContext(ctx, PollTaskPrefix+"default", data)
+			resp, err := b.Conn().RequestWithContext(ctx, natsbus.PollTaskPrefix+"default", data)
 			if err != nil {
 				answers <- err.Error()
 				return
 			}
-			answers <- resp.Header.Get(ErrorHeader) + string(resp.Data)
+			answers <- resp.Header.Get(natsbus.ErrorHeader) + string(resp.Data)
 		}()
 		select {
 		case <-started:
@@ -57,9 +54,9 @@ func TestPollNowTasksAreBounded(t *testing.T) {
 			t.Fatalf("poll-now task %d never started", i)
 		}
 	}
-	resp, err := b.nc.RequestWithContext(ctx, PollTaskPrefix+"default", data)
-	if err != nil || !strings.Contains(resp.Header.Get(ErrorHeader), "already serving 16 poll-now requests") {
-		t.Fatalf("request over the limit: %v %q", err, resp.Header.Get(ErrorHeader))
+	resp, err := b.Conn().RequestWithContext(ctx, natsbus.PollTaskPrefix+"default", data)
+	if err != nil || !strings.Contains(resp.Header.Get(natsbus.ErrorHeader), "already serving 16 poll-now requests") {
+		t.Fatalf("request over the limit: %v %q", err, resp.Header.Get(natsbus.ErrorHeader))
 	}
 	close(release)
 	for i := 0; i < pollNowLimit; i++ {

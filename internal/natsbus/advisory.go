@@ -9,8 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/flock-snmp/flock/internal/task"
 )
 
 // maxDeliveriesAdvisory is the part of nats-server's
@@ -22,13 +20,13 @@ type maxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// WatchExhausted calls fn for each task of the site that reached the
-// consumer's max_deliver without being acked (its pollers died with it, or
-// handed it back every time), after removing it from the work queue: on a
-// work-queue stream an exhausted message otherwise stays, and with one task
-// per host it would hold the host's slot until its TTL. It runs until ctx
-// ends or stop is called.
-func (b *Bus) WatchExhausted(ctx context.Context, site string, fn func(t task.PollTask, deliveries int)) (stop func(), err error) {
+// WatchExhausted calls fn with each task of the site (its subject and
+// data) that reached the consumer's max_deliver without being acked (its
+// pollers died with it, or handed it back every time), after removing it
+// from the work queue: on a work-queue stream an exhausted message
+// otherwise stays, and with one task per host it would hold the host's
+// slot until its TTL. It runs until ctx ends or stop is called.
+func (b *Bus) WatchExhausted(ctx context.Context, site string, fn func(subject string, data []byte, deliveries int)) (stop func(), err error) {
 	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + TaskStream + "." + PollerConsumer(site)
 	stream, err := b.js.Stream(ctx, TaskStream)
 	if err != nil {
@@ -54,25 +52,10 @@ func (b *Bus) WatchExhausted(ctx context.Context, site string, fn func(t task.Po
 			b.log.Error("cannot remove exhausted task", "stream_seq", adv.StreamSeq, "subject", raw.Subject, "err", err)
 			return
 		}
-		t, err := task.DecodeTask(raw.Data)
-		if err != nil {
-			b.log.Warn("removed an exhausted task that does not decode", "subject", raw.Subject, "err", err)
-			return
-		}
-		fn(t, int(adv.Deliveries))
+		fn(raw.Subject, raw.Data, int(adv.Deliveries))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
 	}
 	return func() { _ = sub.Unsubscribe() }, nil
-}
-
-// PublishRecord stores a HostRecord on the results stream, with its task
-// id as message id so that a record the poller also published is kept once.
-func (b *Bus) PublishRecord(ctx context.Context, rec *task.HostRecord) error {
-	msg := &nats.Msg{Subject: task.ResultSubject(rec.Site, rec.HostKey), Data: rec.AppendJSON(nil)}
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(rec.TaskID), jetstream.WithExpectStream(ResultStream)); err != nil {
-		return fmt.Errorf("publish record for %s: %w", rec.Host, err)
-	}
-	return nil
 }

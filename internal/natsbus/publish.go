@@ -16,7 +16,7 @@ import (
 // PublishTasks queues tasks on the work queue, each living until its
 // deadline (at least 1s) so a task nobody took cannot block its host's next
 // one. It
-// returns one error per task: nil, ErrHostBusy, ErrQueueFull or another
+// returns one error per task: nil, task.ErrHostBusy, task.ErrQueueFull or another
 // failure. The task id is the JetStream message id, so publishing the same
 // task twice (a restarted or doubled dispatcher) stores it once.
 func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask) []error {
@@ -63,9 +63,21 @@ func classifyPublish(host string, err error) error {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed {
 		if strings.Contains(apiErr.Description, "per subject") {
-			return fmt.Errorf("publish task for %s: %w", host, ErrHostBusy)
+			return fmt.Errorf("publish task for %s: %w", host, task.ErrHostBusy)
 		}
-		return fmt.Errorf("publish task for %s: %w: %s", host, ErrQueueFull, apiErr.Description)
+		return fmt.Errorf("publish task for %s: %w: %s", host, task.ErrQueueFull, apiErr.Description)
 	}
 	return fmt.Errorf("publish task for %s: %w", host, err)
+}
+
+// PublishRecord stores a HostRecord (data) on subject in the results
+// stream, with id (its task id) as message id, so that a second record of
+// the same task is not stored again; it returns once the server has
+// acknowledged it.
+func (b *Bus) PublishRecord(ctx context.Context, subject, id string, data []byte) error {
+	msg := &nats.Msg{Subject: subject, Data: data}
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(ResultStream)); err != nil {
+		return fmt.Errorf("publish record to %s: %w", subject, err)
+	}
+	return nil
 }

@@ -1,0 +1,75 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// collector is the dispatcher's one path for HostRecords, in a one-shot run
+// and in continuous dispatching alike. It reads each record's head only
+// (task.ReadHead), refuses a record it cannot read, writes the first record
+// of each task to the sinks as the bytes that arrived, and keeps each host's
+// state.
+type collector struct {
+	sinks  []Sink
+	states *States
+	store  StateStore // nil: the states live in memory only (a one-shot run)
+	log    *slog.Logger
+	// accept picks the records this collection is for; nil takes them all.
+	accept func(h *task.RecordHead) bool
+	// written is told of each record written to the sinks, duplicate of each
+	// record of a task already written, refused of each record not collected.
+	written   func(h *task.RecordHead)
+	duplicate func(h *task.RecordHead)
+	refused   func()
+}
+
+// collect handles one record from the results stream. An error means it
+// was not wholly handled (a sink failed, or the host's state could not be
+// saved) and should be delivered again; writing is idempotent per task id.
+func (c *collector) collect(subject string, data []byte) error {
+	h, err := task.ReadHead(data)
+	if err != nil {
+		if errors.Is(err, task.ErrUnknownSchema) {
+			c.log.Error("record of an unknown schema refused; not collected: upgrade this dispatcher to read it",
+				"subject", subject, "task_id", h.TaskID, "schema", h.Schema, "readable_schema", task.Schema, "err", err)
+		} else {
+			c.log.Error("unreadable record on the results stream refused; not collected", "subject", subject, "err", err)
+		}
+		if c.refused != nil {
+			c.refused()
+		}
+		return nil // delivering it again would not make it readable
+	}
+	if c.accept != nil && !c.accept(&h) {
+		return nil
+	}
+	key := task.HostStateKey(h.Site, h.HostKey)
+	if c.states.seen(key, h.TaskID) {
+		if c.duplicate != nil {
+			c.duplicate(&h)
+		}
+	} else {
+		// Written before it is marked: a failed write is retried on redelivery.
+		for _, s := range c.sinks {
+			if err := s.Write(data); err != nil {
+				return fmt.Errorf("write record %s: %w", h.TaskID, err)
+			}
+		}
+		if c.written != nil {
+			c.written(&h)
+		}
+	}
+	state, _ := c.states.observe(key, &h)
+	if c.store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return c.store.Put(ctx, key, state)
+}

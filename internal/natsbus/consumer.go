@@ -1,0 +1,165 @@
+package natsbus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// TaskConsumer is a site's task consumer, shared by every poller of the
+// site: each task goes to one of them.
+type TaskConsumer struct {
+	bus  *Bus
+	cons jetstream.Consumer
+	log  *slog.Logger
+}
+
+// BindTasks waits until the dispatcher has created the site's task
+// consumer (pollers may not create it) and binds to it.
+func (b *Bus) BindTasks(ctx context.Context, site string, log *slog.Logger) (*TaskConsumer, error) {
+	if log == nil {
+		log = b.log
+	}
+	var cons jetstream.Consumer
+	err := waitFor(ctx, log, "waiting for the task consumer; the dispatcher creates it", func() (err error) {
+		cons, err = b.js.Consumer(ctx, TaskStream, PollerConsumer(site))
+		return err
+	}, "stream", TaskStream, "consumer", PollerConsumer(site))
+	if err != nil {
+		return nil, fmt.Errorf("bind to the task consumer %s: %w", PollerConsumer(site), err)
+	}
+	log.Info("bound to the task consumer", "stream", TaskStream, "consumer", PollerConsumer(site))
+	return &TaskConsumer{bus: b, cons: cons, log: log}, nil
+}
+
+// AckWait is how long a delivered task may go unanswered before it is
+// delivered again.
+func (c *TaskConsumer) AckWait() time.Duration { return c.cons.CachedInfo().Config.AckWait }
+
+// MaxDeliver is how often a task is delivered at most; <= 0 is unlimited.
+func (c *TaskConsumer) MaxDeliver() int { return c.cons.CachedInfo().Config.MaxDeliver }
+
+// Consume pulls tasks and calls fn for each, with at most buffer pulled and
+// not yet answered, until stop is called. fn may block: it is the
+// back-pressure. stop stops pulling; when connected, the tasks already
+// pulled reach fn first (for at most 5 s), so they can be handed back.
+func (c *TaskConsumer) Consume(buffer int, fn func(*TaskMsg)) (stop func(), err error) {
+	cc, err := c.cons.Consume(func(m jetstream.Msg) { fn(&TaskMsg{m: m}) },
+		jetstream.PullMaxMessages(buffer),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			c.log.Warn("task consumer", "err", err)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("consume tasks from %s/%s: %w", TaskStream, c.cons.CachedInfo().Name, err)
+	}
+	return func() {
+		if !c.bus.nc.IsConnected() {
+			cc.Stop() // nothing can be handed back without a server: AckWait will
+			return
+		}
+		cc.Drain()
+		select {
+		case <-cc.Closed():
+		case <-time.After(5 * time.Second):
+			cc.Stop()
+		}
+	}, nil
+}
+
+// waitFor calls try until it succeeds or ctx ends, backing off from 250 ms
+// to 5 s, and logs the first failure once (msg, args and its error): for
+// what a poller needs and the dispatcher creates.
+func waitFor(ctx context.Context, log *slog.Logger, msg string, try func() error, args ...any) error {
+	backoff := 250 * time.Millisecond
+	for warned := false; ; warned = true {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !warned {
+			log.Warn(msg, append(args, "err", err)...)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// WatchRecords delivers HostRecords of site to fn (called from one
+// goroutine at a time) until stop is called: those stored since `since` and
+// then new ones, or, with a zero since, only records stored after the watch
+// began, which needs no agreement between this machine's clock and the
+// server's.
+func (b *Bus) WatchRecords(ctx context.Context, site string, since time.Time, fn func(subject string, data []byte)) (stop func(), err error) {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{task.ResultPrefix + site + ".>"},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	cons, err := b.js.OrderedConsumer(ctx, ResultStream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s on %s: %w", task.ResultPrefix+site+".>", ResultStream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { fn(m.Subject(), m.Data()) })
+	if err != nil {
+		return nil, fmt.Errorf("watch %s on %s: %w", task.ResultPrefix+site+".>", ResultStream, err)
+	}
+	return cc.Stop, nil
+}
+
+// ConsumeRecords delivers the site's HostRecords to fn through the durable
+// consumer durable, from where it left off (only new records the first time
+// it is created), until ctx ends. Records published while the caller was
+// down are delivered when it returns. fn returning nil acks the record; an
+// error hands it back for redelivery a second later.
+func (b *Bus) ConsumeRecords(ctx context.Context, site, durable string, fn func(subject string, data []byte) error) error {
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, ResultStream, jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   "Flock dispatcher: collects HostRecords of site " + site,
+		FilterSubject: task.ResultPrefix + site + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 10_000,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return fmt.Errorf("create consumer %s on %s: %w", durable, ResultStream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if err := fn(m.Subject(), m.Data()); err != nil {
+			b.log.Warn("record not processed; it will be redelivered", "subject", m.Subject(), "err", err)
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.Ack()
+	}, jetstream.PullMaxMessages(1000), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		b.log.Warn("record consumer", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("consume %s/%s: %w", ResultStream, durable, err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(5 * time.Second):
+		cc.Stop()
+	}
+	return nil
+}
