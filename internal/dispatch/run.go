@@ -235,7 +235,12 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			r.m.tasks.WithLabelValues("queue_full").Inc()
 			full++
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "queue full")
-		case ctx.Err() == nil && t.Deadline.After(now.Add(time.Second)):
+		case ctx.Err() != nil:
+			// Stopping: the publication was cut short, and the task may or may
+			// not be stored. Not a failure of the bus; a dispatcher that runs
+			// next publishes the host's current slot again under the same id.
+			r.o.Log.Debug("task publication interrupted by shutdown", "host", t.Host, "task_id", t.ID, "err", err)
+		case t.Deadline.After(now.Add(time.Second)):
 			// The server did not acknowledge (it was restarting, say): the task
 			// may or may not be stored. Publish it again with the same id: if
 			// it was, JetStream drops the copy or refuses it as busy.
