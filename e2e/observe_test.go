@@ -168,6 +168,17 @@ func TestObservability(t *testing.T) {
 	if st := run(t, "dispatcher", "status", "--config", cfgPath, "--sort", "size"); st.code != 2 || !strings.Contains(st.stderr, "duration") {
 		t.Fatalf("unknown sort key: exit %d %q", st.code, st.stderr)
 	}
+	// The common flags before the subcommand, as with git, docker and nats.
+	st2 := run(t, "dispatcher", "--config", cfgPath, "status", "--sort", "state")
+	if lines2 := strings.Split(strings.TrimSpace(st2.stdout), "\n"); st2.code != 0 || len(lines2) != len(lines) {
+		t.Fatalf("dispatcher --config F status: exit %d\n%s\nwant the hosts of\n%s\n%s", st2.code, st2.stdout, st.stdout, st2.stderr)
+	} else {
+		for i := range lines {
+			if f, f2 := strings.Fields(lines[i]), strings.Fields(lines2[i]); f[0] != f2[0] || f[1] != f2[1] {
+				t.Fatalf("dispatcher --config F status line %d: %q, want host and state of %q", i, lines2[i], lines[i])
+			}
+		}
+	}
 	code, page := get(t, "http://"+dispMetrics+"/status?sort=duration")
 	if code != 200 || !strings.Contains(page, "<table>") || strings.Count(page, "<tr class=") != 4 || !strings.Contains(page, "failing: 1") {
 		t.Fatalf("status page: %d\n%s", code, page)
@@ -180,6 +191,11 @@ func TestObservability(t *testing.T) {
 	if pn.code != 0 || err != nil || rec.Host != dev.Name || rec.Error != nil || len(rec.Varbinds) == 0 ||
 		string(rec.Varbinds[0].Bytes) != dev.Name || !strings.Contains(rec.TaskID, "@now-") || rec.Poller != "poller.e2e" {
 		t.Fatalf("dispatcher poll %s: exit %d, %v\n%s\n%s", dev.Name, pn.code, err, pn.stdout, pn.stderr)
+	}
+	// The common flags before the subcommand, as with git, docker and nats.
+	pn = run(t, "dispatcher", "--config", cfgPath, "poll", dev.Name)
+	if rec, err := task.DecodeRecord([]byte(strings.TrimSpace(pn.stdout))); pn.code != 0 || err != nil || rec.Host != dev.Name || rec.Error != nil {
+		t.Fatalf("dispatcher --config F poll %s: exit %d, %v\n%s\n%s", dev.Name, pn.code, err, pn.stdout, pn.stderr)
 	}
 	// HOST before the flags works too.
 	if pn := run(t, "dispatcher", "poll", "gone.flock.onion", "--config", cfgPath); pn.code != 1 || !strings.Contains(pn.stdout, `"kind":"unreachable"`) {

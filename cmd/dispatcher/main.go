@@ -34,27 +34,34 @@ func main() {
 }
 
 const synopsis = `dispatcher [--config FILE] [--once | --check-config]
-       dispatcher status [--config FILE] [--sort duration|name|state|last_success|failures]
-       dispatcher poll [--config FILE] HOST
-       dispatcher --probe URL`
+       dispatcher [--config FILE] status [--sort duration|name|state|last_success|failures]
+       dispatcher [--config FILE] poll [--timeout D] HOST
+       dispatcher --probe URL
+The common flags (--config, --check-config, --log-level, --log-format) go before or after a subcommand.`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if probed, err := cli.Probe(ctx, args); probed {
 		return err
 	}
-	if len(args) > 0 {
-		switch args[0] {
-		case "status":
-			return runStatus(ctx, args[1:], getenv, stdout, stderr)
-		case "poll":
-			return runPoll(ctx, args[1:], getenv, stdout, stderr)
-		}
-	}
 	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
 	var common cli.Common
 	common.Register(fs, getenv)
 	once := fs.Bool("once", false, "poll every host once, print one JSON HostRecord per line, a summary on stderr, and exit")
-	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
+	cmd, rest, err := cli.ParseCommand(fs, args, "status", "poll")
+	if err != nil {
+		cli.Usage(fs, stderr, synopsis)
+		return err
+	}
+	if cmd != "" && *once {
+		return fmt.Errorf("%w: --once runs the whole dispatcher; it does not go with %s (see -h)", cli.ErrUsage, cmd)
+	}
+	switch cmd {
+	case "status":
+		return runStatus(ctx, &common, rest, getenv, stdout, stderr)
+	case "poll":
+		return runPoll(ctx, &common, rest, getenv, stdout, stderr)
+	}
+	cfg, log, done, err := common.Load(getenv, stdout, stderr)
 	if err != nil || done {
 		return err
 	}
@@ -198,9 +205,8 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsbu
 
 // runStatus prints every host of the inventory with its state from the
 // dispatcher's KV bucket, slowest first by default.
-func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runStatus(ctx context.Context, common *cli.Common, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dispatcher status", flag.ContinueOnError)
-	var common cli.Common
 	common.Register(fs, getenv)
 	sortKey := fs.String("sort", "duration", "order: duration (slowest first), name, state (failing first), last_success (oldest first), failures")
 	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
@@ -233,9 +239,8 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 
 // runPoll asks the running dispatcher to poll one host now and prints its
 // HostRecord; exit 0 if the host answered, 1 if the record has an error.
-func runPoll(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runPoll(ctx context.Context, common *cli.Common, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dispatcher poll", flag.ContinueOnError)
-	var common cli.Common
 	common.Register(fs, getenv)
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the record")
 	// HOST may come before, between or after the flags.

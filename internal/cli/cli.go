@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -59,24 +60,57 @@ type Common struct {
 	LogFormat   string
 }
 
-// Register adds the common flags to fs. The config path defaults to $FLOCK_CONFIG.
+// Register adds the common flags to fs. Their defaults are the values c
+// already holds (a subcommand's flags start from the global flags given
+// before it); the config path's is $FLOCK_CONFIG.
 func (c *Common) Register(fs *flag.FlagSet, getenv func(string) string) {
-	fs.StringVar(&c.Config, "config", getenv("FLOCK_CONFIG"), "configuration `file` (YAML); default $FLOCK_CONFIG")
-	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration, print a summary and exit (2 if invalid)")
-	fs.StringVar(&c.LogLevel, "log-level", "", "log level: debug, info, warn or error; default log.level ($FLOCK_LOG_LEVEL), info")
-	fs.StringVar(&c.LogFormat, "log-format", "", "log format: text or json; default log.format ($FLOCK_LOG_FORMAT), text")
+	fs.StringVar(&c.Config, "config", cmp.Or(c.Config, getenv("FLOCK_CONFIG")), "configuration `file` (YAML); default $FLOCK_CONFIG")
+	fs.BoolVar(&c.CheckConfig, "check-config", c.CheckConfig, "validate the configuration, print a summary and exit (2 if invalid)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error; default log.level ($FLOCK_LOG_LEVEL), info")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json; default log.format ($FLOCK_LOG_FORMAT), text")
+}
+
+// ParseCommand parses the global flags of a binary with subcommands (fs)
+// from args, up to the first argument that is not a flag: that is the
+// subcommand, which must be one of commands, and rest are the arguments
+// after it, for the subcommand's own flags. With no subcommand, cmd is "".
+// So `dispatcher --config F poll HOST` and `dispatcher poll --config F HOST`
+// both work, as with git, docker and nats.
+func ParseCommand(fs *flag.FlagSet, args []string, commands ...string) (cmd string, rest []string, err error) {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", nil, err
+		}
+		return "", nil, fmt.Errorf("%w: %w (see -h)", ErrUsage, err)
+	}
+	if fs.NArg() == 0 {
+		return "", nil, nil
+	}
+	for _, c := range commands {
+		if fs.Arg(0) == c {
+			return c, fs.Args()[1:], nil
+		}
+	}
+	return "", nil, fmt.Errorf("%w: unexpected argument %q: want a flag or one of the subcommands %s (see -h)",
+		ErrUsage, fs.Arg(0), strings.Join(commands, ", "))
 }
 
 // Setup parses args with fs (the common flags registered, plus the binary's
-// own), loads and validates the configuration and builds the logger. With
-// --check-config it prints the summary and returns done: the binary has
-// nothing more to do.
+// own), then loads the configuration as Load does.
 func (c *Common) Setup(fs *flag.FlagSet, synopsis string, args []string, getenv func(string) string,
 	stdout, stderr io.Writer) (cfg *config.Config, log *slog.Logger, done bool, err error) {
 	if err := Parse(fs, args); err != nil {
 		Usage(fs, stderr, synopsis)
 		return nil, nil, false, err
 	}
+	return c.Load(getenv, stdout, stderr)
+}
+
+// Load loads and validates the configuration the parsed flags name and
+// builds the logger. With --check-config it prints the summary and returns
+// done: the binary has nothing more to do.
+func (c *Common) Load(getenv func(string) string, stdout, stderr io.Writer) (cfg *config.Config, log *slog.Logger, done bool, err error) {
 	if cfg, err = config.Load(c.Config, getenv); err != nil {
 		return nil, nil, false, err
 	}
