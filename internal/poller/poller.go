@@ -5,8 +5,10 @@
 // error record (bad_task, too_large, undelivered) rather than dropped; a
 // poll the poller itself cannot finish is handed back to the queue.
 //
-// It declares what it needs from the bus (Delivery, Publisher, Request)
-// and imports no NATS package: internal/natsbus satisfies them.
+// It declares what it needs: the deliveries (Delivery, taken through a
+// Consume func), a Publisher for records, poll-now Requests and the poll
+// itself (PollFunc, poll.Poller.Poll). It imports no NATS package;
+// internal/natsbus satisfies them, and cmd/poller wires the two.
 package poller
 
 import (

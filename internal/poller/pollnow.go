@@ -62,7 +62,12 @@ func (l *Loop) pollOnRequest(ctx context.Context, r Request) {
 		return
 	}
 	l.log.Info("polled on request", "host", t.Host, "task_id", t.ID, "ok", rec.Error == nil)
-	if err := r.Respond(l.encode(nil, &rec)); err != nil {
+	data := rec.AppendJSON(nil)
+	if why := l.tooLarge(&rec, len(data)); why != "" {
+		_ = r.Refuse(fmt.Sprintf("poller %s: %s", l.o.Name, why))
+		return
+	}
+	if err := r.Respond(data); err != nil {
 		l.log.Warn("cannot answer a poll-now request", "host", t.Host, "task_id", t.ID, "err", err)
 	}
 }

@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,38 @@ func TestFailedOID(t *testing.T) {
 	}
 	if got := failedOID(&task.HostRecord{}); got != "" {
 		t.Errorf("no part: %q", got)
+	}
+}
+
+// A poll-now record larger than the bus carries is refused with the reason,
+// as the bus would refuse the reply, rather than lost in silence.
+func TestPollNowRecordTooLarge(t *testing.T) {
+	srv := natstest.Run(t, natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 64 << 10})
+	b := natstest.Connect(t, srv, "p1")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	loop := New(Options{Name: "p1"}, func(ctx context.Context, tk *task.PollTask, _ int, rec *task.HostRecord) error {
+		*rec = task.NewRecord(tk, "p1", 1, time.Now())
+		for i := range 5000 {
+			rec.Varbinds = append(rec.Varbinds, task.Varbind{OID: fmt.Sprintf(".1.3.6.1.2.1.2.2.1.2.%d", i), Type: task.TypeOctetString, Bytes: []byte("GigabitEthernet0/1")})
+		}
+		return nil
+	}, b)
+	stop, err := b.ServePollTasks("default", func(r *natsbus.Request) { loop.PollNow(ctx, r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	tk := task.PollTask{Schema: task.Schema, ID: "default.h@now-1", Site: "default", Host: "h.example.net", HostKey: "h-example-net",
+		Address: "127.0.0.1", Port: 161, Credentials: "public", Get: []string{".1.3.6.1.2.1.1.5.0"}, TimeoutMS: 100, PollTimeoutMS: 1000, MaxOids: 8,
+		MaxRepetitions: 10, ScheduledAt: time.Now(), Deadline: time.Now().Add(time.Minute)}
+	resp, err := b.Conn().RequestWithContext(ctx, natsbus.PollTaskPrefix+"default", tk.AppendJSON(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := resp.Header.Get(natsbus.ErrorHeader)
+	if len(resp.Data) != 0 || !strings.HasPrefix(why, "poller p1: the record for host h.example.net is ") ||
+		!strings.Contains(why, "with 5000 varbinds, more than the bus's max_payload allows (65536)") {
+		t.Fatalf("answer %d bytes, %s: %q", len(resp.Data), natsbus.ErrorHeader, why)
 	}
 }

@@ -30,6 +30,7 @@ func (w *worker) handle(ctx context.Context, d Delivery) {
 		w.badTask(ctx, d, &t, attempt, err)
 		return
 	}
+	subject, id := task.ResultSubject(t.Site, t.HostKey), t.ID // the record answers the task, whatever the poll wrote
 	rec := &w.rec
 	*rec = task.HostRecord{Varbinds: rec.Varbinds[:0]}
 	w.l.hooks.PollStarted()
@@ -41,7 +42,7 @@ func (w *worker) handle(ctx context.Context, d Delivery) {
 			// No delivery is left: handing it back would leave it stuck in the
 			// queue. Answer it with a final error instead.
 			*rec = task.Undelivered(&t, w.l.o.Name, attempt, "the last delivery was interrupted: "+perr.Error(), time.Now())
-			if err := w.publish(ctx, rec); err == nil {
+			if err := w.publish(ctx, subject, id, rec); err == nil {
 				_ = d.Term("max deliveries")
 				w.l.hooks.PollDone(rec, attempt)
 				return
@@ -52,7 +53,7 @@ func (w *worker) handle(ctx context.Context, d Delivery) {
 		w.l.hooks.PollDone(nil, attempt)
 		return
 	}
-	if err := w.publish(ctx, rec); err != nil {
+	if err := w.publish(ctx, subject, id, rec); err != nil {
 		w.log.Error("cannot publish host record; the task will be redelivered", "host", t.Host, "task_id", t.ID, "err", err)
 		_ = d.Nak(time.Second)
 		w.l.hooks.PollDone(nil, attempt)
@@ -96,7 +97,7 @@ func (w *worker) badTask(ctx context.Context, d Delivery, t *task.PollTask, atte
 			rec.TaskID = fmt.Sprintf("bad.%s.%s", key, now.UTC().Format("20060102T150405.000000000"))
 		}
 		rec.Error = &task.Error{Kind: task.KindBadTask, Message: cause.Error()}
-		if err := w.publish(ctx, &rec); err != nil {
+		if err := w.publish(ctx, task.ResultSubject(site, key), rec.TaskID, &rec); err != nil {
 			w.log.Error("cannot publish bad-task record", "subject", d.Subject(), "err", err)
 		} else {
 			w.l.hooks.PollStarted() // counted as a poll that ended at once, with kind bad_task
@@ -106,11 +107,19 @@ func (w *worker) badTask(ctx context.Context, d Delivery, t *task.PollTask, atte
 	_ = d.Term("bad task: " + truncate(cause.Error(), 200))
 }
 
-// publish stores rec on its host's result subject, with its task id as
-// message id, so a redelivered task's second record is stored once.
-func (w *worker) publish(ctx context.Context, rec *task.HostRecord) error {
-	w.buf = w.l.encode(w.buf[:0], rec)
-	subject := task.ResultSubject(rec.Site, rec.HostKey)
+// publish stores rec on subject (its host's result subject) with id (its
+// task id) as message id, so a redelivered task's second record is stored
+// once. A record larger than the bus carries is stored without its
+// varbinds, as a too_large error, so the poll is answered rather than lost.
+func (w *worker) publish(ctx context.Context, subject, id string, rec *task.HostRecord) error {
+	w.buf = rec.AppendJSON(w.buf[:0])
+	if why := w.l.tooLarge(rec, len(w.buf)); why != "" {
+		w.log.Error("record too large; published without its varbinds", "host", rec.Host, "task_id", id, "bytes", len(w.buf))
+		rec.Varbinds = rec.Varbinds[:0]
+		rec.Error = &task.Error{Kind: task.KindTooLarge, Message: why}
+		rec.Errors = append(rec.Errors, task.PartError{Part: "record", Kind: task.KindTooLarge, Message: why})
+		w.buf = rec.AppendJSON(w.buf[:0])
+	}
 	if w.l.shuttingDown() && !w.l.pub.Connected() {
 		// Shutting down and the server is gone: waiting for it would only
 		// delay the exit. The task, never acked, goes to another poller.
@@ -118,30 +127,23 @@ func (w *worker) publish(ctx context.Context, rec *task.HostRecord) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.l.o.PublishTimeout)
 	defer cancel()
-	return w.l.pub.PublishRecord(ctx, subject, rec.TaskID, w.buf)
+	return w.l.pub.PublishRecord(ctx, subject, id, w.buf)
 }
 
 // payloadHeadroom is what a record may not take of the bus's max_payload:
 // the subject and the headers travel in it too.
 const payloadHeadroom = 4096
 
-// encode appends rec's JSON to buf. A record larger than the bus carries is
-// sent without its varbinds, as a too_large error naming the host, its size
-// and the limit, so the poll is answered rather than lost.
-func (l *Loop) encode(buf []byte, rec *task.HostRecord) []byte {
-	start := len(buf)
-	buf = rec.AppendJSON(buf)
-	max := l.pub.MaxPayload()
-	if size := len(buf) - start; size > max-payloadHeadroom {
-		msg := fmt.Sprintf("the record for host %s is %d bytes with %d varbinds, more than the bus's max_payload allows (%d): "+
-			"poll fewer OIDs or raise max_payload on the NATS server", rec.Host, size, len(rec.Varbinds), max)
-		rec.Varbinds = rec.Varbinds[:0]
-		rec.Error = &task.Error{Kind: task.KindTooLarge, Message: msg}
-		rec.Errors = append(rec.Errors, task.PartError{Part: "record", Kind: task.KindTooLarge, Message: msg})
-		l.log.Error("record too large; published without its varbinds", "host", rec.Host, "task_id", rec.TaskID, "bytes", size)
-		buf = rec.AppendJSON(buf[:start])
+// tooLarge says why a record of size bytes cannot travel on the bus, or ""
+// when it can: the one check of the bus's max_payload, for stored records
+// and poll-now answers alike.
+func (l *Loop) tooLarge(rec *task.HostRecord, size int) string {
+	limit := l.pub.MaxPayload()
+	if size <= limit-payloadHeadroom {
+		return ""
 	}
-	return buf
+	return fmt.Sprintf("the record for host %s is %d bytes with %d varbinds, more than the bus's max_payload allows (%d): "+
+		"poll fewer OIDs or raise max_payload on the NATS server", rec.Host, size, len(rec.Varbinds), limit)
 }
 
 // keepAliveTimer reports progress on a task until stopped. It is a runtime
