@@ -3,6 +3,14 @@
 // NATS subject scheme. It is plain data with JSON encoding and imports
 // neither NATS nor gosnmp, so any subscriber can depend on it.
 //
+// Every party builds and reads the messages here, so each rule has one
+// place: SlotID and NowID format task ids, NewRecord begins every
+// HostRecord (a poll's or an error record's), Undelivered is the record of
+// a task given up at max_deliver, ErrHostBusy and ErrQueueFull are the work
+// queue's refusals, and ReadHead reads a record's head (schema, task id,
+// site, host, host key, start, duration, error) without its varbinds,
+// refusing a schema it does not know.
+//
 // # Subjects
 //
 //	flock.tasks.<site>.<hostkey>     one PollTask per host and slot (JetStream work queue FLOCK_TASKS)

@@ -27,24 +27,46 @@ var ErrNoTaskID = errors.New("record has no task_id")
 
 // ReadHead reads the head of an encoded HostRecord without decoding its
 // varbinds. A record of a schema this package does not know is refused
-// with ErrUnknownSchema (the head says which schema and, when it could be
-// read, which task), as is one without a task id (ErrNoTaskID): neither is
-// half-read.
+// with ErrUnknownSchema, the head saying which schema and, when it could be
+// read, which task, even when the rest of it is laid out otherwise; a
+// record without a schema or a task id (ErrNoTaskID) is refused as
+// unreadable. None is half-read.
 func ReadHead(data []byte) (RecordHead, error) {
 	var h RecordHead
 	if !readHeadFast(data, &h) {
 		h = RecordHead{}
 		if err := json.Unmarshal(data, &h); err != nil {
+			if other, ok := otherSchema(data); ok {
+				return other, unknownSchema(&other)
+			}
 			return RecordHead{}, fmt.Errorf("read host record: %w", err)
 		}
 	}
 	switch {
+	case h.Schema == 0:
+		return h, fmt.Errorf("read host record %q: it has no schema", h.TaskID)
 	case h.Schema != Schema:
-		return h, fmt.Errorf("read host record %q: schema %d: %w (this reader knows schema %d)", h.TaskID, h.Schema, ErrUnknownSchema, Schema)
+		return h, unknownSchema(&h)
 	case h.TaskID == "":
 		return h, fmt.Errorf("read host record of host %q: %w", h.Host, ErrNoTaskID)
 	}
 	return h, nil
+}
+
+func unknownSchema(h *RecordHead) error {
+	return fmt.Errorf("read host record %q: schema %d: %w (this reader knows schema %d)", h.TaskID, h.Schema, ErrUnknownSchema, Schema)
+}
+
+// otherSchema reads the schema and task id of a JSON object that does not
+// decode as a record of this schema: true when it names another schema.
+func otherSchema(data []byte) (RecordHead, bool) {
+	var top map[string]json.RawMessage
+	var h RecordHead
+	if json.Unmarshal(data, &top) != nil || json.Unmarshal(top["schema"], &h.Schema) != nil || h.Schema == 0 || h.Schema == Schema {
+		return RecordHead{}, false
+	}
+	_ = json.Unmarshal(top["task_id"], &h.TaskID) // named when it can be
+	return h, true
 }
 
 // headKeys are the keys the head reads; the fast reader skips any other.

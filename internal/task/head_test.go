@@ -67,6 +67,16 @@ func TestReadHeadRefuses(t *testing.T) {
 		err.Error() != `read host record "default.h@1": schema 2: unknown schema (this reader knows schema 1)` {
 		t.Fatalf("schema 2: %+v, %v", h, err)
 	}
+	// A later schema may lay the head out otherwise: still refused as of another schema, naming the task.
+	h, err = ReadHead([]byte(`{"schema":3,"task_id":"default.h@2","started_at":1795608000,"error":"timeout"}`))
+	if !errors.Is(err, ErrUnknownSchema) || h.Schema != 3 || h.TaskID != "default.h@2" {
+		t.Fatalf("schema 3 laid out otherwise: %+v, %v", h, err)
+	}
+	for _, unreadable := range []string{`{}`, `null`, `{"task_id":"default.h@1","varbinds":[]}`, `{"schema":0,"task_id":"x"}`, `{"schema":"1"}`} {
+		if _, err := ReadHead([]byte(unreadable)); err == nil || errors.Is(err, ErrUnknownSchema) {
+			t.Errorf("%s: %v, want an unreadable record, not an unknown schema", unreadable, err)
+		}
+	}
 	if _, err := ReadHead([]byte(`{"schema":1,"host":"h","varbinds":[]}`)); !errors.Is(err, ErrNoTaskID) {
 		t.Fatalf("no task id: %v", err)
 	}
