@@ -166,7 +166,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 	defer stopPollNow()
 	err = r.Run(ctx)
 	st := r.Stats()
-	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "queue_full", st.QueueFull, "failed", st.Failed,
+	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "queue_full", st.QueueFull, "failed", st.Failed, "interrupted", st.Interrupted,
 		"exhausted", st.Exhausted, "records", st.Records, "reloads", st.Reloads, "rejected_reloads", st.Rejected)
 	return err
 }

@@ -65,7 +65,7 @@ func (c *collector) collect(subject string, data []byte) error {
 			c.written(&h)
 		}
 	}
-	state, _ := c.states.observe(key, &h)
+	state := c.states.observe(key, &h, c.store != nil)
 	if c.store == nil {
 		return nil
 	}

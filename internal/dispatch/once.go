@@ -85,9 +85,9 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 	var mu sync.Mutex // the callbacks run on the consumer's goroutine
 	answered := make(map[string]bool, len(tasks))
 	allIn := make(chan struct{})
-	var writeErr error
+	sink := &firstErrorSink{line: lineSink{w: out}}
 	c := &collector{
-		sinks: []Sink{&lineSink{w: out}}, states: newStates(), log: log,
+		sinks: []Sink{sink}, states: newStates(), log: log,
 		accept: func(h *task.RecordHead) bool { return pending[h.TaskID] }, // not another run's or dispatcher's record
 		written: func(h *task.RecordHead) {
 			mu.Lock()
@@ -116,13 +116,7 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 	// exist before they are published, so nothing is missed, whatever the
 	// server's clock says.
 	stop, err := bus.WatchRecords(ctx, site, time.Time{}, func(subject string, data []byte) {
-		if err := c.collect(subject, data); err != nil {
-			mu.Lock()
-			if writeErr == nil {
-				writeErr = err
-			}
-			mu.Unlock()
-		}
+		_ = c.collect(subject, data) // in memory, no sink error: nothing to deliver again
 	})
 	if err != nil {
 		return sum, err
@@ -157,10 +151,36 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 	if reported > 20 {
 		log.Warn("more hosts without a record", "count", reported-20)
 	}
-	if writeErr != nil {
-		return sum, fmt.Errorf("write records: %w", writeErr)
+	if err := sink.failed(); err != nil {
+		return sum, fmt.Errorf("write records: %w", err)
 	}
 	return sum, nil
+}
+
+// firstErrorSink writes records as lines until a write fails; then it keeps
+// that error and writes no more, without refusing the records: a one-shot
+// run still counts every host that answered, and ends with the error.
+type firstErrorSink struct {
+	line lineSink
+	mu   sync.Mutex
+	err  error
+}
+
+func (s *firstErrorSink) Write(record []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = s.line.Write(record)
+	}
+	return nil
+}
+
+func (s *firstErrorSink) Close() error { return nil }
+
+func (s *firstErrorSink) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // publishAll publishes the tasks. A host whose previous task is still queued

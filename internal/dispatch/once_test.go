@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -105,5 +106,31 @@ func TestRunOnceRetriesHostWithStaleTask(t *testing.T) {
 		if err != nil || rec.TaskID == stale[0].ID {
 			t.Errorf("record %s (err %v): the stale task's record must not be printed", rec.TaskID, err)
 		}
+	}
+}
+
+// brokenWriter is a stdout that refuses every write (a closed pipe, a full disk).
+type brokenWriter struct{ writes int }
+
+func (w *brokenWriter) Write([]byte) (int, error) {
+	w.writes++
+	return 0, errors.New("write /dev/stdout: broken pipe")
+}
+
+// A one-shot run whose output fails still counts every host that answered,
+// ends when all have (not at its timeout), tries the output once and
+// returns its error.
+func TestRunOnceBrokenOutput(t *testing.T) {
+	fleet, srv, d := setup(t, 4)
+	cfg := fleetConfig(t, fleet, time.Minute)
+	servePoller(t, srv, cfg)
+	out := &brokenWriter{}
+	start := time.Now()
+	sum, err := dispatch.RunOnce(context.Background(), d, cfg, out, quiet)
+	if err == nil || err.Error() != "write records: write /dev/stdout: broken pipe" {
+		t.Fatalf("err %v, want the output's error", err)
+	}
+	if sum.OK != 4 || sum.Missing != 0 || out.writes != 1 || time.Since(start) > 30*time.Second {
+		t.Fatalf("summary %s after %s, %d writes: want 4 hosts answered, one write tried, no wait for the timeout", sum, time.Since(start), out.writes)
 	}
 }

@@ -53,10 +53,12 @@ type Stats struct {
 	Overruns  int // slots skipped because the host's previous task was still queued or in flight
 	QueueFull int // tasks refused because the task queue was full
 	Failed    int // tasks that could not be published for another reason
-	Records   int // records written to the sinks
-	Reloads   int // inventories applied by reload
-	Rejected  int // reloads rejected
-	Exhausted int // tasks that reached max_deliver unanswered, removed and answered with an error record
+	// Interrupted counts tasks whose publication a shutdown cut short.
+	Interrupted int
+	Records     int // records written to the sinks
+	Reloads     int // inventories applied by reload
+	Rejected    int // reloads rejected
+	Exhausted   int // tasks that reached max_deliver unanswered, removed and answered with an error record
 }
 
 // Runner is a running dispatcher.
@@ -209,11 +211,14 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.o.Now()
-	full := 0
-	defer func() {
-		if full > 0 { // once per batch: a full queue would otherwise log every host
+	full, interrupted := 0, 0
+	defer func() { // once per batch, not once per host
+		if full > 0 {
 			r.o.Log.Error("task queue full: tasks refused; pollers are not keeping up (or nats.max_queued_tasks is too small)",
 				"refused", full, "in_batch", len(tasks))
+		}
+		if interrupted > 0 {
+			r.o.Log.Info("stopping: task publications cut short; the next dispatcher publishes their slots again", "tasks", interrupted)
 		}
 	}()
 	for i, err := range errs {
@@ -235,11 +240,14 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			r.m.tasks.WithLabelValues("queue_full").Inc()
 			full++
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "queue full")
-		case ctx.Err() != nil:
-			// Stopping: the publication was cut short, and the task may or may
-			// not be stored. Not a failure of the bus; a dispatcher that runs
-			// next publishes the host's current slot again under the same id.
-			r.o.Log.Debug("task publication interrupted by shutdown", "host", t.Host, "task_id", t.ID, "err", err)
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+			// Stopping: the wait for the server's answer was cut short, and the
+			// task may or may not be stored. Not a failure of the bus: counted
+			// apart, and a dispatcher that runs next publishes the host's
+			// current slot again under the same id.
+			r.stats.Interrupted++
+			interrupted++
+			r.o.Log.Debug("task publication interrupted by shutdown", "host", t.Host, "task_id", t.ID)
 		case t.Deadline.After(now.Add(time.Second)):
 			// The server did not acknowledge (it was restarting, say): the task
 			// may or may not be stored. Publish it again with the same id: if

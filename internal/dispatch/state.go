@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,19 +81,15 @@ const recentIDs = 4
 func (s *States) seen(key, taskID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if hs := s.m[key]; hs != nil {
-		for _, id := range hs.Recent {
-			if id == taskID {
-				return true
-			}
-		}
-	}
-	return false
+	hs := s.m[key]
+	return hs != nil && slices.Contains(hs.Recent, taskID)
 }
 
-// observe records one HostRecord. It returns the state's new JSON and
-// whether the record is new (false: this task id was already written).
-func (s *States) observe(key string, r *task.RecordHead) ([]byte, bool) {
+// observe records one HostRecord in its host's state and returns the
+// state's JSON when encode is set (to be saved), nil otherwise. A record of
+// a task already seen, or of an older slot arriving late, does not move the
+// state back.
+func (s *States) observe(key string, r *task.RecordHead, encode bool) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	hs := s.m[key]
@@ -100,31 +97,27 @@ func (s *States) observe(key string, r *task.RecordHead) ([]byte, bool) {
 		hs = &HostState{Host: r.Host}
 		s.m[key] = hs
 	}
-	for _, id := range hs.Recent {
-		if id == r.TaskID { // already written; the state may still need saving
-			data, _ := json.Marshal(hs)
-			return data, false
+	if !slices.Contains(hs.Recent, r.TaskID) {
+		hs.Recent = append(hs.Recent, r.TaskID)
+		if len(hs.Recent) > recentIDs {
+			hs.Recent = hs.Recent[len(hs.Recent)-recentIDs:]
+		}
+		if !r.StartedAt.Before(hs.LastPollAt) {
+			hs.Host, hs.LastTaskID, hs.LastPollAt, hs.LastDurationMS = r.Host, r.TaskID, r.StartedAt, r.DurationMS
+			if r.Error == nil {
+				hs.LastSuccessAt = r.StartedAt
+				hs.ConsecutiveFailures = 0
+			} else {
+				hs.LastError, hs.LastErrorAt = r.Error, r.StartedAt
+				hs.ConsecutiveFailures++
+			}
 		}
 	}
-	hs.Recent = append(hs.Recent, r.TaskID)
-	if len(hs.Recent) > recentIDs {
-		hs.Recent = hs.Recent[len(hs.Recent)-recentIDs:]
-	}
-	// Records of older slots can arrive late (redelivery): they do not move the state back.
-	if r.StartedAt.Before(hs.LastPollAt) {
-		data, _ := json.Marshal(hs)
-		return data, true
-	}
-	hs.Host, hs.LastTaskID, hs.LastPollAt, hs.LastDurationMS = r.Host, r.TaskID, r.StartedAt, r.DurationMS
-	if r.Error == nil {
-		hs.LastSuccessAt = r.StartedAt
-		hs.ConsecutiveFailures = 0
-	} else {
-		hs.LastError, hs.LastErrorAt = r.Error, r.StartedAt
-		hs.ConsecutiveFailures++
+	if !encode {
+		return nil
 	}
 	data, _ := json.Marshal(hs)
-	return data, true
+	return data
 }
 
 // Snapshot copies every host's state, keyed by <site>.<hostkey>.
