@@ -29,14 +29,16 @@ go test -race -tags integration -count=1 "$@" ./...
 # Fuzzing, bounded: new inputs are kept in the Go cache; the corpus in each
 # package's testdata/fuzz is replayed by the plain test run above.
 FUZZTIME=${FUZZTIME:-10s}
+# corpus_size counts a target's saved inputs (0 before its first failure made the folder).
+corpus_size() { if [ -d "$1" ]; then ls "$1" | wc -l; else echo 0; fi; }
 for target in "FuzzDecodeTask ./internal/task" "FuzzDecodeRecord ./internal/task" "FuzzReadHead ./internal/task" "FuzzLoad ./internal/config" "FuzzResponse ./internal/snmp"; do
 	set -- $target
 	corpus="$2/testdata/fuzz/$1"
-	before=$(ls "$corpus" 2>/dev/null | wc -l)
+	before=$(corpus_size "$corpus")
 	log=$(mktemp)
 	if go test -run '^$' -fuzz "^$1\$" -fuzztime "$FUZZTIME" "$2" >"$log" 2>&1; then
 		echo "fuzz: $1 ran for $FUZZTIME without a failure"
-	elif [ "$(ls "$corpus" 2>/dev/null | wc -l)" -gt "$before" ]; then
+	elif [ "$(corpus_size "$corpus")" -gt "$before" ]; then
 		# A failing input was found and saved: a real failure.
 		echo "test: fuzzing $1 found a failing input, saved in $corpus:" >&2
 		tail -n 40 "$log" >&2

@@ -1,11 +1,12 @@
-// Package natsbus is Flock's adapter to NATS JetStream, the one package that
-// imports the NATS client (nats.go) or server (nats-server): it connects
-// (or embeds a server), creates the streams, consumers and key-value
-// buckets, publishes tasks and records, and delivers them to whoever
-// consumes them. It decides nothing of Flock's own: what a delivered task
-// or a collected record means is internal/poller's and internal/dispatch's,
-// through the small interfaces they declare, which this package's types
-// satisfy (TaskMsg, Request, Bus).
+// Package natsbus is Flock's adapter to NATS JetStream, the one product
+// package that imports the NATS client (nats.go) or server (nats-server),
+// as harness/layout's test checks: it connects (or embeds a server),
+// creates the streams, consumers and key-value buckets, publishes tasks
+// and records, and delivers them to whoever consumes them. It decides
+// nothing of Flock's own: what a delivered task or a collected record
+// means is internal/poller's and internal/dispatch's, through the small
+// interfaces they declare, which this package's types satisfy (TaskMsg,
+// Request, Bus).
 //
 // One file per noun, as in nats.go's jetstream package: conn (the
 // connection, its authentication), embedded (an in-process server), stream
