@@ -3,6 +3,10 @@ package natsbus_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +116,42 @@ func TestDeviceMemorySharedByPollers(t *testing.T) {
 	// a paid one unanswered GETBULK and one probe; b went straight to GETNEXT.
 	if reqA != reqB+2 {
 		t.Fatalf("requests: %d for the poller that learnt, %d for the one that knew; want a difference of 2", reqA, reqB)
+	}
+}
+
+// More tasks at once than nats.go keeps unacknowledged (4,000) all reach
+// the queue, even from a server slow to acknowledge (here: every write
+// synced to disk): none is lost to the client's "stalled" refusal.
+func TestPublishManyTasksFromASlowServer(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "slow.conf")
+	if err := os.WriteFile(conf, []byte("jetstream { sync_interval: always }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Run(t, natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), ConfigFile: conf})
+	d := natstest.Connect(t, srv, "dispatcher")
+	ctx := context.Background()
+	if err := d.EnsureStreams(ctx, natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tasks := make([]task.PollTask, 12_000)
+	for i := range tasks {
+		key := fmt.Sprintf("h%05d", i)
+		tasks[i] = task.PollTask{Schema: task.Schema, ID: task.SlotID(task.DefaultSite, key, now), Site: task.DefaultSite, Host: key, HostKey: key,
+			Address: "127.0.0.1", Port: 161, Credentials: "public", Get: []string{".1.3.6.1.2.1.1.5.0"}, TimeoutMS: 100, PollTimeoutMS: 1000,
+			MaxOids: 8, MaxRepetitions: 10, ScheduledAt: now, Deadline: now.Add(time.Minute)}
+	}
+	failed := map[string]int{}
+	for _, err := range d.PublishTasks(ctx, tasks) {
+		if err != nil {
+			failed[err.Error()[strings.Index(err.Error(), ":")+1:]]++
+		}
+	}
+	if len(failed) > 0 {
+		t.Fatalf("tasks not published: %v", failed)
+	}
+	q, err := d.Queue(ctx, task.DefaultSite)
+	if err != nil || q.Queued != uint64(len(tasks)) {
+		t.Fatalf("%d tasks queued (%v), want %d", q.Queued, err, len(tasks))
 	}
 }

@@ -15,13 +15,35 @@ import (
 
 // PublishTasks queues tasks on the work queue, each living until its
 // deadline (at least 1s) so a task nobody took cannot block its host's next
-// one. It
-// returns one error per task: nil, task.ErrHostBusy, task.ErrQueueFull or another
-// failure. The task id is the JetStream message id, so publishing the same
-// task twice (a restarted or doubled dispatcher) stores it once.
+// one. It returns one error per task: nil, task.ErrHostBusy,
+// task.ErrQueueFull or another failure. The task id is the JetStream message
+// id, so publishing the same task twice (a restarted or doubled dispatcher)
+// stores it once.
 func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask) []error {
-	now := time.Now()
 	errs := make([]error, len(tasks))
+	for start := 0; start < len(tasks); start += publishWindow {
+		end := min(start+publishWindow, len(tasks))
+		if ctx.Err() != nil { // stopped: the windows not begun are not published
+			for i := start; i < len(tasks); i++ {
+				errs[i] = fmt.Errorf("publish task for %s: %w", tasks[i].Host, ctx.Err())
+			}
+			break
+		}
+		b.publishBatch(ctx, tasks[start:end], errs[start:end])
+	}
+	return errs
+}
+
+// publishWindow is how many tasks PublishTasks keeps unacknowledged at
+// once: well under nats.go's limit of 4,000 asynchronous publishes, past
+// which the client refuses a publish it could not send within 200 ms
+// ("stalled with too many outstanding async published messages"), as it
+// does when the server is slow to acknowledge. A window then waits for its
+// acknowledgements instead.
+const publishWindow = 1000
+
+func (b *Bus) publishBatch(ctx context.Context, tasks []task.PollTask, errs []error) {
+	now := time.Now()
 	futures := make([]jetstream.PubAckFuture, len(tasks))
 	for i := range tasks {
 		t := &tasks[i]
@@ -36,10 +58,6 @@ func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask) []error {
 			errs[i] = fmt.Errorf("publish task for %s: %w", t.Host, err)
 		}
 	}
-	select {
-	case <-b.js.PublishAsyncComplete():
-	case <-ctx.Done():
-	}
 	for i, f := range futures {
 		if f == nil {
 			continue
@@ -52,7 +70,6 @@ func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask) []error {
 			errs[i] = fmt.Errorf("publish task for %s: %w", tasks[i].Host, ctx.Err())
 		}
 	}
-	return errs
 }
 
 // errCodeStoreFailed is nats-server's JSStreamStoreFailedF (10077): a limit
