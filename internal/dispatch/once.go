@@ -84,7 +84,9 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 	}
 	var mu sync.Mutex // the callbacks run on the consumer's goroutine
 	answered := make(map[string]bool, len(tasks))
+	want := len(tasks) // lowered to the tasks queued, once they are
 	allIn := make(chan struct{})
+	allInOnce := sync.OnceFunc(func() { close(allIn) })
 	sink := &firstErrorSink{line: lineSink{w: out}}
 	c := &collector{
 		sinks: []Sink{sink}, states: newStates(), log: log,
@@ -101,8 +103,8 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 			if progress != nil {
 				progress(sum)
 			}
-			if len(answered) == len(tasks) {
-				close(allIn)
+			if len(answered) >= want {
+				allInOnce()
 			}
 		},
 		duplicate: func(*task.RecordHead) {
@@ -123,6 +125,13 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 	}
 
 	unpublished := publishAll(ctx, bus, tasks, start.Add(timeout), log)
+	mu.Lock()
+	// A task that was never queued cannot be answered: the run ends when the
+	// queued ones are, not at its timeout (their hosts are reported missing).
+	if want = len(tasks) - unpublished; len(answered) >= want {
+		allInOnce()
+	}
+	mu.Unlock()
 	remaining := time.Until(start.Add(timeout))
 	timer := time.NewTimer(remaining)
 	defer timer.Stop()

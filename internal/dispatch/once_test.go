@@ -134,3 +134,23 @@ func TestRunOnceBrokenOutput(t *testing.T) {
 		t.Fatalf("summary %s after %s, %d writes: want 4 hosts answered, one write tried, no wait for the timeout", sum, time.Since(start), out.writes)
 	}
 }
+
+// Tasks the queue refused can never be answered: the run ends when the
+// queued ones are, with the refused hosts missing, not at its timeout.
+func TestRunOnceEndsWhenTheQueuedTasksAnswered(t *testing.T) {
+	fleet, srv, d := setup(t, 20)
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3, MaxQueued: 2}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fleetConfig(t, fleet, time.Minute)
+	servePoller(t, srv, cfg)
+	var out bytes.Buffer
+	start := time.Now()
+	sum, err := dispatch.RunOnce(context.Background(), d, cfg, &out, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Unpublished < 1 || sum.Missing != sum.Unpublished || sum.OK != 20-sum.Unpublished || time.Since(start) > 30*time.Second {
+		t.Fatalf("summary %s after %s: want the queued hosts answered, the refused ones missing, and no wait for the 1m timeout", sum, time.Since(start))
+	}
+}
