@@ -13,6 +13,22 @@ import (
 	"github.com/flock-snmp/flock/internal/task"
 )
 
+// servePollNow answers the default site's poll-now requests with loop, as cmd/poller wires it.
+func servePollNow(t *testing.T, ctx context.Context, b *natsbus.Bus, loop *Loop) {
+	t.Helper()
+	stop, err := b.ServePollTasks("default", func(r *natsbus.Request) { loop.PollNow(ctx, r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+}
+
+func pollNowTask() task.PollTask {
+	return task.PollTask{Schema: task.Schema, ID: "default.h@now-1", Site: "default", Host: "h.example.net", HostKey: "h-example-net",
+		Address: "127.0.0.1", Port: 161, Credentials: "public", Get: []string{".1.3.6.1.2.1.1.5.0"}, TimeoutMS: 100, PollTimeoutMS: 1000, MaxOids: 8,
+		MaxRepetitions: 10, ScheduledAt: time.Now(), Deadline: time.Now().Add(time.Minute)}
+}
+
 // A poller serves at most pollNowLimit poll-now tasks at once and says so
 // to the next one, instead of starting polls without bound.
 func TestPollNowTasksAreBounded(t *testing.T) {
@@ -28,14 +44,8 @@ func TestPollNowTasksAreBounded(t *testing.T) {
 		*rec = task.HostRecord{Schema: task.Schema, TaskID: tk.ID, Host: tk.Host}
 		return nil
 	}, b)
-	stop, err := b.ServePollTasks("default", func(r *natsbus.Request) { loop.PollNow(ctx, r) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	tk := task.PollTask{Schema: task.Schema, ID: "default.h@now-1", Site: "default", Host: "h.example.net", HostKey: "h-example-net",
-		Address: "127.0.0.1", Port: 161, Credentials: "public", Get: []string{".1.3.6.1.2.1.1.5.0"}, TimeoutMS: 100, PollTimeoutMS: 1000, MaxOids: 8,
-		MaxRepetitions: 10, ScheduledAt: time.Now(), Deadline: time.Now().Add(time.Minute)}
+	servePollNow(t, ctx, b, loop)
+	tk := pollNowTask()
 	data, _ := json.Marshal(&tk)
 	answers := make(chan string, pollNowLimit+1)
 	for i := 0; i < pollNowLimit; i++ {
@@ -93,14 +103,8 @@ func TestPollNowRecordTooLarge(t *testing.T) {
 		}
 		return nil
 	}, b)
-	stop, err := b.ServePollTasks("default", func(r *natsbus.Request) { loop.PollNow(ctx, r) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	tk := task.PollTask{Schema: task.Schema, ID: "default.h@now-1", Site: "default", Host: "h.example.net", HostKey: "h-example-net",
-		Address: "127.0.0.1", Port: 161, Credentials: "public", Get: []string{".1.3.6.1.2.1.1.5.0"}, TimeoutMS: 100, PollTimeoutMS: 1000, MaxOids: 8,
-		MaxRepetitions: 10, ScheduledAt: time.Now(), Deadline: time.Now().Add(time.Minute)}
+	servePollNow(t, ctx, b, loop)
+	tk := pollNowTask()
 	resp, err := b.Conn().RequestWithContext(ctx, natsbus.PollTaskPrefix+"default", tk.AppendJSON(nil))
 	if err != nil {
 		t.Fatal(err)
