@@ -110,11 +110,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory).WithCounters(counters)
-	tasks, err := bus.BindTasks(ctx, task.DefaultSite, log)
-	if err != nil {
+	closeParts := func() error { // in reverse order of start; polls must have ended
 		p.Close()
 		memory.Close()
-		_ = bus.Close()
+		return bus.Close()
+	}
+	tasks, err := bus.BindTasks(ctx, task.DefaultSite, log)
+	if err != nil {
+		_ = closeParts()
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the consumer: a clean stop
 		}
@@ -127,9 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}, p.Poll, bus)
 	stopPollNow, err := bus.ServePollTasks(task.DefaultSite, func(r *natsbus.Request) { loop.PollNow(ctx, r) })
 	if err != nil {
-		p.Close()
-		memory.Close()
-		_ = bus.Close()
+		_ = closeParts()
 		return err
 	}
 	var side sync.WaitGroup
@@ -150,9 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stopPollNow()
 	stopBeats()
 	side.Wait()
-	p.Close()
-	memory.Close()
-	closeErr := bus.Close()
+	closeErr := closeParts()
 	if serveErr != nil {
 		return serveErr
 	}

@@ -58,11 +58,21 @@ func Connect(tb testing.TB, srv *natsbus.Embedded, name string) *natsbus.Bus {
 func RunFlock(tb testing.TB, ackWait time.Duration, maxDeliver int) (*natsbus.Embedded, *natsbus.Bus) {
 	tb.Helper()
 	srv := RunJetStream(tb)
+	return srv, Dispatcher(tb, srv, natsbus.StreamOptions{AckWait: ackWait, MaxDeliver: maxDeliver})
+}
+
+// Dispatcher connects to srv as the dispatcher does and makes Flock's
+// streams, consumer and buckets with o (the default site when o names none).
+func Dispatcher(tb testing.TB, srv *natsbus.Embedded, o natsbus.StreamOptions) *natsbus.Bus {
+	tb.Helper()
 	d := Connect(tb, srv, "dispatcher")
-	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: ackWait, MaxDeliver: maxDeliver}); err != nil {
+	if o.Site == "" {
+		o.Site = task.DefaultSite
+	}
+	if err := d.EnsureStreams(context.Background(), o); err != nil {
 		tb.Fatal(err)
 	}
-	return srv, d
+	return d
 }
 
 // FixedOptions are the options of a server that a test stops and starts

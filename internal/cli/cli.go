@@ -77,12 +77,8 @@ func (c *Common) Register(fs *flag.FlagSet, getenv func(string) string) {
 // So `dispatcher --config F poll HOST` and `dispatcher poll --config F HOST`
 // both work, as with git, docker and nats.
 func ParseCommand(fs *flag.FlagSet, args []string, commands ...string) (cmd string, rest []string, err error) {
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return "", nil, err
-		}
-		return "", nil, fmt.Errorf("%w: %w (see -h)", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return "", nil, err
 	}
 	if fs.NArg() == 0 {
 		return "", nil, nil
@@ -132,15 +128,24 @@ func (c *Common) Load(getenv func(string) string, stdout, stderr io.Writer) (cfg
 
 // Parse parses args, turning flag errors into ErrUsage.
 func Parse(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (see -h)", ErrUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// parseFlags parses the flags in args, up to the first argument that is
+// not one, turning flag errors into ErrUsage (-h stays flag.ErrHelp).
+func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return fmt.Errorf("%w: %w (see -h)", ErrUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q (see -h)", ErrUsage, fs.Arg(0))
 	}
 	return nil
 }

@@ -383,10 +383,7 @@ func TestRunSurvivesNATSRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := natstest.Connect(t, srv, "dispatcher")
-	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 2 * time.Second, MaxDeliver: 5}); err != nil {
-		t.Fatal(err)
-	}
+	d := natstest.Dispatcher(t, srv, natsbus.StreamOptions{AckWait: 2 * time.Second, MaxDeliver: 5})
 	cfg := withInterval(fleetConfig(t, fleet, 0), time.Second)
 	servePoller(t, srv, cfg)
 	out := &lockedBuffer{}

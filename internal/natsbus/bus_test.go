@@ -128,11 +128,8 @@ func TestPublishManyTasksFromASlowServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := natstest.Run(t, natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), ConfigFile: conf})
-	d := natstest.Connect(t, srv, "dispatcher")
+	d := natstest.Dispatcher(t, srv, natsbus.StreamOptions{AckWait: 5 * time.Second, MaxDeliver: 3})
 	ctx := context.Background()
-	if err := d.EnsureStreams(ctx, natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3}); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
 	tasks := make([]task.PollTask, 12_000)
 	for i := range tasks {

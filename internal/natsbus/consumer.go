@@ -62,13 +62,19 @@ func (c *TaskConsumer) Consume(buffer int, fn func(*TaskMsg)) (stop func(), err 
 			cc.Stop() // nothing can be handed back without a server: AckWait will
 			return
 		}
-		cc.Drain()
-		select {
-		case <-cc.Closed():
-		case <-time.After(5 * time.Second):
-			cc.Stop()
-		}
+		drain(cc)
 	}, nil
+}
+
+// drain stops a consumption after the messages already pulled reach its
+// callback, waiting at most 5 s for them.
+func drain(cc jetstream.ConsumeContext) {
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(5 * time.Second):
+		cc.Stop()
+	}
 }
 
 // waitFor calls try until it succeeds or ctx ends, backing off from 250 ms
@@ -155,11 +161,6 @@ func (b *Bus) ConsumeRecords(ctx context.Context, site, durable string, fn func(
 		return fmt.Errorf("consume %s/%s: %w", ResultStream, durable, err)
 	}
 	<-ctx.Done()
-	cc.Drain()
-	select {
-	case <-cc.Closed():
-	case <-time.After(5 * time.Second):
-		cc.Stop()
-	}
+	drain(cc)
 	return nil
 }

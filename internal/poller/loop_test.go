@@ -222,10 +222,7 @@ func TestShutdownHandsTaskBack(t *testing.T) {
 func TestRecordTooLarge(t *testing.T) {
 	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 400})
 	srv := natstest.Run(t, natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), MaxPayload: 64 << 10})
-	disp := natstest.Connect(t, srv, "dispatcher")
-	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 5}); err != nil {
-		t.Fatal(err)
-	}
+	disp := natstest.Dispatcher(t, srv, natsbus.StreamOptions{AckWait: 5 * time.Second, MaxDeliver: 5})
 	c := watch(t, disp)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := servePoller(t, ctx, natstest.Connect(t, srv, "p1"), "p1", 1, time.Second)
@@ -251,11 +248,7 @@ func TestLastDeliveryIsAnsweredNotHandedBack(t *testing.T) {
 	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1})
 	dev := fleet.Devices()[0]
 	dev.SetDead(true)
-	srv := natstest.RunJetStream(t)
-	disp := natstest.Connect(t, srv, "dispatcher")
-	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 30 * time.Second, MaxDeliver: 2}); err != nil {
-		t.Fatal(err)
-	}
+	srv, disp := natstest.RunFlock(t, 30*time.Second, 2)
 	c := watch(t, disp)
 	tasks := simtest.Tasks(fleet.Devices(), 1, 20*time.Second)
 	if errs := disp.PublishTasks(context.Background(), tasks); errs[0] != nil {
@@ -291,11 +284,7 @@ func TestLongPollIsNotRedelivered(t *testing.T) {
 	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 30})
 	dev := fleet.Devices()[0]
 	dev.SetDelay(100 * time.Millisecond) // ifTable in ~25 GETBULKs: about 2.5s, over twice AckWait
-	srv := natstest.RunJetStream(t)
-	disp := natstest.Connect(t, srv, "dispatcher")
-	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: time.Second, MaxDeliver: 5}); err != nil {
-		t.Fatal(err)
-	}
+	srv, disp := natstest.RunFlock(t, time.Second, 5)
 	c := watch(t, disp)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -329,10 +318,7 @@ func TestUnpublishableRecordComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disp := natstest.Connect(t, srv, "dispatcher")
-	if err := disp.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 2 * time.Second, MaxDeliver: 5}); err != nil {
-		t.Fatal(err)
-	}
+	disp := natstest.Dispatcher(t, srv, natsbus.StreamOptions{AckWait: 2 * time.Second, MaxDeliver: 5})
 	pb := natstest.Connect(t, srv, "p1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -106,8 +106,7 @@ type Loop struct {
 	hooks Hooks
 	log   *slog.Logger
 
-	mu       sync.Mutex
-	stopped  bool
+	mu       sync.Mutex    // orders poll-now admissions with the close of stopping
 	stopping chan struct{} // closed when Serve's context ends
 	pollNow  chan struct{} // one token per poll-now request being served
 	requests sync.WaitGroup
@@ -172,7 +171,6 @@ func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 	<-ctx.Done()
 	l.log.Info("stopping: no new tasks; finishing in-flight polls", "grace", l.o.ShutdownGrace)
 	l.mu.Lock()
-	l.stopped = true
 	close(l.stopping)
 	l.mu.Unlock()
 	stop() // the tasks taken and not started reach deliver, which hands them back

@@ -27,7 +27,7 @@ const pollNowLimit = 16
 // come once the loop is stopping.
 func (l *Loop) PollNow(ctx context.Context, r Request) {
 	l.mu.Lock()
-	if l.stopped {
+	if l.shuttingDown() {
 		l.mu.Unlock()
 		_ = r.Refuse(fmt.Sprintf("poller %s is shutting down; try again", l.o.Name))
 		return
