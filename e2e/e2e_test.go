@@ -465,8 +465,8 @@ sinks: [{type: file, path: %s}]`, metricsAddr, records))
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !regexp.MustCompile(`flock_dispatcher_tasks_total\{outcome="published"\} [1-9]`).Match(body) ||
-		!regexp.MustCompile(`flock_dispatcher_records_total\{outcome="ok"\} [1-9]`).Match(body) {
+	if !regexp.MustCompile(`flock_dispatcher_tasks_total\{outcome="published",site="default"\} [1-9]`).Match(body) ||
+		!regexp.MustCompile(`flock_dispatcher_records_total\{outcome="ok",site="default"\} [1-9]`).Match(body) {
 		t.Fatalf("metrics do not count the work done:\n%s", body)
 	}
 

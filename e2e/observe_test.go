@@ -91,7 +91,7 @@ func TestObservability(t *testing.T) {
 	}
 
 	disp := start(t, "dispatcher", "dispatcher", nil, "--config", cfgPath)
-	hb := subscribe(t, url, natsbus.HeartbeatPrefix+">")
+	hb := subscribe(t, url, task.HeartbeatPrefix+">")
 	poller := start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + url, "FLOCK_METRICS_LISTEN=" + pollMetrics,
 		"FLOCK_POLLER_NAME=poller.e2e", "FLOCK_POLLER_HEARTBEAT=200ms", "FLOCK_LOG_FORMAT=json"}, "--config", cfgPath)
 
@@ -117,34 +117,35 @@ func TestObservability(t *testing.T) {
 
 	// Poller metrics move as polls happen.
 	_, p1 := get(t, "http://"+pollMetrics+"/metrics")
-	ok1, unreach1 := metric(t, p1, `flock_poller_polls_total{outcome="ok"}`), metric(t, p1, `flock_poller_polls_total{outcome="unreachable"}`)
-	sent1 := metric(t, p1, "flock_poller_snmp_packets_sent_total")
-	if ok1 < 6 || unreach1 < 2 || sent1 < ok1 || metric(t, p1, "flock_poller_poll_duration_seconds_count") < ok1+unreach1 {
+	ok1, unreach1 := metric(t, p1, `flock_poller_polls_total{outcome="ok",site="default"}`), metric(t, p1, `flock_poller_polls_total{outcome="unreachable",site="default"}`)
+	sent1 := metric(t, p1, `flock_poller_snmp_packets_sent_total{site="default"}`)
+	if ok1 < 6 || unreach1 < 2 || sent1 < ok1 || metric(t, p1, `flock_poller_poll_duration_seconds_count{site="default"}`) < ok1+unreach1 {
 		t.Fatalf("poller metrics after 8+ polls: ok %v unreachable %v packets %v\n%s", ok1, unreach1, sent1, p1)
 	}
-	metric(t, p1, "flock_poller_polls_in_flight")
-	metric(t, p1, "flock_poller_snmp_retries_total")
-	metric(t, p1, "flock_poller_tasks_redelivered_total")
-	metric(t, p1, "flock_poller_nats_reconnects_total")
+	metric(t, p1, `flock_poller_polls_in_flight{site="default"}`)
+	metric(t, p1, `flock_poller_snmp_retries_total{site="default"}`)
+	metric(t, p1, `flock_poller_tasks_redelivered_total{site="default"}`)
+	metric(t, p1, `flock_poller_nats_reconnects_total{site="default"}`)
 	waitUntil(t, "poller counters to move", func() bool {
 		_, p2 := get(t, "http://"+pollMetrics+"/metrics")
-		return metric(t, p2, `flock_poller_polls_total{outcome="ok"}`) >= ok1+3 && metric(t, p2, "flock_poller_snmp_packets_sent_total") > sent1
+		return metric(t, p2, `flock_poller_polls_total{outcome="ok",site="default"}`) >= ok1+3 && metric(t, p2, `flock_poller_snmp_packets_sent_total{site="default"}`) > sent1
 	})
 
 	// Dispatcher metrics: records by outcome, hosts by state, the queue.
 	_, d1 := get(t, "http://"+dispMetrics+"/metrics")
-	if metric(t, d1, `flock_dispatcher_records_total{outcome="ok"}`) < 6 || metric(t, d1, `flock_dispatcher_records_total{outcome="unreachable"}`) < 2 {
+	if metric(t, d1, `flock_dispatcher_records_total{outcome="ok",site="default"}`) < 6 || metric(t, d1, `flock_dispatcher_records_total{outcome="unreachable",site="default"}`) < 2 {
 		t.Fatalf("dispatcher records by outcome:\n%s", d1)
 	}
-	if metric(t, d1, `flock_dispatcher_hosts{state="ok"}`) != 3 || metric(t, d1, `flock_dispatcher_hosts{state="failing"}`) != 1 ||
-		metric(t, d1, `flock_dispatcher_hosts{state="unknown"}`) != 0 {
+	if metric(t, d1, `flock_dispatcher_hosts{site="default",state="ok"}`) != 3 || metric(t, d1, `flock_dispatcher_hosts{site="default",state="failing"}`) != 1 ||
+		metric(t, d1, `flock_dispatcher_hosts{site="default",state="unknown"}`) != 0 {
 		t.Fatalf("hosts by state:\n%s", d1)
 	}
-	if metric(t, d1, "flock_dispatcher_queue_up") != 1 {
+	if metric(t, d1, `flock_dispatcher_queue_up{site="default"}`) != 1 {
 		t.Fatalf("queue figures not read:\n%s", d1)
 	}
-	for _, s := range []string{"flock_dispatcher_queue_tasks", "flock_dispatcher_queue_pending_tasks", "flock_dispatcher_queue_unacked_tasks",
-		"flock_dispatcher_queue_oldest_task_age_seconds", `flock_dispatcher_tasks_total{outcome="overrun"}`} {
+	for _, s := range []string{`flock_dispatcher_queue_tasks{site="default"}`, `flock_dispatcher_queue_pending_tasks{site="default"}`,
+		`flock_dispatcher_queue_unacked_tasks{site="default"}`, "flock_dispatcher_queue_oldest_task_age_seconds",
+		`flock_dispatcher_tasks_total{outcome="overrun",site="default"}`, `flock_dispatcher_site_pollers{site="default"}`, "flock_dispatcher_leader"} {
 		if v := metric(t, d1, s); v < 0 || v > 100 {
 			t.Fatalf("%s = %v", s, v)
 		}
@@ -155,7 +156,14 @@ func TestObservability(t *testing.T) {
 
 	// Status: the CLI reads the KV bucket; failing first with --sort state.
 	st := run(t, "dispatcher", "status", "--config", cfgPath, "--sort", "state")
-	lines := strings.Split(strings.TrimSpace(st.stdout), "\n")
+	lines := hostTable(st.stdout)
+	// Above the hosts: the dispatchers, then each site with its live pollers.
+	if !strings.Contains(st.stdout, "DISPATCHERS\n") || !regexp.MustCompile(`(?m)^  \S+\s+leader\s+since `).MatchString(st.stdout) ||
+		!strings.Contains(st.stdout, "SITE default: 4 hosts (ok 3, failing 1, unknown 0), 1 live pollers") ||
+		!regexp.MustCompile(`(?m)^  poller poller\.e2e\s+in flight \d+\s+polls [1-9]`).MatchString(st.stdout) ||
+		!regexp.MustCompile(`(?m)^  failing gone\.flock\.onion\s+\d+ in a row\s+unreachable`).MatchString(st.stdout) {
+		t.Fatalf("dispatcher status: no fleet view above the hosts:\n%s", st.stdout)
+	}
 	if st.code != 0 || len(lines) != 5 || !strings.HasPrefix(lines[0], "HOST") ||
 		!strings.HasPrefix(lines[1], "gone.flock.onion") || !strings.Contains(lines[1], "failing") || !strings.Contains(lines[1], "unreachable") {
 		t.Fatalf("dispatcher status --sort state: exit %d\n%s\n%s", st.code, st.stdout, st.stderr)
@@ -170,7 +178,7 @@ func TestObservability(t *testing.T) {
 	}
 	// The common flags before the subcommand, as with git, docker and nats.
 	st2 := run(t, "dispatcher", "--config", cfgPath, "status", "--sort", "state")
-	if lines2 := strings.Split(strings.TrimSpace(st2.stdout), "\n"); st2.code != 0 || len(lines2) != len(lines) {
+	if lines2 := hostTable(st2.stdout); st2.code != 0 || len(lines2) != len(lines) {
 		t.Fatalf("dispatcher --config F status: exit %d\n%s\nwant the hosts of\n%s\n%s", st2.code, st2.stdout, st.stdout, st2.stderr)
 	} else {
 		for i := range lines {
@@ -208,7 +216,7 @@ func TestObservability(t *testing.T) {
 	// Heartbeats: id, site, version, counts.
 	select {
 	case m := <-hb:
-		var beat natsbus.Heartbeat
+		var beat task.Heartbeat
 		if err := json.Unmarshal(m.Data, &beat); err != nil || m.Subject != "flock.pollers.poller-e2e" || beat.ID != "poller.e2e" ||
 			beat.Site != task.DefaultSite || beat.Version == "" || beat.Time.IsZero() {
 			t.Fatalf("heartbeat on %s: %v %s", m.Subject, err, m.Data)
@@ -216,7 +224,7 @@ func TestObservability(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no heartbeat on flock.pollers.>")
 	}
-	var last natsbus.Heartbeat
+	var last task.Heartbeat
 	waitUntil(t, "a heartbeat counting polls", func() bool {
 		m := <-hb
 		_ = json.Unmarshal(m.Data, &last)
@@ -252,6 +260,13 @@ func TestObservability(t *testing.T) {
 type result struct {
 	code           int
 	stdout, stderr string
+}
+
+// hostTable is the lines of the hosts' table in `dispatcher status`
+// output, from its HOST header on.
+func hostTable(out string) []string {
+	_, table, _ := strings.Cut(out, "\nHOST")
+	return strings.Split(strings.TrimSpace("HOST"+table), "\n")
 }
 
 func run(t *testing.T, bin string, args ...string) result {

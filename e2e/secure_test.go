@@ -31,6 +31,8 @@ func TestSecuredRunLeaksNoSecret(t *testing.T) {
 		"FLOCK_DISPATCHER_PASSWORD": "nats-dispatcher-secret-11",
 		"FLOCK_POLLER_PASSWORD":     "nats-poller-secret-22",
 		"FLOCK_READER_PASSWORD":     "nats-reader-secret-33",
+		// The shipped configuration's second site.
+		"FLOCK_POLLER_BRANCH_7_PASSWORD": "nats-branch-7-secret-77",
 	}
 	all := []string{community, "v3-auth-secret-44", "v3-priv-secret-66"}
 	var env []string

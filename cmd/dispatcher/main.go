@@ -22,6 +22,9 @@ import (
 	"github.com/flock-snmp/flock/internal/cli"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
+	"github.com/flock-snmp/flock/internal/fleet"
+	"github.com/flock-snmp/flock/internal/lease"
+	"github.com/flock-snmp/flock/internal/natsauth"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/task"
 	"github.com/flock-snmp/flock/internal/telemetry"
@@ -36,6 +39,7 @@ func main() {
 const synopsis = `dispatcher [--config FILE] [--once | --check-config]
        dispatcher [--config FILE] status [--sort duration|name|state|last_success|failures]
        dispatcher [--config FILE] poll [--timeout D] HOST
+       dispatcher [--config FILE] nats-conf
        dispatcher --probe URL
 The common flags (--config, --check-config, --log-level, --log-format) go before or after a subcommand.`
 
@@ -47,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var common cli.Common
 	common.Register(fs, getenv)
 	once := fs.Bool("once", false, "poll every host once, print one JSON HostRecord per line, a summary on stderr, and exit")
-	cmd, rest, err := cli.ParseCommand(fs, args, "status", "poll")
+	cmd, rest, err := cli.ParseCommand(fs, args, "status", "poll", "nats-conf")
 	if err != nil {
 		cli.Usage(fs, stderr, synopsis)
 		return err
@@ -60,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runStatus(ctx, &common, rest, getenv, stdout, stderr)
 	case "poll":
 		return runPoll(ctx, &common, rest, getenv, stdout, stderr)
+	case "nats-conf":
+		return runNATSConf(&common, rest, getenv, stdout, stderr)
 	}
 	cfg, log, done, err := common.Load(getenv, stdout, stderr)
 	if err != nil || done {
@@ -77,13 +83,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	closeBus = sync.OnceFunc(closeBus)
 	defer closeBus()
-	if err := bus.EnsureStreams(ctx, natsbus.StreamOptions{
-		Site: task.DefaultSite, AckWait: cfg.NATS.AckWait, MaxDeliver: cfg.NATS.MaxDeliver, MaxQueued: cfg.NATS.MaxQueuedTasks,
-	}); err != nil {
+	streams := natsbus.StreamOptions{
+		Sites: cfg.Sites(), AckWait: cfg.NATS.AckWait, MaxDeliver: cfg.NATS.MaxDeliver, MaxQueued: cfg.NATS.MaxQueuedTasks,
+	}
+	if err := bus.EnsureStreams(ctx, streams); err != nil {
 		return err
 	}
 	if !*once {
-		err := runContinuously(ctx, bus, cfg, func() (*config.Config, error) { return config.Load(common.Config, getenv) }, stdout, log)
+		err := runContinuously(ctx, bus, streams, cfg, func() (*config.Config, error) { return config.Load(common.Config, getenv) }, stdout, log)
 		closeBus()
 		if err == nil {
 			proc.LeakCheck(log)
@@ -103,11 +110,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-// runContinuously polls every host at its interval until ctx ends; SIGHUP
-// re-reads the configuration's inventory.
-func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, load func() (*config.Config, error),
-	stdout io.Writer, log *slog.Logger) error {
+// runContinuously takes part in the dispatchers' election until ctx ends:
+// while it leads, it polls every host at its interval; while it stands by,
+// it serves its metrics and status. SIGHUP re-reads the inventory.
+func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.StreamOptions, cfg *config.Config,
+	load func() (*config.Config, error), stdout io.Writer, log *slog.Logger) error {
+	name := cfg.Dispatcher.Name
+	if name == "" {
+		host, _ := os.Hostname()
+		name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	key, err := task.HostKey(name)
+	if err != nil {
+		return fmt.Errorf("dispatcher.name: %w", err)
+	}
+	log = log.With("dispatcher", name)
 	states, err := bus.Bucket(ctx, natsbus.HostStateBucket, "Flock dispatcher: last state of each host")
+	if err != nil {
+		return err
+	}
+	leases, err := bus.Leases(ctx, cfg.Dispatcher.LeaseTTL)
 	if err != nil {
 		return err
 	}
@@ -137,22 +159,60 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 			}
 		}
 	}()
+	pollers := fleet.New(log)
+	stopWatch, err := bus.WatchPollers(ctx, pollers.Observe)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+	elector := lease.New(lease.Options{ID: name, Key: key, TTL: cfg.Dispatcher.LeaseTTL, Store: leases, Log: log, Connected: bus.Connected})
 	reg := telemetry.NewRegistry()
 	r, err := dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
-		Site: task.DefaultSite, Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
-		Queue: func(ctx context.Context) (dispatch.QueueStats, error) {
-			q, err := bus.Queue(ctx, task.DefaultSite)
+		Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
+		Queue: func(ctx context.Context, site string) (dispatch.QueueStats, error) {
+			q, err := bus.Queue(ctx, site)
 			return dispatch.QueueStats(q), err
 		},
+		AddSite:    func(ctx context.Context, site string) error { return bus.EnsureSite(ctx, streams, site) },
+		RemoveSite: bus.RemoveSite,
+		Leading:    elector.Leading,
+		Pollers:    func() map[string][]fleet.Poller { return pollers.Live(time.Now()) },
+		Members:    func(ctx context.Context) ([]lease.Member, error) { return lease.Members(ctx, leases) },
 	})
 	if err != nil {
 		return err
 	}
+	go func() { // a site without a live poller is reported once per outage
+		every := cfg.Poller.Heartbeat
+		wait := time.NewTimer(fleet.Missed * every) // pollers starting with the dispatcher get their chance
+		defer wait.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wait.C:
+				if elector.Leading() {
+					pollers.Check(r.Sites(), time.Now())
+				}
+				wait.Reset(every)
+			}
+		}
+	}()
+	role := func() string {
+		if elector.Leading() {
+			return "leader"
+		}
+		return "standby"
+	}
 	if cfg.Metrics.Listen != "" {
 		srv, err := telemetry.Serve("metrics.listen", cfg.Metrics.Listen, telemetry.ServerOptions{
-			Registry: reg, Log: log,
-			Ready:    func(ctx context.Context) error { return bus.Ready(ctx) },
-			Handlers: map[string]http.Handler{"GET /status": dispatch.StatusHandler(r.Status)},
+			Registry: reg, Log: log, Role: role,
+			Ready: func(ctx context.Context) error { return bus.Ready(ctx) },
+			Handlers: map[string]http.Handler{"GET /status": dispatch.StatusHandler(func() dispatch.FleetView {
+				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				return r.Fleet(ctx, name)
+			})},
 		})
 		if err != nil {
 			return err
@@ -164,10 +224,12 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, 
 		return err
 	}
 	defer stopPollNow()
-	err = r.Run(ctx)
+	log.Info("standing for election", "lease_ttl", cfg.Dispatcher.LeaseTTL, "sites", r.Sites())
+	err = elector.Run(ctx, r.Run, r.Standby)
 	st := r.Stats()
 	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "queue_full", st.QueueFull, "failed", st.Failed, "interrupted", st.Interrupted,
-		"exhausted", st.Exhausted, "records", st.Records, "reloads", st.Reloads, "rejected_reloads", st.Rejected)
+		"exhausted", st.Exhausted, "records", st.Records, "possible_duplicates", st.PossibleDuplicates, "terms", st.Terms,
+		"reloads", st.Reloads, "rejected_reloads", st.Rejected)
 	return err
 }
 
@@ -230,11 +292,32 @@ func runStatus(ctx context.Context, common *cli.Common, args []string, getenv fu
 	if err != nil {
 		return err
 	}
-	rows := dispatch.BuildStatus(task.DefaultSite, cfg.Hosts, decoded)
+	rows := dispatch.BuildStatus(cfg.Hosts, decoded)
 	if err := dispatch.SortStatus(rows, *sortKey); err != nil {
 		return fmt.Errorf("%w: --sort: %w", cli.ErrUsage, err)
 	}
-	return dispatch.WriteStatusText(stdout, rows, time.Now())
+	pollers := fleet.New(nil)
+	if err := bus.Pollers(ctx, pollers.Observe); err != nil {
+		log.Warn("poller heartbeats unavailable", "err", err)
+	}
+	var members []lease.Member
+	if leases, err := bus.OpenLeases(ctx); err == nil { // none until a dispatcher has run
+		members, _ = lease.Members(ctx, leases)
+	}
+	now := time.Now()
+	return dispatch.WriteFleetText(stdout, dispatch.BuildFleet(rows, cfg.Sites(), pollers.Live(now), members, now))
+}
+
+// runNATSConf prints the nats-server authorization block with one poller
+// user for every site of the inventory.
+func runNATSConf(common *cli.Common, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dispatcher nats-conf", flag.ContinueOnError)
+	common.Register(fs, getenv)
+	cfg, _, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
+	if err != nil || done {
+		return err
+	}
+	return natsauth.Write(stdout, cfg.Sites())
 }
 
 // runPoll asks the running dispatcher to poll one host now and prints its

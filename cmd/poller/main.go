@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flock-snmp/flock/internal/cli"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/natsbus"
@@ -47,7 +49,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		host, _ := os.Hostname()
 		name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	log = log.With("poller", name)
+	site := cfg.Poller.Site
+	log = log.With("poller", name, "site", site)
 
 	ctx, proc, err := cli.StartProcess(ctx, getenv)
 	if err != nil {
@@ -61,7 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var busRef atomic.Pointer[natsbus.Bus]
 	var bound atomic.Bool
 	reg := telemetry.NewRegistry()
-	metrics := telemetry.NewPollerMetrics(reg, telemetry.PollerSources{
+	// Every poller metric says the poller's site (one value per process: bounded).
+	metrics := telemetry.NewPollerMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"site": site}, reg), telemetry.PollerSources{
 		PacketsSent: counters.Sent, Retries: counters.Retries,
 		NATSReconnects: func() uint64 {
 			if b := busRef.Load(); b != nil {
@@ -79,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 					return fmt.Errorf("not connected to NATS yet (%s)", config.RedactURL(cfg.PollerURL()))
 				}
 				if !bound.Load() {
-					return fmt.Errorf("not bound to the task consumer %s yet", natsbus.PollerConsumer(task.DefaultSite))
+					return fmt.Errorf("not bound to the task consumer %s yet", natsbus.PollerConsumer(site))
 				}
 				return b.Ready(ctx, natsbus.TaskStream, natsbus.ResultStream)
 			},
@@ -92,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{
 		URL: cfg.PollerURL(), Name: "flock-poller " + name, Timeout: cfg.NATS.ConnectTimeout, Log: log,
-		Auth: natsbus.AuthFromConfig(&cfg.NATS), InboxPrefix: natsbus.PollerInbox,
+		Auth: natsbus.AuthFromConfig(&cfg.NATS), InboxPrefix: natsbus.PollerInbox(site),
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -115,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		memory.Close()
 		return bus.Close()
 	}
-	tasks, err := bus.BindTasks(ctx, task.DefaultSite, log)
+	tasks, err := bus.BindTasks(ctx, site, log)
 	if err != nil {
 		_ = closeParts()
 		if ctx.Err() != nil {
@@ -128,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Name: name, Workers: cfg.Poller.Concurrency, AckWait: tasks.AckWait(), MaxDeliver: tasks.MaxDeliver(),
 		ShutdownGrace: cfg.Poller.ShutdownGrace, Log: log, Hooks: metrics,
 	}, p.Poll, bus)
-	stopPollNow, err := bus.ServePollTasks(task.DefaultSite, func(r *natsbus.Request) { loop.PollNow(ctx, r) })
+	stopPollNow, err := bus.ServePollTasks(site, func(r *natsbus.Request) { loop.PollNow(ctx, r) })
 	if err != nil {
 		_ = closeParts()
 		return err
@@ -140,8 +144,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer side.Done()
 		id, _ := task.HostKey(name)
 		started := time.Now().UTC()
-		bus.SendHeartbeats(beatCtx, id, cfg.Poller.Heartbeat, func() natsbus.Heartbeat {
-			return natsbus.Heartbeat{ID: name, Site: task.DefaultSite, Version: cli.Version, Concurrency: cfg.Poller.Concurrency,
+		bus.SendHeartbeats(beatCtx, id, cfg.Poller.Heartbeat, func() task.Heartbeat {
+			return task.Heartbeat{ID: name, Site: site, Version: cli.Version, Concurrency: cfg.Poller.Concurrency,
 				InFlight: metrics.InFlight(), Polls: metrics.Polls(), StartedAt: started}
 		})
 	}()

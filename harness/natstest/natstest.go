@@ -66,8 +66,8 @@ func RunFlock(tb testing.TB, ackWait time.Duration, maxDeliver int) (*natsbus.Em
 func Dispatcher(tb testing.TB, srv *natsbus.Embedded, o natsbus.StreamOptions) *natsbus.Bus {
 	tb.Helper()
 	d := Connect(tb, srv, "dispatcher")
-	if o.Site == "" {
-		o.Site = task.DefaultSite
+	if len(o.Sites) == 0 {
+		o.Sites = []string{task.DefaultSite}
 	}
 	if err := d.EnsureStreams(context.Background(), o); err != nil {
 		tb.Fatal(err)

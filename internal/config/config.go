@@ -11,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +109,8 @@ type Embedded struct {
 
 // Poller configures the poller process.
 type Poller struct {
+	// Site is the site whose tasks this poller takes (pollers-<site>).
+	Site string `mapstructure:"site"`
 	// Concurrency is how many polls run at once.
 	Concurrency int `mapstructure:"concurrency"`
 	// Name identifies the poller in HostRecords and logs; default host name and pid.
@@ -137,6 +140,13 @@ type Dispatcher struct {
 	// OnceTimeout bounds a --once run; 0 derives it from the hosts' poll
 	// timeouts plus one redelivery (ack_wait).
 	OnceTimeout time.Duration `mapstructure:"once_timeout"`
+	// LeaseTTL is how long the leading dispatcher's lease lives unless it
+	// renews it (it does every third of it): a standby takes over within
+	// about this long of the leader's death.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
+	// Name identifies the dispatcher among several (leader and standbys);
+	// default host name and pid.
+	Name string `mapstructure:"name"`
 }
 
 // setDefaults registers every scalar key, so that FLOCK_ environment
@@ -158,6 +168,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("nats.tls.ca_file", "")
 	v.SetDefault("nats.tls.cert_file", "")
 	v.SetDefault("nats.tls.key_file", "")
+	v.SetDefault("poller.site", "default")
 	v.SetDefault("poller.concurrency", 256)
 	v.SetDefault("poller.name", "")
 	v.SetDefault("poller.shutdown_grace", "10s")
@@ -165,7 +176,10 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	v.SetDefault("dispatcher.once_timeout", "0s")
+	v.SetDefault("dispatcher.lease_ttl", "10s")
+	v.SetDefault("dispatcher.name", "")
 	v.SetDefault("metrics.listen", "")
+	v.SetDefault("defaults.site", "default")
 	v.SetDefault("defaults.credentials", "public")
 	v.SetDefault("defaults.port", 161)
 	v.SetDefault("defaults.timeout", "2s")
@@ -331,6 +345,20 @@ func (c *Config) PollerURL() string {
 		return c.NATS.URL
 	}
 	return "nats://" + c.NATS.Embedded.Listen
+}
+
+// Sites lists the sites of the inventory's hosts, sorted, each once.
+func (c *Config) Sites() []string {
+	seen := map[string]bool{}
+	var out []string
+	for i := range c.Hosts {
+		if s := c.Hosts[i].Site; !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // MaxPollTimeout is the longest poll_timeout of any host.

@@ -25,13 +25,13 @@ func TestLoadGood(t *testing.T) {
 		t.Fatalf("hosts: %+v", c.Hosts)
 	}
 	want := []Host{
-		{Name: "localhost", Key: "localhost", Address: "localhost", Port: 161, Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
+		{Name: "localhost", Key: "localhost", Site: "default", Address: "localhost", Port: 161, Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
 			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
 			Interval: time.Minute, Bulk: true},
-		{Name: "lab-sw1", Key: "lab-sw1", Address: "127.0.0.1", Port: 16100, Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
+		{Name: "lab-sw1", Key: "lab-sw1", Site: "default", Address: "127.0.0.1", Port: 16100, Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
 			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
 			Interval: time.Minute, Bulk: true},
-		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Address: "core-sw1.example.net", Port: 161, Credentials: "public",
+		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Site: "default", Address: "core-sw1.example.net", Port: 161, Credentials: "public",
 			Timeout: 500 * time.Millisecond, Retries: 0, Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.3.0"},
 			MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second, Interval: time.Minute, Bulk: true},
 	}
@@ -121,7 +121,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-credentials.yaml", []string{`testdata/bad-credentials.yaml: hosts[0].credentials: "core-v2" is not a defined credential profile (defined: public)`}},
 		{"bad-duplicate.yaml", []string{`testdata/bad-duplicate.yaml: hosts[2].name: host "Core-SW1.Example.Net" has host key "core-sw1-example-net", the same as hosts[0] ("core-sw1.example.net"): host names must differ in more than case, '.', ':' and '-'`}},
 		{"bad-unknown-key.yaml", []string{`testdata/bad-unknown-key.yaml: nats: unknown key(s) urll`}},
-		{"bad-host-key.yaml", []string{`testdata/bad-host-key.yaml: hosts[0]: unknown key(s) adress (known: name, address, groups, credentials, port, timeout, retries, get, walk, modules, max_oids, max_repetitions, poll_timeout, interval, jitter, bulk, allow_nonincreasing_oids, unconnected_udp)`}},
+		{"bad-host-key.yaml", []string{`testdata/bad-host-key.yaml: hosts[0]: unknown key(s) adress (known: name, address, groups, site, credentials, port, timeout, retries, get, walk, modules, max_oids, max_repetitions, poll_timeout, interval, jitter, bulk, allow_nonincreasing_oids, unconnected_udp)`}},
 		{"bad-duration.yaml", []string{`testdata/bad-duration.yaml: defaults.timeout: "2 seconds" is not a duration (write it like 2s, 500ms or 1m30s)`}},
 		{"bad-host-types.yaml", []string{
 			`testdata/bad-host-types.yaml: hosts[0].port: "abc" is not a whole number`,
@@ -143,6 +143,13 @@ func TestLoadBad(t *testing.T) {
 		}},
 		{"bad-embedded-open.yaml", []string{
 			`testdata/bad-embedded-open.yaml: nats.embedded.listen: "0.0.0.0:4222" is beyond this machine: the embedded server listens there only with authentication (set nats.embedded.config_file to a nats-server configuration with users, such as config/nats-server.conf)`,
+		}},
+		{"bad-sites.yaml", []string{
+			`testdata/bad-sites.yaml: poller.site: site name "branch*" has character '*'; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
+			`testdata/bad-sites.yaml: dispatcher.lease_ttl: 500ms is shorter than 1s`,
+			`testdata/bad-sites.yaml: groups[0].site: site name "dc.one" has character '.'; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
+			`testdata/bad-sites.yaml: hosts[0].site: site name "branch 7" has character ' '; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
+			`testdata/bad-sites.yaml: hosts[1].site: site name is empty`,
 		}},
 		{"bad-values.yaml", []string{
 			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
@@ -287,5 +294,31 @@ func TestMIBDirs(t *testing.T) {
 	_, err = Load(bad, noEnv)
 	if err == nil || !strings.Contains(err.Error(), bad+": mib_dirs: MIB directory "+filepath.Join(dir, "no-such-dir")) {
 		t.Errorf("missing MIB directory: %v", err)
+	}
+}
+
+func TestSites(t *testing.T) {
+	c, err := Load("testdata/good-sites.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range c.Hosts {
+		got = append(got, h.Name+"="+h.Site)
+	}
+	if s := strings.Join(got, " "); s != "core-sw1.example.net=hq edge1.example.net=branch-7 edge2.example.net=lab_2" {
+		t.Fatalf("sites: %s", s)
+	}
+	if s := strings.Join(c.Sites(), ","); s != "branch-7,hq,lab_2" {
+		t.Fatalf("Sites() = %s", s)
+	}
+	if c.Poller.Site != "default" || c.Dispatcher.LeaseTTL != 10*time.Second {
+		t.Fatalf("poller.site %q, dispatcher.lease_ttl %s: want the defaults", c.Poller.Site, c.Dispatcher.LeaseTTL)
+	}
+	c, err = Load("testdata/good-sites.yaml", func(k string) string {
+		return map[string]string{"FLOCK_POLLER_SITE": "branch-7", "FLOCK_DEFAULTS_SITE": "dc2"}[k]
+	})
+	if err != nil || c.Poller.Site != "branch-7" || c.Hosts[0].Site != "dc2" {
+		t.Fatalf("FLOCK_POLLER_SITE, FLOCK_DEFAULTS_SITE: %v %+v", err, c)
 	}
 }

@@ -23,6 +23,9 @@ type Module struct {
 // HostDefaults are the settings every host gets unless a group it joins or
 // the host itself overrides them.
 type HostDefaults struct {
+	// Site is where the host is polled from: only pollers of that site
+	// (poller.site) take its tasks.
+	Site           string        `mapstructure:"site"`
 	Credentials    string        `mapstructure:"credentials"`
 	Port           int           `mapstructure:"port"`
 	Timeout        time.Duration `mapstructure:"timeout"`
@@ -47,6 +50,7 @@ type HostDefaults struct {
 
 // overrides are the settings a group or a host may set; nil means "inherit".
 type overrides struct {
+	Site                   *string        `mapstructure:"site"`
 	Credentials            *string        `mapstructure:"credentials"`
 	Port                   *int           `mapstructure:"port"`
 	Timeout                *time.Duration `mapstructure:"timeout"`
@@ -64,10 +68,11 @@ type overrides struct {
 	UnconnectedUDP         *bool          `mapstructure:"unconnected_udp"`
 }
 
-var overrideKeys = []string{"credentials", "port", "timeout", "retries", "get", "walk", "modules", "max_oids",
+var overrideKeys = []string{"site", "credentials", "port", "timeout", "retries", "get", "walk", "modules", "max_oids",
 	"max_repetitions", "poll_timeout", "interval", "jitter", "bulk", "allow_nonincreasing_oids", "unconnected_udp"}
 
 func (o *overrides) applyTo(s *HostDefaults) {
+	override(&s.Site, o.Site)
 	override(&s.Credentials, o.Credentials)
 	override(&s.Port, o.Port)
 	override(&s.Timeout, o.Timeout)
@@ -107,6 +112,7 @@ type Group struct {
 type Host struct {
 	Name        string
 	Key         string // subject-safe token, see task.HostKey
+	Site        string // which site's pollers take its tasks
 	Address     string
 	Port        uint16
 	Groups      []string
@@ -134,6 +140,11 @@ type Host struct {
 // (set == nil), only the overridden ones for a group or host.
 func (c *Config) checkLevel(p *problems, key string, s *HostDefaults, set *overrides) {
 	all := set == nil
+	if all || set.Site != nil {
+		if err := task.CheckSite(s.Site); err != nil {
+			p.add(key+".site", "%v", err)
+		}
+	}
 	if all || set.Port != nil {
 		if s.Port < 1 || s.Port > 65535 {
 			p.add(key+".port", "%d is not a port number (1..65535)", s.Port)
@@ -353,7 +364,7 @@ func (c *Config) buildHosts(p *problems) {
 			p.add(key+".credentials", "%q (from %s) is not a defined credential profile (defined: %s)", s.Credentials, from, c.credentialNames())
 		}
 
-		h := Host{Name: spec.Name, Address: spec.Address, Groups: spec.Groups, Port: uint16(s.Port),
+		h := Host{Name: spec.Name, Site: s.Site, Address: spec.Address, Groups: spec.Groups, Port: uint16(s.Port),
 			Credentials: s.Credentials, Timeout: s.Timeout, Retries: s.Retries, Modules: s.Modules,
 			MaxOids: s.MaxOids, MaxRepetitions: s.MaxRepetitions, PollTimeout: s.PollTimeout,
 			Interval: s.Interval, Jitter: s.Jitter, Bulk: s.Bulk, AllowNonIncreasingOIDs: s.AllowNonIncreasingOIDs,

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/flock-snmp/flock/internal/task"
 )
 
 // problems collects "file: key: message" errors.
@@ -35,6 +37,9 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	if c.Poller.Concurrency < 1 || c.Poller.Concurrency > 100_000 {
 		p.add("poller.concurrency", "%d is out of range 1..100000", c.Poller.Concurrency)
 	}
+	if err := task.CheckSite(c.Poller.Site); err != nil {
+		p.add("poller.site", "%v", err)
+	}
 	if c.Poller.ShutdownGrace < 0 {
 		p.add("poller.shutdown_grace", "%s is negative", c.Poller.ShutdownGrace)
 	}
@@ -58,6 +63,9 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	}
 	if c.Dispatcher.OnceTimeout < 0 {
 		p.add("dispatcher.once_timeout", "%s is negative", c.Dispatcher.OnceTimeout)
+	}
+	if c.Dispatcher.LeaseTTL < time.Second {
+		p.add("dispatcher.lease_ttl", "%s is shorter than 1s", c.Dispatcher.LeaseTTL)
 	}
 	c.validateCredentials(p, getenv)
 	c.validateModules(p)

@@ -22,17 +22,28 @@ type collector struct {
 	log    *slog.Logger
 	// accept picks the records this collection is for; nil takes them all.
 	accept func(h *task.RecordHead) bool
+	// leading, if set, must hold for a record to be written: a dispatcher
+	// that lost its lease hands records back for the next leader.
+	leading func() bool
 	// written is told of each record written to the sinks, duplicate of each
 	// record of a task already written, refused of each record not collected.
-	written   func(h *task.RecordHead)
+	written   func(h *task.RecordHead, redelivered bool)
 	duplicate func(h *task.RecordHead)
 	refused   func()
 }
 
+// errNotLeading hands a record back: this dispatcher lost its lease.
+var errNotLeading = errors.New("not the leading dispatcher (lease lost): left for the next leader")
+
 // collect handles one record from the results stream. An error means it
-// was not wholly handled (a sink failed, or the host's state could not be
-// saved) and should be delivered again; writing is idempotent per task id.
-func (c *collector) collect(subject string, data []byte) error {
+// was not wholly handled (a sink failed, the host's state could not be
+// saved, the lease is lost) and should be delivered again; writing is
+// idempotent per task id. redelivered says a dispatcher had the record
+// before without acknowledging it.
+func (c *collector) collect(subject string, data []byte, redelivered bool) error {
+	if c.leading != nil && !c.leading() {
+		return errNotLeading
+	}
 	h, err := task.ReadHead(data)
 	if err != nil {
 		if errors.Is(err, task.ErrUnknownSchema) {
@@ -62,7 +73,7 @@ func (c *collector) collect(subject string, data []byte) error {
 			}
 		}
 		if c.written != nil {
-			c.written(&h)
+			c.written(&h, redelivered)
 		}
 	}
 	state := c.states.observe(key, &h, c.store != nil)

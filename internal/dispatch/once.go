@@ -6,17 +6,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/fleet"
 	"github.com/flock-snmp/flock/internal/task"
 )
 
 // Bus is what a one-shot run needs from the message bus.
 type Bus interface {
 	PublishTasks(ctx context.Context, tasks []task.PollTask) []error
-	WatchRecords(ctx context.Context, site string, since time.Time, fn func(subject string, data []byte)) (stop func(), err error)
+	// WatchRecords delivers every site's records stored after it began.
+	WatchRecords(ctx context.Context, since time.Time, fn func(subject string, data []byte)) (stop func(), err error)
+	// WatchPollers delivers the last heartbeat of each poller, then new ones.
+	WatchPollers(ctx context.Context, fn func(hb task.Heartbeat, stored time.Time)) (stop func(), err error)
 }
 
 // Summary counts the outcome of a one-shot run.
@@ -30,6 +35,31 @@ type Summary struct {
 	// Unpublished counts tasks that could not be queued (a full queue, an
 	// unreachable bus); their hosts are among the missing.
 	Unpublished int
+	// MissingBySite breaks Missing down by site, in site order.
+	MissingBySite []SiteMissing
+}
+
+// SiteMissing is how many hosts of a site have no record, and whether the
+// site had no live poller at the end of the run.
+type SiteMissing struct {
+	Site     string
+	N        int
+	NoPoller bool
+}
+
+func (s Summary) missing() string {
+	if len(s.MissingBySite) == 0 {
+		return fmt.Sprint(s.Missing)
+	}
+	parts := make([]string, len(s.MissingBySite))
+	for i, m := range s.MissingBySite {
+		if m.NoPoller {
+			parts[i] = "site " + m.Site + ": no poller"
+		} else {
+			parts[i] = fmt.Sprintf("site %s: %d", m.Site, m.N)
+		}
+	}
+	return fmt.Sprintf("%d (%s)", s.Missing, strings.Join(parts, "; "))
 }
 
 // Complete reports whether every host answered without error.
@@ -37,8 +67,8 @@ func (s Summary) Complete() bool { return s.Failed == 0 && s.Missing == 0 }
 
 // String is the one-line summary printed on stderr.
 func (s Summary) String() string {
-	return fmt.Sprintf("flock: hosts=%d ok=%d failed=%d missing=%d duplicates=%d elapsed=%.3fs unpublished=%d",
-		s.Hosts, s.OK, s.Failed, s.Missing, s.Duplicates, s.Elapsed.Seconds(), s.Unpublished)
+	return fmt.Sprintf("flock: hosts=%d ok=%d failed=%d missing=%s duplicates=%d elapsed=%.3fs unpublished=%d",
+		s.Hosts, s.OK, s.Failed, s.missing(), s.Duplicates, s.Elapsed.Seconds(), s.Unpublished)
 }
 
 // OnceTimeout is how long a one-shot run waits for records: the configured
@@ -51,11 +81,12 @@ func OnceTimeout(cfg *config.Config) time.Duration {
 	return 2*cfg.MaxPollTimeout() + cfg.NATS.AckWait + 5*time.Second
 }
 
-// Tasks builds one task per host for a one-shot run starting at now.
-func Tasks(cfg *config.Config, site string, now time.Time, validFor time.Duration) []task.PollTask {
+// Tasks builds one task per host, of the host's site, for a one-shot run
+// starting at now.
+func Tasks(cfg *config.Config, now time.Time, validFor time.Duration) []task.PollTask {
 	out := make([]task.PollTask, len(cfg.Hosts))
 	for i := range cfg.Hosts {
-		out[i] = newTask(site, &cfg.Hosts[i], now, now, now.Add(validFor))
+		out[i] = newTask(&cfg.Hosts[i], now, now, now.Add(validFor))
 	}
 	return out
 }
@@ -72,8 +103,7 @@ func RunOnce(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, lo
 func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Writer, log *slog.Logger, progress func(Summary)) (Summary, error) {
 	start := time.Now()
 	timeout := OnceTimeout(cfg)
-	site := task.DefaultSite
-	tasks := Tasks(cfg, site, start, timeout)
+	tasks := Tasks(cfg, start, timeout)
 	sum := Summary{Hosts: len(tasks)}
 	if len(tasks) == 0 {
 		return sum, errors.New("no hosts to poll: the configuration's hosts list is empty")
@@ -91,7 +121,7 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 	c := &collector{
 		sinks: []Sink{sink}, states: newStates(), log: log,
 		accept: func(h *task.RecordHead) bool { return pending[h.TaskID] }, // not another run's or dispatcher's record
-		written: func(h *task.RecordHead) {
+		written: func(h *task.RecordHead, _ bool) {
 			mu.Lock()
 			defer mu.Unlock()
 			answered[h.TaskID] = true
@@ -117,12 +147,19 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 	// Watch for new records before publishing: no record of these tasks can
 	// exist before they are published, so nothing is missed, whatever the
 	// server's clock says.
-	stop, err := bus.WatchRecords(ctx, site, time.Time{}, func(subject string, data []byte) {
-		_ = c.collect(subject, data) // in memory, no sink error: nothing to deliver again
+	stop, err := bus.WatchRecords(ctx, time.Time{}, func(subject string, data []byte) {
+		_ = c.collect(subject, data, false) // in memory, no sink error: nothing to deliver again
 	})
 	if err != nil {
 		return sum, err
 	}
+	pollers := fleet.New(log)
+	stopPollers, err := bus.WatchPollers(ctx, func(hb task.Heartbeat, stored time.Time) { pollers.Observe(hb, stored) })
+	if err != nil {
+		stop()
+		return sum, err
+	}
+	defer stopPollers()
 
 	unpublished := publishAll(ctx, bus, tasks, start.Add(timeout), log)
 	mu.Lock()
@@ -148,17 +185,29 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 	sum.Elapsed = time.Since(start)
 	sum.Unpublished = unpublished
 	sum.Missing = len(tasks) - len(answered)
+	live := pollers.Live(time.Now())
+	bySite := map[string]int{}
 	reported := 0
 	for i := range tasks {
 		if !answered[tasks[i].ID] {
+			bySite[tasks[i].Site]++
 			if reported < 20 {
-				log.Warn("no record", "host", tasks[i].Host, "task_id", tasks[i].ID)
+				log.Warn("no record", "host", tasks[i].Host, "site", tasks[i].Site, "task_id", tasks[i].ID)
 			}
 			reported++
 		}
 	}
 	if reported > 20 {
 		log.Warn("more hosts without a record", "count", reported-20)
+	}
+	for _, site := range cfg.Sites() {
+		if n := bySite[site]; n > 0 {
+			m := SiteMissing{Site: site, N: n, NoPoller: len(live[site]) == 0}
+			sum.MissingBySite = append(sum.MissingBySite, m)
+			if m.NoPoller {
+				log.Warn("site has no live poller: its hosts got no record", "site", site, "missing", n, "consumer", "pollers-"+site)
+			}
+		}
 	}
 	if err := sink.failed(); err != nil {
 		return sum, fmt.Errorf("write records: %w", err)

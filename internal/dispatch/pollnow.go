@@ -65,8 +65,8 @@ func (r *Runner) PollNowTask(name string) (task.PollTask, error) {
 		if h.Name == name || h.Key == name {
 			now := r.o.Now()
 			deadline := now.Add(min(h.Interval, 2*time.Minute))
-			t := newTask(r.o.Site, h, now, now, deadline)
-			t.ID = task.NowID(r.o.Site, h.Key, now)
+			t := newTask(h, now, now, deadline)
+			t.ID = task.NowID(h.Site, h.Key, now)
 			return t, nil
 		}
 	}

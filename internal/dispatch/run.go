@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/fleet"
+	"github.com/flock-snmp/flock/internal/lease"
 	"github.com/flock-snmp/flock/internal/task"
 )
 
@@ -18,19 +21,23 @@ import (
 type RunBus interface {
 	// PublishTasks queues tasks, one error per task (task.ErrHostBusy, task.ErrQueueFull, ...).
 	PublishTasks(ctx context.Context, tasks []task.PollTask) []error
-	// ConsumeRecords delivers the site's records through a durable consumer until ctx ends; fn's error redelivers.
-	ConsumeRecords(ctx context.Context, site, durable string, fn func(subject string, data []byte) error) error
-	// WatchExhausted hands over tasks that reached max_deliver unanswered, removed from the queue.
-	WatchExhausted(ctx context.Context, site string, fn func(subject string, data []byte, deliveries int)) (stop func(), err error)
+	// ConsumeRecords delivers every site's records through a durable consumer until ctx ends; fn's error redelivers.
+	// redelivered says a dispatcher had the record before and did not acknowledge it.
+	ConsumeRecords(ctx context.Context, durable string, fn func(subject string, data []byte, redelivered bool) error) error
+	// WatchExhausted hands over tasks of any site that reached max_deliver unanswered, removed from the queue.
+	WatchExhausted(ctx context.Context, fn func(subject string, data []byte, deliveries int)) (stop func(), err error)
 	// PublishRecord stores a record with its task id as message id.
 	PublishRecord(ctx context.Context, subject, id string, data []byte) error
 	// RequestPoll hands a poll-now task to one of the site's pollers and returns its record.
 	RequestPoll(ctx context.Context, site string, data []byte) ([]byte, error)
 }
 
+// RecordsDurable is the durable consumer every dispatcher collects records
+// through: whichever leads continues where the last one acknowledged.
+const RecordsDurable = "dispatcher"
+
 // RunOptions configure Run.
 type RunOptions struct {
-	Site  string
 	Sinks []Sink
 	State StateStore
 	// Reload signals (SIGHUP) that LoadConfig should be called and the new
@@ -43,8 +50,22 @@ type RunOptions struct {
 	Now func() time.Time
 	// Registerer receives the dispatcher's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
-	// Queue, if set, reads the task queue's state for the metrics.
-	Queue func(ctx context.Context) (QueueStats, error)
+	// Queue, if set, reads a site's task queue's state for the metrics.
+	Queue func(ctx context.Context, site string) (QueueStats, error)
+	// AddSite makes sure a site's pollers can take its tasks (creates its
+	// consumer); RemoveSite removes a site dropped from the inventory once
+	// nothing of it is queued, reporting false while something is. Nil: no-op.
+	AddSite    func(ctx context.Context, site string) error
+	RemoveSite func(ctx context.Context, site string) (bool, error)
+	// Leading reports whether this dispatcher holds the lease; nil: always.
+	// Nothing is published or written to the sinks while it is false.
+	Leading func() bool
+	// Pollers, if set, is the live pollers by site, for the status view and
+	// the flock_dispatcher_site_pollers metric.
+	Pollers func() map[string][]fleet.Poller
+	// Members, if set, lists the dispatchers (leader and standbys) for the
+	// status view.
+	Members func(ctx context.Context) ([]lease.Member, error)
 }
 
 // Stats counts what a run did.
@@ -59,6 +80,11 @@ type Stats struct {
 	Reloads     int // inventories applied by reload
 	Rejected    int // reloads rejected
 	Exhausted   int // tasks that reached max_deliver unanswered, removed and answered with an error record
+	// PossibleDuplicates counts records written that a dispatcher had had
+	// before without acknowledging them: if it wrote them before it died,
+	// the sinks hold them twice.
+	PossibleDuplicates int
+	Terms              int // times this dispatcher began leading
 }
 
 // Runner is a running dispatcher.
@@ -75,8 +101,13 @@ type Runner struct {
 	retry   []task.PollTask // tasks whose publication failed for want of the server
 	hosts   []config.Host   // the inventory in force
 
-	records *collector
-	pollNow chan struct{} // one token per poll-now request being served
+	records  *collector
+	pollNow  chan struct{}   // one token per poll-now request being served
+	sites    []string        // the sites in force
+	retiring map[string]bool // sites dropped from the inventory whose consumers remain
+	restored bool            // states fresh from the store, for the first term
+	running  bool            // leading: the states in memory are current
+	cache    statesCache     // a standby's view of the states in the store
 }
 
 // NewRunner prepares continuous dispatching of cfg's hosts, restoring host
@@ -88,36 +119,90 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Leading == nil {
+		o.Leading = func() bool { return true }
+	}
 	states, err := LoadStates(ctx, o.State)
 	if err != nil {
 		return nil, fmt.Errorf("restore host state: %w", err)
 	}
-	r := &Runner{bus: bus, o: o, sched: NewScheduler(o.Site), states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
-		hosts: cfg.Hosts, pollNow: make(chan struct{}, pollNowLimit)}
-	r.records = &collector{sinks: o.Sinks, states: states, store: o.State, log: o.Log,
-		written: r.written, refused: func() { r.m.records.WithLabelValues("refused").Inc() }}
+	r := &Runner{bus: bus, o: o, states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
+		hosts: cfg.Hosts, sites: cfg.Sites(), retiring: map[string]bool{}, pollNow: make(chan struct{}, pollNowLimit), restored: true}
+	r.m.zeros(r.sites)
+	r.records = &collector{sinks: o.Sinks, states: states, store: o.State, log: o.Log, leading: o.Leading,
+		written: r.written, refused: func() { r.m.records.WithLabelValues("refused", "").Inc() }}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(stateCollector{r: r, desc: prometheus.NewDesc("flock_dispatcher_hosts",
-			"Hosts of the inventory by state: ok (last poll answered), failing (last poll failed), unknown (not polled yet).",
-			[]string{"state"}, nil)})
+			"Hosts of the inventory by site and state: ok (last poll answered), failing (last poll failed), unknown (not polled yet).",
+			[]string{"site", "state"}, nil)})
+		o.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flock_dispatcher_leader",
+			Help: "1 if this dispatcher leads (schedules, publishes tasks, writes records), 0 if it stands by.",
+		}, func() float64 {
+			if o.Leading() {
+				return 1
+			}
+			return 0
+		}))
+		if o.Pollers != nil {
+			o.Registerer.MustRegister(sitePollersCollector{r: r, desc: prometheus.NewDesc("flock_dispatcher_site_pollers",
+				"Live pollers of each site of the inventory (a heartbeat within 3 periods); 0: the site's hosts go unpolled.",
+				[]string{"site"}, nil)})
+		}
 		if o.Queue != nil {
-			o.Registerer.MustRegister(newQueueCollector(o.Queue))
+			o.Registerer.MustRegister(newQueueCollector(func() []string { return r.Sites() }, o.Queue))
 		}
 	}
-	now := o.Now()
-	r.sched.SetHosts(cfg.Hosts, now)
+	return r, nil
+}
+
+// Sites is the sites of the inventory in force.
+func (r *Runner) Sites() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sites
+}
+
+// beginTerm prepares a term of leading: the host states as the last
+// leader left them in the store, the inventory's slots, and the current
+// slot of every host whose record is not in yet, due now. A republished
+// slot is harmless: its task id makes JetStream drop the copy or refuse it
+// as busy.
+func (r *Runner) beginTerm(ctx context.Context) error {
+	r.mu.Lock()
+	hosts, sites, restored := r.hosts, r.sites, r.restored
+	r.restored = false
+	r.stats.Terms++
+	r.mu.Unlock()
+	if !restored {
+		fresh, err := LoadStates(ctx, r.o.State)
+		if err != nil {
+			return fmt.Errorf("restore host state: %w", err)
+		}
+		r.states.replace(fresh)
+	}
+	if r.o.AddSite != nil {
+		for _, site := range sites {
+			if err := r.o.AddSite(ctx, site); err != nil {
+				return err
+			}
+		}
+	}
+	now := r.o.Now()
+	r.sched = NewScheduler()
+	r.sched.SetHosts(hosts, now)
 	caughtUp := 0
-	for i := range cfg.Hosts {
-		key := task.HostStateKey(o.Site, cfg.Hosts[i].Key)
-		if _, known := states.Get(key); !known {
+	for i := range hosts {
+		key := task.HostStateKey(hosts[i].Site, hosts[i].Key)
+		if _, known := r.states.Get(key); !known {
 			continue // a new host starts at its next slot, spread like the others
 		}
-		if r.sched.CatchUp(cfg.Hosts[i].Key, now, func(id string) bool { return states.seen(key, id) }) {
+		if r.sched.CatchUp(hosts[i].Key, now, func(id string) bool { return r.states.seen(key, id) }) {
 			caughtUp++
 		}
 	}
-	o.Log.Info("scheduling", "hosts", len(cfg.Hosts), "restored_states", states.Len(), "current_slots_caught_up", caughtUp)
-	return r, nil
+	r.o.Log.Info("scheduling", "hosts", len(hosts), "sites", len(sites), "restored_states", r.states.Len(), "current_slots_caught_up", caughtUp)
+	return nil
 }
 
 // States is the per-host state the runner keeps.
@@ -130,15 +215,30 @@ func (r *Runner) Stats() Stats {
 	return r.stats
 }
 
-// Run publishes tasks as their slots come and collects records until ctx ends.
+// Run publishes tasks as their slots come and collects records until ctx
+// ends: one term of leading. It may be called again for a later term.
 func (r *Runner) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := r.beginTerm(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return err
+	}
+	r.mu.Lock()
+	r.running = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+	}()
 	recordsDone := make(chan error, 1)
 	go func() {
-		recordsDone <- r.bus.ConsumeRecords(ctx, r.o.Site, "dispatcher-"+r.o.Site, r.records.collect)
+		recordsDone <- r.bus.ConsumeRecords(ctx, RecordsDurable, r.records.collect)
 	}()
-	stopExhausted, err := r.bus.WatchExhausted(ctx, r.o.Site, r.exhausted)
+	stopExhausted, err := r.bus.WatchExhausted(ctx, r.exhausted)
 	if err != nil {
 		stopping := ctx.Err() != nil
 		cancel()
@@ -154,7 +254,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		if next, ok := r.sched.NextDue(); ok {
 			wait := max(next.Sub(r.o.Now()), 0)
-			if r.pendingRetries() {
+			if r.pendingRetries() || r.pendingRetirements() {
 				wait = min(wait, time.Second)
 			}
 			timer.Reset(wait)
@@ -165,14 +265,30 @@ func (r *Runner) Run(ctx context.Context) error {
 		case err := <-recordsDone:
 			return fmt.Errorf("collecting records stopped: %w", err)
 		case <-r.o.Reload:
-			r.reload()
+			r.reload(ctx)
 		case <-timer.C:
 			r.publish(ctx, r.sched.Due(r.o.Now()))
+			r.retireSites(ctx)
 		}
 	}
 }
 
-func (r *Runner) reload() {
+// Standby applies reloads while this dispatcher stands by, until ctx ends,
+// so that it schedules what it was last told when it takes over.
+func (r *Runner) Standby(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.o.Reload:
+			r.reload(nil)
+		}
+	}
+}
+
+// reload applies the configuration's inventory; ctx is the term's while
+// leading, nil while standing by (nothing to schedule, no sites to change).
+func (r *Runner) reload(ctx context.Context) {
 	cfg, err := r.o.LoadConfig()
 	if err != nil {
 		r.mu.Lock()
@@ -182,13 +298,72 @@ func (r *Runner) reload() {
 		r.o.Log.Error("reload rejected; the running inventory is kept", "err", err)
 		return
 	}
-	added, removed, changed := r.sched.SetHosts(cfg.Hosts, r.o.Now())
+	added, removed, changed := 0, 0, 0
+	if ctx != nil {
+		added, removed, changed = r.sched.SetHosts(cfg.Hosts, r.o.Now())
+	}
+	sites := cfg.Sites()
 	r.mu.Lock()
-	r.hosts = cfg.Hosts
+	oldSites := r.sites
+	r.hosts, r.sites = cfg.Hosts, sites
 	r.stats.Reloads++
+	for _, s := range sites {
+		delete(r.retiring, s) // back in the inventory: keep its consumer
+	}
+	var dropped []string
+	for _, s := range oldSites {
+		if !slices.Contains(sites, s) {
+			r.retiring[s] = true
+			dropped = append(dropped, s)
+		}
+	}
 	r.mu.Unlock()
+	if ctx != nil && r.o.AddSite != nil {
+		for _, s := range sites {
+			if !slices.Contains(oldSites, s) {
+				if err := r.o.AddSite(ctx, s); err != nil {
+					r.o.Log.Error("new site: its pollers cannot take tasks yet; retried at the next reload or takeover", "site", s, "err", err)
+				}
+			}
+		}
+	}
+	r.m.zeros(sites)
 	r.m.reloads.WithLabelValues("applied").Inc()
-	r.o.Log.Info("inventory reloaded", "hosts", len(cfg.Hosts), "added", added, "removed", removed, "changed", changed)
+	r.o.Log.Info("inventory reloaded", "hosts", len(cfg.Hosts), "added", added, "removed", removed, "changed", changed,
+		"sites", len(sites), "sites_dropped", len(dropped), "leading", ctx != nil)
+}
+
+func (r *Runner) pendingRetirements() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.retiring) > 0 && r.o.RemoveSite != nil
+}
+
+// retireSites removes the consumers of the sites dropped from the
+// inventory, each once its queue is empty.
+func (r *Runner) retireSites(ctx context.Context) {
+	if r.o.RemoveSite == nil || !r.o.Leading() {
+		return
+	}
+	r.mu.Lock()
+	var sites []string
+	for s := range r.retiring {
+		sites = append(sites, s)
+	}
+	r.mu.Unlock()
+	for _, s := range sites {
+		removed, err := r.o.RemoveSite(ctx, s)
+		if err != nil {
+			r.o.Log.Warn("cannot remove a dropped site's consumer yet", "site", s, "err", err)
+			continue
+		}
+		if removed {
+			r.mu.Lock()
+			delete(r.retiring, s)
+			r.mu.Unlock()
+			r.o.Log.Info("site removed: it left the inventory and its queue is empty", "site", s, "consumer", "pollers-"+s)
+		}
+	}
 }
 
 func (r *Runner) pendingRetries() bool {
@@ -198,6 +373,11 @@ func (r *Runner) pendingRetries() bool {
 }
 
 func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
+	if !r.o.Leading() {
+		// The lease is lost: not one task more. The term ends as soon as
+		// the elector notices; the next leader publishes these slots.
+		return
+	}
 	r.mu.Lock()
 	if len(r.retry) > 0 {
 		tasks = append(r.retry, tasks...)
@@ -226,10 +406,10 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 		switch {
 		case err == nil:
 			r.stats.Published++
-			r.m.tasks.WithLabelValues("published").Inc()
+			r.m.tasks.WithLabelValues("published", t.Site).Inc()
 		case errors.Is(err, task.ErrHostBusy):
 			r.stats.Overruns++
-			r.m.tasks.WithLabelValues("overrun").Inc()
+			r.m.tasks.WithLabelValues("overrun", t.Site).Inc()
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "overrun")
 			if !r.overrun[t.HostKey] { // once until the host answers again, not once per slot
 				r.overrun[t.HostKey] = true
@@ -237,7 +417,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			}
 		case errors.Is(err, task.ErrQueueFull):
 			r.stats.QueueFull++
-			r.m.tasks.WithLabelValues("queue_full").Inc()
+			r.m.tasks.WithLabelValues("queue_full", t.Site).Inc()
 			full++
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "queue full")
 		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
@@ -253,11 +433,11 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			// may or may not be stored. Publish it again with the same id: if
 			// it was, JetStream drops the copy or refuses it as busy.
 			r.retry = append(r.retry, *t)
-			r.m.tasks.WithLabelValues("retried").Inc()
+			r.m.tasks.WithLabelValues("retried", t.Site).Inc()
 			r.o.Log.Warn("task not acknowledged; publishing it again", "host", t.Host, "task_id", t.ID, "err", err)
 		default:
 			r.stats.Failed++
-			r.m.tasks.WithLabelValues("failed").Inc()
+			r.m.tasks.WithLabelValues("failed", t.Site).Inc()
 			r.o.Log.Error("task not published", "host", t.Host, "task_id", t.ID, "err", err)
 		}
 	}
@@ -266,6 +446,10 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 // exhausted answers a task that no poller could finish with a final error
 // record, so the host's cycle ends with a record, not a silence.
 func (r *Runner) exhausted(subject string, data []byte, deliveries int) {
+	if !r.o.Leading() {
+		r.o.Log.Warn("an exhausted task was removed while this dispatcher lost its lease; no record answers it", "subject", subject)
+		return
+	}
 	t, err := task.DecodeTask(data)
 	if err != nil {
 		r.o.Log.Error("removed an exhausted task that does not decode; no record answers it", "subject", subject, "err", err)
@@ -275,7 +459,7 @@ func (r *Runner) exhausted(subject string, data []byte, deliveries int) {
 	r.mu.Lock()
 	r.stats.Exhausted++
 	r.mu.Unlock()
-	r.m.exhausted.Inc()
+	r.m.exhausted.WithLabelValues(t.Site).Inc()
 	rec := task.Undelivered(&t, "dispatcher", deliveries, "its pollers died with it", r.o.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -285,14 +469,24 @@ func (r *Runner) exhausted(subject string, data []byte, deliveries int) {
 }
 
 // written counts a record the collector wrote to the sinks.
-func (r *Runner) written(h *task.RecordHead) {
+func (r *Runner) written(h *task.RecordHead, redelivered bool) {
 	r.mu.Lock()
 	r.stats.Records++
+	if redelivered {
+		r.stats.PossibleDuplicates++
+	}
 	delete(r.overrun, h.HostKey)
+	site := h.Site
+	if !slices.Contains(r.sites, site) {
+		site = "other" // a label is never unbounded: only the inventory's sites
+	}
 	r.mu.Unlock()
 	outcome := "ok"
 	if h.Error != nil {
 		outcome = h.Error.Kind
 	}
-	r.m.records.WithLabelValues(outcome).Inc()
+	r.m.records.WithLabelValues(outcome, site).Inc()
+	if redelivered {
+		r.m.duplicates.Inc()
+	}
 }

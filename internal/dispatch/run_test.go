@@ -70,7 +70,7 @@ func startRunnerWith(t *testing.T, d *natsbus.Bus, cfg *config.Config, sinks []d
 	}
 	logBuf := &lockedBuffer{}
 	r, err := dispatch.NewRunner(context.Background(), d, cfg, dispatch.RunOptions{
-		Site: task.DefaultSite, Sinks: sinks, State: state, Reload: reload, LoadConfig: load, Registerer: reg,
+		Sinks: sinks, State: state, Reload: reload, LoadConfig: load, Registerer: reg,
 		Log: slog.New(slog.NewTextHandler(logBuf, nil)),
 	})
 	if err != nil {
@@ -233,7 +233,7 @@ func TestRunReload(t *testing.T) {
 func TestRunAnswersExhaustedTasks(t *testing.T) {
 	fleet, srv, d := setup(t, 1)
 	// Streams again with max_deliver 2 and a short ack wait.
-	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: time.Second, MaxDeliver: 2}); err != nil {
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Sites: []string{task.DefaultSite}, AckWait: time.Second, MaxDeliver: 2}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := withInterval(fleetConfig(t, fleet, 0), time.Minute) // one slot only during the test
@@ -241,7 +241,7 @@ func TestRunAnswersExhaustedTasks(t *testing.T) {
 	sinks, _ := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}}, out)
 	// NewRunner schedules the first slot up to a minute ahead; publish it now instead.
 	rn := startRunner(t, d, cfg, sinks, nil, nil)
-	tk := dispatch.Tasks(cfg, task.DefaultSite, time.Now(), time.Minute)[0]
+	tk := dispatch.Tasks(cfg, time.Now(), time.Minute)[0]
 	if errs := d.PublishTasks(context.Background(), []task.PollTask{tk}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
@@ -284,7 +284,7 @@ func TestRunAnswersExhaustedTasks(t *testing.T) {
 		t.Fatalf("final record %q, stats %+v", out.String(), rn.r.Stats())
 	}
 	// The slot is free: the host's next task is accepted.
-	next := dispatch.Tasks(cfg, task.DefaultSite, time.Now().Add(time.Minute), time.Minute)[0]
+	next := dispatch.Tasks(cfg, time.Now().Add(time.Minute), time.Minute)[0]
 	if errs := d.PublishTasks(context.Background(), []task.PollTask{next}); errs[0] != nil {
 		t.Fatalf("next slot after the exhausted one: %v", errs[0])
 	}
@@ -292,7 +292,7 @@ func TestRunAnswersExhaustedTasks(t *testing.T) {
 
 func TestRunQueueFull(t *testing.T) {
 	fleet, _, d := setup(t, 6)
-	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 3, MaxQueued: 3}); err != nil {
+	if err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Sites: []string{task.DefaultSite}, AckWait: 5 * time.Second, MaxDeliver: 3, MaxQueued: 3}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := withInterval(fleetConfig(t, fleet, 0), 1*time.Second)
@@ -439,7 +439,7 @@ func TestRunRefusesRecordsItCannotRead(t *testing.T) {
 	ctx := context.Background()
 	// The runner's durable consumer takes the records published from its creation on.
 	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := d.JetStream().Consumer(ctx, natsbus.ResultStream, "dispatcher-"+task.DefaultSite); err == nil {
+		if _, err := d.JetStream().Consumer(ctx, natsbus.ResultStream, dispatch.RecordsDurable); err == nil {
 			break
 		}
 		if time.Since(start) > 10*time.Second {
@@ -476,14 +476,18 @@ func TestRunRefusesRecordsItCannotRead(t *testing.T) {
 }
 
 // counter is the value of the counter name{outcome="outcome"} in reg.
+// counter sums the series of name whose outcome label is outcome (over sites).
 func counter(reg *prometheus.Registry, name, outcome string) float64 {
 	mfs, _ := reg.Gather()
+	sum := 0.0
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
-			if mf.GetName() == name && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == outcome {
-				return m.GetCounter().GetValue()
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == name && l.GetName() == "outcome" && l.GetValue() == outcome {
+					sum += m.GetCounter().GetValue()
+				}
 			}
 		}
 	}
-	return 0
+	return sum
 }

@@ -17,7 +17,6 @@ import (
 // host. It is driven by the caller's clock: Due(now) returns the tasks whose
 // time has come. It is not safe for concurrent use.
 type Scheduler struct {
-	site    string
 	entries map[string]*slotEntry // by host key
 	queue   slotQueue
 }
@@ -29,9 +28,9 @@ type slotEntry struct {
 	index int       // in the queue
 }
 
-// NewScheduler returns an empty scheduler for site.
-func NewScheduler(site string) *Scheduler {
-	return &Scheduler{site: site, entries: map[string]*slotEntry{}}
+// NewScheduler returns an empty scheduler.
+func NewScheduler() *Scheduler {
+	return &Scheduler{entries: map[string]*slotEntry{}}
 }
 
 // Len is the number of hosts scheduled.
@@ -122,7 +121,7 @@ func (s *Scheduler) CatchUp(key string, now time.Time, done func(taskID string) 
 		return false
 	}
 	cur := SlotStart(key, e.host.Interval, now)
-	if done(task.SlotID(s.site, key, cur)) {
+	if done(task.SlotID(e.host.Site, key, cur)) {
 		return false
 	}
 	e.slot, e.due = cur, now
@@ -163,13 +162,13 @@ func (s *Scheduler) Due(now time.Time) []task.PollTask {
 // task builds the PollTask for host h and slot. Its id is deterministic per
 // host and slot; it is valid for one interval.
 func (s *Scheduler) task(h *config.Host, slot, scheduled time.Time) task.PollTask {
-	return newTask(s.site, h, slot, scheduled, slot.Add(h.Interval))
+	return newTask(h, slot, scheduled, slot.Add(h.Interval))
 }
 
 // newTask builds the task of host h for the slot starting at slot.
-func newTask(site string, h *config.Host, slot, scheduled, deadline time.Time) task.PollTask {
+func newTask(h *config.Host, slot, scheduled, deadline time.Time) task.PollTask {
 	return task.PollTask{
-		Schema: task.Schema, ID: task.SlotID(site, h.Key, slot), Site: site,
+		Schema: task.Schema, ID: task.SlotID(h.Site, h.Key, slot), Site: h.Site,
 		Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Credentials: h.Credentials,
 		Get: h.Get, Walk: h.Walk, Tables: h.Tables, TimeoutMS: h.Timeout.Milliseconds(),
 		PollTimeoutMS: min(h.PollTimeout, deadline.Sub(scheduled)).Milliseconds(),

@@ -15,7 +15,7 @@ func hostsN(n int, interval, jitter time.Duration) []config.Host {
 	for i := range hs {
 		name := fmt.Sprintf("sw%05d.example.net", i)
 		key, _ := task.HostKey(name)
-		hs[i] = config.Host{Name: name, Key: key, Address: name, Port: 161, Credentials: "public", Timeout: time.Second,
+		hs[i] = config.Host{Name: name, Key: key, Site: task.DefaultSite, Address: name, Port: 161, Credentials: "public", Timeout: time.Second,
 			PollTimeout: 3 * time.Second, MaxOids: 32, MaxRepetitions: 25, Get: []string{".1.3.6.1.2.1.1.1.0"},
 			Interval: interval, Jitter: jitter, Bulk: true}
 	}
@@ -26,7 +26,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func TestSpreadOverTheInterval(t *testing.T) {
 	const n = 10_000
-	s := NewScheduler(task.DefaultSite)
+	s := NewScheduler()
 	s.SetHosts(hostsN(n, time.Minute, 0), t0)
 	perSecond := map[int]int{}
 	total := 0
@@ -51,7 +51,7 @@ func TestSpreadOverTheInterval(t *testing.T) {
 
 func TestDeterministicIDsAcrossDispatchers(t *testing.T) {
 	hosts := hostsN(50, 30*time.Second, 5*time.Second)
-	a, b := NewScheduler("default"), NewScheduler("default")
+	a, b := NewScheduler(), NewScheduler()
 	a.SetHosts(hosts, t0)
 	b.SetHosts(hosts, t0.Add(7*time.Second)) // started later, same slots
 	ids := func(s *Scheduler) map[string]bool {
@@ -95,7 +95,7 @@ func SlotOf(tk task.PollTask) time.Time {
 }
 
 func TestMissedSlotsAreNotCaughtUp(t *testing.T) {
-	s := NewScheduler("default")
+	s := NewScheduler()
 	s.SetHosts(hostsN(3, 10*time.Second, 0), t0)
 	if n := len(s.Due(t0.Add(11 * time.Second))); n != 3 {
 		t.Fatalf("first interval: %d tasks, want 3", n)
@@ -111,7 +111,7 @@ func TestMissedSlotsAreNotCaughtUp(t *testing.T) {
 }
 
 func TestSetHostsReload(t *testing.T) {
-	s := NewScheduler("default")
+	s := NewScheduler()
 	hosts := hostsN(4, time.Minute, 0)
 	if a, r, c := s.SetHosts(hosts, t0); a != 4 || r != 0 || c != 0 {
 		t.Fatalf("initial: +%d -%d ~%d", a, r, c)
@@ -150,7 +150,7 @@ func TestSetHostsReload(t *testing.T) {
 func TestCatchUpCurrentSlot(t *testing.T) {
 	hosts := hostsN(2, time.Minute, 0)
 	now := t0.Add(90 * time.Second)
-	s := NewScheduler("default")
+	s := NewScheduler()
 	s.SetHosts(hosts, now)
 	cur := SlotStart(hosts[0].Key, time.Minute, now)
 	if !s.CatchUp(hosts[0].Key, now, func(string) bool { return false }) {

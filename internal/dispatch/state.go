@@ -57,6 +57,38 @@ func LoadStates(ctx context.Context, store StateStore) (*States, error) {
 	return s, nil
 }
 
+// replace takes every state of from, dropping the ones it has not.
+func (s *States) replace(from *States) {
+	from.mu.Lock()
+	m := from.m
+	from.mu.Unlock()
+	s.mu.Lock()
+	s.m = m
+	s.mu.Unlock()
+}
+
+// statesCache is a standby's view of the host states in the store, read at
+// most once every few seconds.
+type statesCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	last map[string]HostState
+}
+
+func (c *statesCache) get(store StateStore) map[string]HostState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if store == nil || time.Since(c.at) < 5*time.Second {
+		return c.last
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if fresh, err := LoadStates(ctx, store); err == nil {
+		c.last, c.at = fresh.Snapshot(), time.Now()
+	}
+	return c.last
+}
+
 // Get returns a copy of a host's state.
 func (s *States) Get(key string) (HostState, bool) {
 	s.mu.Lock()

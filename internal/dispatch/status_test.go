@@ -14,14 +14,15 @@ import (
 
 func TestStatusViewSorts(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	hosts := []config.Host{{Name: "a.example.net", Key: "a"}, {Name: "b.example.net", Key: "b"}, {Name: "c.example.net", Key: "c"}, {Name: "d.example.net", Key: "d"}}
+	hosts := []config.Host{{Name: "a.example.net", Key: "a", Site: "default"}, {Name: "b.example.net", Key: "b", Site: "default"},
+		{Name: "c.example.net", Key: "c", Site: "default"}, {Name: "d.example.net", Key: "d", Site: "default"}}
 	states := map[string]HostState{
 		"default.a": {LastPollAt: now, LastSuccessAt: now, LastDurationMS: 5},
 		"default.b": {LastPollAt: now, LastSuccessAt: now.Add(-time.Hour), LastDurationMS: 900, ConsecutiveFailures: 3,
 			LastError: &task.Error{Kind: task.KindTimeout, Message: "no answer from b"}},
 		"default.c": {LastPollAt: now, LastSuccessAt: now.Add(-time.Minute), LastDurationMS: 40},
 	}
-	rows := BuildStatus("default", hosts, states)
+	rows := BuildStatus(hosts, states)
 	order := func(key string) string {
 		if err := SortStatus(rows, key); err != nil {
 			t.Fatal(err)
@@ -57,7 +58,9 @@ func TestStatusViewSorts(t *testing.T) {
 		t.Fatalf("status text:\n%s", out.String())
 	}
 
-	h := StatusHandler(func() []StatusRow { return BuildStatus("default", hosts, states) })
+	h := StatusHandler(func() FleetView {
+		return BuildFleet(BuildStatus(hosts, states), []string{"default"}, nil, nil, now)
+	})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/status?sort=failures", nil))
 	body, _ := io.ReadAll(rec.Result().Body)

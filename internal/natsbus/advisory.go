@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,14 +21,14 @@ type maxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// WatchExhausted calls fn with each task of the site (its subject and
+// WatchExhausted calls fn with each task of any site (its subject and
 // data) that reached the consumer's max_deliver without being acked (its
 // pollers died with it, or handed it back every time), after removing it
 // from the work queue: on a work-queue stream an exhausted message
 // otherwise stays, and with one task per host it would hold the host's
 // slot until its TTL. It runs until ctx ends or stop is called.
-func (b *Bus) WatchExhausted(ctx context.Context, site string, fn func(subject string, data []byte, deliveries int)) (stop func(), err error) {
-	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + TaskStream + "." + PollerConsumer(site)
+func (b *Bus) WatchExhausted(ctx context.Context, fn func(subject string, data []byte, deliveries int)) (stop func(), err error) {
+	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + TaskStream + ".*"
 	stream, err := b.js.Stream(ctx, TaskStream)
 	if err != nil {
 		return nil, fmt.Errorf("watch exhausted tasks: %w", err)
@@ -37,6 +38,9 @@ func (b *Bus) WatchExhausted(ctx context.Context, site string, fn func(subject s
 		if err := json.Unmarshal(m.Data, &adv); err != nil || adv.StreamSeq == 0 {
 			b.log.Warn("undecodable max-deliveries advisory", "subject", m.Subject, "err", err)
 			return
+		}
+		if !strings.HasPrefix(adv.Consumer, PollerConsumer("")) {
+			return // not a poller consumer's task
 		}
 		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

@@ -38,12 +38,14 @@ type ConnectOptions struct {
 	InboxPrefix string
 }
 
-// Inbox prefixes of the roles (config/nats-server.conf gives each role
-// subscribe permission on its own).
-const (
-	DispatcherInbox = "_INBOX_flock_dispatcher"
-	PollerInbox     = "_INBOX_flock_poller"
-)
+// DispatcherInbox is the dispatcher's inbox prefix (config/nats-server.conf
+// gives each role subscribe permission on its own).
+const DispatcherInbox = "_INBOX_flock_dispatcher"
+
+// PollerInbox is the inbox prefix of site's pollers: each site has its own,
+// since pulled tasks arrive on the puller's inbox, and a poller of one site
+// must not read another site's tasks.
+func PollerInbox(site string) string { return "_INBOX_flock_poller_" + site }
 
 // Auth says how to authenticate to NATS (at most one of user/password, an
 // nkey seed file, a .creds file) and which TLS files to use.

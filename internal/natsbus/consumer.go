@@ -102,14 +102,14 @@ func waitFor(ctx context.Context, log *slog.Logger, msg string, try func() error
 	}
 }
 
-// WatchRecords delivers HostRecords of site to fn (called from one
+// WatchRecords delivers HostRecords of every site to fn (called from one
 // goroutine at a time) until stop is called: those stored since `since` and
 // then new ones, or, with a zero since, only records stored after the watch
 // began, which needs no agreement between this machine's clock and the
 // server's.
-func (b *Bus) WatchRecords(ctx context.Context, site string, since time.Time, fn func(subject string, data []byte)) (stop func(), err error) {
+func (b *Bus) WatchRecords(ctx context.Context, since time.Time, fn func(subject string, data []byte)) (stop func(), err error) {
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{task.ResultPrefix + site + ".>"},
+		FilterSubjects: []string{task.ResultPrefix + ">"},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	}
 	if !since.IsZero() {
@@ -117,25 +117,32 @@ func (b *Bus) WatchRecords(ctx context.Context, site string, since time.Time, fn
 	}
 	cons, err := b.js.OrderedConsumer(ctx, ResultStream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("watch %s on %s: %w", task.ResultPrefix+site+".>", ResultStream, err)
+		return nil, fmt.Errorf("watch %s on %s: %w", task.ResultPrefix+">", ResultStream, err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { fn(m.Subject(), m.Data()) })
 	if err != nil {
-		return nil, fmt.Errorf("watch %s on %s: %w", task.ResultPrefix+site+".>", ResultStream, err)
+		return nil, fmt.Errorf("watch %s on %s: %w", task.ResultPrefix+">", ResultStream, err)
 	}
 	return cc.Stop, nil
 }
 
-// ConsumeRecords delivers the site's HostRecords to fn through the durable
-// consumer durable, from where it left off (only new records the first time
-// it is created), until ctx ends. Records published while the caller was
-// down are delivered when it returns. fn returning nil acks the record; an
-// error hands it back for redelivery a second later.
-func (b *Bus) ConsumeRecords(ctx context.Context, site, durable string, fn func(subject string, data []byte) error) error {
+// RecordsConsumer is the durable consumer through which the leading
+// dispatcher collects the HostRecords of every site; a dispatcher that
+// takes over continues from where the last one acknowledged.
+const RecordsConsumer = "dispatcher"
+
+// ConsumeRecords delivers every site's HostRecords to fn through the
+// durable consumer durable, from where it left off (only new records the
+// first time it is created), until ctx ends. Records published while no
+// one consumed are delivered when someone does. fn returning nil acks the
+// record; an error hands it back for redelivery a second later.
+// redelivered says the record was delivered before (to this or another
+// dispatcher) and not acknowledged.
+func (b *Bus) ConsumeRecords(ctx context.Context, durable string, fn func(subject string, data []byte, redelivered bool) error) error {
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, ResultStream, jetstream.ConsumerConfig{
 		Durable:       durable,
-		Description:   "Flock dispatcher: collects HostRecords of site " + site,
-		FilterSubject: task.ResultPrefix + site + ".>",
+		Description:   "Flock dispatcher: collects the HostRecords of every site",
+		FilterSubject: task.ResultPrefix + ">",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		AckWait:       30 * time.Second,
@@ -148,7 +155,11 @@ func (b *Bus) ConsumeRecords(ctx context.Context, site, durable string, fn func(
 		return fmt.Errorf("create consumer %s on %s: %w", durable, ResultStream, err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		if err := fn(m.Subject(), m.Data()); err != nil {
+		redelivered := false
+		if md, err := m.Metadata(); err == nil {
+			redelivered = md.NumDelivered > 1
+		}
+		if err := fn(m.Subject(), m.Data(), redelivered); err != nil {
 			b.log.Warn("record not processed; it will be redelivered", "subject", m.Subject(), "err", err)
 			_ = m.NakWithDelay(time.Second)
 			return

@@ -32,11 +32,12 @@ func (b *Bus) ServePollTasks(site string, fn func(*Request)) (stop func(), err e
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-// ServePollNow calls fn with each request on flock.poll.now (a host name).
-// fn runs on the subscription's goroutine and must not block. Stop with the
-// returned func.
+// ServePollNow calls fn with each request on flock.poll.now (a host name),
+// in the "dispatchers" queue group, so that one of several dispatchers
+// answers each. fn runs on the subscription's goroutine and must not
+// block. Stop with the returned func.
 func (b *Bus) ServePollNow(fn func(*Request)) (stop func(), err error) {
-	sub, err := b.nc.Subscribe(PollNowSubject, func(m *nats.Msg) { fn(&Request{m: m}) })
+	sub, err := b.nc.QueueSubscribe(PollNowSubject, "dispatchers", func(m *nats.Msg) { fn(&Request{m: m}) })
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", PollNowSubject, err)
 	}

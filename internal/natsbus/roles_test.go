@@ -31,6 +31,7 @@ func startSecured(t *testing.T) *natsbus.Embedded {
 	t.Helper()
 	t.Setenv("FLOCK_DISPATCHER_PASSWORD", rolePasswords["dispatcher"])
 	t.Setenv("FLOCK_POLLER_PASSWORD", rolePasswords["poller"])
+	t.Setenv("FLOCK_POLLER_BRANCH_7_PASSWORD", "branch-7-pw-5e1b")
 	t.Setenv("FLOCK_READER_PASSWORD", rolePasswords["reader"])
 	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{
 		Listen: "127.0.0.1:0", StoreDir: t.TempDir(), ConfigFile: filepath.Join("..", "..", "config", "nats-server.conf"),
@@ -97,7 +98,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 
 	// Dispatcher: streams, consumer, buckets, tasks.
 	disp := connectAs(t, srv, "dispatcher", natsbus.DispatcherInbox)
-	if err := disp.EnsureStreams(ctx, natsbus.StreamOptions{Site: task.DefaultSite, AckWait: 5 * time.Second, MaxDeliver: 5, MaxQueued: 1000}); err != nil {
+	if err := disp.EnsureStreams(ctx, natsbus.StreamOptions{Sites: []string{task.DefaultSite}, AckWait: 5 * time.Second, MaxDeliver: 5, MaxQueued: 1000}); err != nil {
 		t.Fatalf("dispatcher cannot set up the streams: %v", err)
 	}
 	hosts, err := disp.Bucket(ctx, natsbus.HostStateBucket, "host state")
@@ -109,7 +110,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	}
 	var mu sync.Mutex
 	got := map[string]task.HostRecord{}
-	stopWatch, err := disp.WatchRecords(ctx, task.DefaultSite, time.Time{}, func(_ string, data []byte) {
+	stopWatch, err := disp.WatchRecords(ctx, time.Time{}, func(_ string, data []byte) {
 		r, err := task.DecodeRecord(data)
 		if err == nil {
 			mu.Lock()
@@ -121,7 +122,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 		t.Fatalf("dispatcher cannot watch records: %v", err)
 	}
 	defer stopWatch()
-	stopExh, err := disp.WatchExhausted(ctx, task.DefaultSite, func(string, []byte, int) {})
+	stopExh, err := disp.WatchExhausted(ctx, func(string, []byte, int) {})
 	if err != nil {
 		t.Fatalf("dispatcher cannot watch max-delivery advisories: %v", err)
 	}
@@ -144,7 +145,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	}
 
 	// Poller: device memory, tasks, records, heartbeats, poll now.
-	pol := connectAs(t, srv, "poller", natsbus.PollerInbox)
+	pol := connectAs(t, srv, "poller", natsbus.PollerInbox(task.DefaultSite))
 	memory, err := pol.DeviceMemory(ctx)
 	if err != nil {
 		t.Fatalf("poller cannot open the device memory: %v", err)
@@ -157,12 +158,12 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	loop, served := pollertest.Serve(t, serveCtx, pol, task.DefaultSite, poller.Options{Name: "poller-sec", Workers: 4, ShutdownGrace: time.Second}, p.Poll)
 	beats := make(chan *nats.Msg, 256)
-	if _, err := disp.Conn().ChanSubscribe(natsbus.HeartbeatPrefix+">", beats); err != nil {
+	if _, err := disp.Conn().ChanSubscribe(task.HeartbeatPrefix+">", beats); err != nil {
 		t.Fatal(err)
 	}
 	_ = disp.Conn().Flush()
 	beatCtx, stopBeats := context.WithCancel(ctx)
-	go pol.SendHeartbeats(beatCtx, "poller-sec", 100*time.Millisecond, func() natsbus.Heartbeat { return natsbus.Heartbeat{ID: "poller-sec"} })
+	go pol.SendHeartbeats(beatCtx, "poller-sec", 100*time.Millisecond, func() task.Heartbeat { return task.Heartbeat{ID: "poller-sec"} })
 	defer stopBeats()
 	stopPollTasks, err := pol.ServePollTasks(task.DefaultSite, func(r *natsbus.Request) { loop.PollNow(ctx, r) })
 	if err != nil {
@@ -221,7 +222,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	}
 	select {
 	case m := <-beats:
-		var hb natsbus.Heartbeat
+		var hb task.Heartbeat
 		if err := json.Unmarshal(m.Data, &hb); err != nil || hb.ID != "poller-sec" {
 			t.Fatalf("heartbeat %s: %v", m.Data, err)
 		}
@@ -294,7 +295,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 		_ = rc.Publish(subject, []byte("x"))
 		wantViolation(t, rerr, "reader publishing to "+subject)
 	}
-	for _, subject := range []string{task.TaskPrefix + ">", natsbus.PollerInbox + ".>", natsbus.HeartbeatPrefix + ">"} {
+	for _, subject := range []string{task.TaskPrefix + ">", natsbus.PollerInbox(task.DefaultSite) + ".>", task.HeartbeatPrefix + ">"} {
 		if _, err := rc.SubscribeSync(subject); err != nil {
 			t.Fatal(err)
 		}
@@ -316,6 +317,7 @@ func TestEmbeddedRefusesOpenListenWithoutAuth(t *testing.T) {
 	}
 	t.Setenv("FLOCK_DISPATCHER_PASSWORD", "a")
 	t.Setenv("FLOCK_POLLER_PASSWORD", "b")
+	t.Setenv("FLOCK_POLLER_BRANCH_7_PASSWORD", "b7")
 	t.Setenv("FLOCK_READER_PASSWORD", "c")
 	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{Listen: "0.0.0.0:0", StoreDir: t.TempDir(),
 		ConfigFile: filepath.Join("..", "..", "config", "nats-server.conf")})

@@ -3,7 +3,9 @@ package natsbus
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,15 +24,17 @@ func PollerConsumer(site string) string { return "pollers-" + site }
 
 // StreamOptions set what the dispatcher creates.
 type StreamOptions struct {
-	Site       string
+	// Sites get a poller consumer each (pollers-<site>).
+	Sites      []string
 	AckWait    time.Duration
 	MaxDeliver int
 	// MaxQueued bounds the task stream (default 1,000,000 tasks).
 	MaxQueued int
 }
 
-// EnsureStreams creates or updates the task and result streams and the
-// site's poller consumer. Only the dispatcher calls it; pollers only bind.
+// EnsureStreams creates or updates the task, result and heartbeat streams,
+// the device bucket and each site's poller consumer. Only the dispatcher
+// calls it; pollers only bind.
 func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        TaskStream,
@@ -66,18 +70,25 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", ResultStream, err)
 	}
-	_, err = b.js.CreateOrUpdateConsumer(ctx, TaskStream, jetstream.ConsumerConfig{
-		Durable:       PollerConsumer(o.Site),
-		Description:   "every poller of site " + o.Site + " takes tasks from here",
-		FilterSubject: task.TaskPrefix + o.Site + ".>",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckWait:       o.AckWait,
-		MaxDeliver:    o.MaxDeliver,
-		MaxAckPending: 20_000,
+	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        PollerStream,
+		Description: "Flock poller heartbeats: the last one of each poller",
+		Subjects:    []string{task.HeartbeatPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		// A poller gone for an hour drops out of the fleet view.
+		MaxMsgsPerSubject: 1,
+		MaxAge:            time.Hour,
+		MaxBytes:          64 << 20,
 	})
 	if err != nil {
-		return fmt.Errorf("create consumer %s on %s: %w", PollerConsumer(o.Site), TaskStream, err)
+		return fmt.Errorf("create stream %s: %w", PollerStream, err)
+	}
+	for _, site := range o.Sites {
+		if err := b.EnsureSite(ctx, o, site); err != nil {
+			return err
+		}
 	}
 	// The pollers' shared memory of devices: made here, by the role that
 	// administers JetStream, so pollers only ever open it.
@@ -85,6 +96,64 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 		return err
 	}
 	return nil
+}
+
+// EnsureSite creates or updates site's poller consumer, pollers-<site>,
+// which takes that site's tasks only.
+func (b *Bus) EnsureSite(ctx context.Context, o StreamOptions, site string) error {
+	_, err := b.js.CreateOrUpdateConsumer(ctx, TaskStream, jetstream.ConsumerConfig{
+		Durable:       PollerConsumer(site),
+		Description:   "every poller of site " + site + " takes tasks from here",
+		FilterSubject: task.TaskPrefix + site + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    o.MaxDeliver,
+		MaxAckPending: 20_000,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s on %s: %w", PollerConsumer(site), TaskStream, err)
+	}
+	return nil
+}
+
+// RemoveSite deletes site's poller consumer once no task of the site is
+// queued or in flight: removed is false (and err nil) while some are, so
+// the caller tries again later. A consumer already gone counts as removed.
+func (b *Bus) RemoveSite(ctx context.Context, site string) (removed bool, err error) {
+	cons, err := b.js.Consumer(ctx, TaskStream, PollerConsumer(site))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("consumer %s: %w", PollerConsumer(site), err)
+	}
+	if ci := cons.CachedInfo(); ci.NumPending > 0 || ci.NumAckPending > 0 {
+		return false, nil
+	}
+	if err := b.js.DeleteConsumer(ctx, TaskStream, PollerConsumer(site)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, fmt.Errorf("delete consumer %s: %w", PollerConsumer(site), err)
+	}
+	return true, nil
+}
+
+// Sites lists the sites that have a poller consumer on the task stream.
+func (b *Bus) Sites(ctx context.Context) ([]string, error) {
+	st, err := b.js.Stream(ctx, TaskStream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", TaskStream, err)
+	}
+	var out []string
+	names := st.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if site, ok := strings.CutPrefix(name, "pollers-"); ok {
+			out = append(out, site)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("list consumers of %s: %w", TaskStream, err)
+	}
+	return out, nil
 }
 
 // QueueStats is the state of a site's task queue, from JetStream.

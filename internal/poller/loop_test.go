@@ -46,7 +46,7 @@ func (c *collector) add(_ string, data []byte) {
 func watch(t *testing.T, b *natsbus.Bus) *collector {
 	t.Helper()
 	c := &collector{}
-	stop, err := b.WatchRecords(context.Background(), task.DefaultSite, time.Now().Add(-time.Second), c.add)
+	stop, err := b.WatchRecords(context.Background(), time.Now().Add(-time.Second), c.add)
 	if err != nil {
 		t.Fatal(err)
 	}

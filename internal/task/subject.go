@@ -5,8 +5,31 @@ import (
 	"strings"
 )
 
-// DefaultSite is the site of every host until sites can be configured.
+// DefaultSite is the site of a host or poller that names none.
 const DefaultSite = "default"
+
+// maxSiteLen bounds a site name: it is part of subjects, consumer names
+// (pollers-<site>) and NATS user names.
+const maxSiteLen = 64
+
+// CheckSite reports why site cannot name a site, or nil: a site is 1 to 64
+// letters, digits, '-' and '_', so it is one subject token and a valid
+// consumer and user name.
+func CheckSite(site string) error {
+	if site == "" {
+		return fmt.Errorf("site name is empty")
+	}
+	if len(site) > maxSiteLen {
+		return fmt.Errorf("site name %q is longer than %d characters", site, maxSiteLen)
+	}
+	for i := 0; i < len(site); i++ {
+		c := site[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("site name %q has character %q; a site is letters, digits, '-' and '_' (it is a NATS subject token)", site, c)
+		}
+	}
+	return nil
+}
 
 // Subject prefixes.
 const (

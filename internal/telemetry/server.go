@@ -32,6 +32,8 @@ type ServerOptions struct {
 	// Ready reports why the process cannot do its job, or nil; it is asked
 	// on each /readyz request with a context bounded to a few seconds.
 	Ready func(ctx context.Context) error
+	// Role, if set, is said on /readyz when ready ("ready: role standby").
+	Role func() string
 	// Handlers are more paths to serve (the dispatcher's status page).
 	Handlers map[string]http.Handler
 	Log      *slog.Logger
@@ -66,6 +68,10 @@ func Serve(key, addr string, o ServerOptions) (*Server, error) {
 				_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
 				return
 			}
+		}
+		if o.Role != nil {
+			_, _ = fmt.Fprintf(w, "ready: role %s\n", o.Role())
+			return
 		}
 		_, _ = fmt.Fprintln(w, "ready")
 	})
