@@ -3,7 +3,6 @@ package natsbus
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -105,15 +104,15 @@ const deviceBucketDescription = "Flock pollers: what each device taught them"
 func (b *Bus) openDeviceBucket(ctx context.Context) (*Bucket, error) {
 	var bk *Bucket
 	err := waitFor(ctx, b.log, "waiting for the device bucket; the dispatcher creates it", func() error {
+		// Only opened: the dispatcher creates it (EnsureStreams). A poller
+		// may not create buckets, and under the shipped permissions the
+		// attempt would wait out the request timeout instead of retrying.
 		kv, err := b.js.KeyValue(ctx, DeviceBucket)
-		if err == nil {
-			bk = &Bucket{kv: kv}
-			return nil
+		if err != nil {
+			return err
 		}
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			bk, err = b.Bucket(ctx, DeviceBucket, deviceBucketDescription)
-		}
-		return err
+		bk = &Bucket{kv: kv}
+		return nil
 	}, "bucket", DeviceBucket)
 	if err != nil {
 		return nil, fmt.Errorf("open key-value bucket %s: %w", DeviceBucket, err)
