@@ -169,6 +169,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 	reg := telemetry.NewRegistry()
 	r, err := dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
 		Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
+		RecordsAckWait: 2 * cfg.Dispatcher.LeaseTTL,
 		Queue: func(ctx context.Context, site string) (dispatch.QueueStats, error) {
 			q, err := bus.Queue(ctx, site)
 			return dispatch.QueueStats(q), err

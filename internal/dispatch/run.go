@@ -23,7 +23,7 @@ type RunBus interface {
 	PublishTasks(ctx context.Context, tasks []task.PollTask) []error
 	// ConsumeRecords delivers every site's records through a durable consumer until ctx ends; fn's error redelivers.
 	// redelivered says a dispatcher had the record before and did not acknowledge it.
-	ConsumeRecords(ctx context.Context, durable string, fn func(subject string, data []byte, redelivered bool) error) error
+	ConsumeRecords(ctx context.Context, durable string, ackWait time.Duration, fn func(subject string, data []byte, redelivered bool) error) error
 	// WatchExhausted hands over tasks of any site that reached max_deliver unanswered, removed from the queue.
 	WatchExhausted(ctx context.Context, fn func(subject string, data []byte, deliveries int)) (stop func(), err error)
 	// PublishRecord stores a record with its task id as message id.
@@ -57,6 +57,10 @@ type RunOptions struct {
 	// nothing of it is queued, reporting false while something is. Nil: no-op.
 	AddSite    func(ctx context.Context, site string) error
 	RemoveSite func(ctx context.Context, site string) (bool, error)
+	// RecordsAckWait is how long a record taken by a dispatcher may go
+	// unacknowledged before it goes to whichever leads (30 s when 0): after
+	// a leader dies, its records come back this long after.
+	RecordsAckWait time.Duration
 	// Leading reports whether this dispatcher holds the lease; nil: always.
 	// Nothing is published or written to the sinks while it is false.
 	Leading func() bool
@@ -236,7 +240,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}()
 	recordsDone := make(chan error, 1)
 	go func() {
-		recordsDone <- r.bus.ConsumeRecords(ctx, RecordsDurable, r.records.collect)
+		recordsDone <- r.bus.ConsumeRecords(ctx, RecordsDurable, r.o.RecordsAckWait, r.records.collect)
 	}()
 	stopExhausted, err := r.bus.WatchExhausted(ctx, r.exhausted)
 	if err != nil {

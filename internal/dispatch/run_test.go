@@ -64,15 +64,20 @@ func startRunner(t *testing.T, d *natsbus.Bus, cfg *config.Config, sinks []dispa
 
 func startRunnerWith(t *testing.T, d *natsbus.Bus, cfg *config.Config, sinks []dispatch.Sink, reload chan struct{}, load func() (*config.Config, error), reg prometheus.Registerer) *running {
 	t.Helper()
+	return startRunnerOpts(t, d, cfg, dispatch.RunOptions{Sinks: sinks, Reload: reload, LoadConfig: load, Registerer: reg})
+}
+
+// startRunnerOpts runs a runner with o, completed with the host state
+// bucket and a log the test can read.
+func startRunnerOpts(t *testing.T, d *natsbus.Bus, cfg *config.Config, o dispatch.RunOptions) *running {
+	t.Helper()
 	state, err := d.Bucket(context.Background(), natsbus.HostStateBucket, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logBuf := &lockedBuffer{}
-	r, err := dispatch.NewRunner(context.Background(), d, cfg, dispatch.RunOptions{
-		Sinks: sinks, State: state, Reload: reload, LoadConfig: load, Registerer: reg,
-		Log: slog.New(slog.NewTextHandler(logBuf, nil)),
-	})
+	o.State, o.Log = state, slog.New(slog.NewTextHandler(logBuf, nil))
+	r, err := dispatch.NewRunner(context.Background(), d, cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,4 +495,62 @@ func counter(reg *prometheus.Registry, name, outcome string) float64 {
 		}
 	}
 	return sum
+}
+
+// A site comes with the inventory (its consumer made at the term's start)
+// and goes with it: a reload that drops it removes its consumer once no
+// task of the site is queued, not before.
+func TestRunSitesComeAndGo(t *testing.T) {
+	fleet, srv, d := setup(t, 3)
+	cfg := withInterval(fleetConfig(t, fleet, 0), time.Second)
+	cfg.Hosts[2].Site, cfg.Hosts[2].Interval = "lab", 4*time.Second // no poller serves lab: its task waits
+	servePoller(t, srv, cfg)
+	without := *cfg
+	without.Hosts = cfg.Hosts[:2]
+	reload := make(chan struct{})
+	streams := natsbus.StreamOptions{AckWait: 5 * time.Second, MaxDeliver: 3}
+	rn := startRunnerOpts(t, d, cfg, dispatch.RunOptions{
+		Reload: reload, LoadConfig: func() (*config.Config, error) { return &without, nil },
+		AddSite:    func(ctx context.Context, site string) error { return d.EnsureSite(ctx, streams, site) },
+		RemoveSite: d.RemoveSite,
+	})
+	ctx := context.Background()
+	labPending := func() (uint64, bool) {
+		c, err := d.JetStream().Consumer(ctx, natsbus.TaskStream, natsbus.PollerConsumer("lab"))
+		if err != nil {
+			return 0, false
+		}
+		return c.CachedInfo().NumPending, true
+	}
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if n, ok := labPending(); ok && n == 1 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no consumer pollers-lab with lab's task queued\n%s", rn.log.String())
+		}
+	}
+	if got := strings.Join(rn.r.Sites(), ","); got != "default,lab" {
+		t.Fatalf("sites %s", got)
+	}
+	reload <- struct{}{}
+	time.Sleep(1500 * time.Millisecond) // a retirement round or more
+	if n, ok := labPending(); !ok || n != 1 {
+		t.Fatalf("pollers-lab removed (or emptied: %d) while its task was still queued\n%s", n, rn.log.String())
+	}
+	// The task expires at the end of its slot: the site goes then.
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		if _, ok := labPending(); !ok && strings.Contains(rn.log.String(), "site removed") {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("pollers-lab still there after its queue emptied\n%s", rn.log.String())
+		}
+	}
+	if !strings.Contains(rn.log.String(), "site removed: it left the inventory and its queue is empty") || rn.r.Sites()[0] != "default" {
+		t.Fatalf("removal not logged:\n%s", rn.log.String())
+	}
+	if _, err := d.JetStream().Consumer(ctx, natsbus.TaskStream, natsbus.PollerConsumer("default")); err != nil {
+		t.Fatalf("the remaining site's consumer: %v", err)
+	}
 }

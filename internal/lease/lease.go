@@ -2,13 +2,15 @@
 //
 // The leader holds one key in a key-value store whose entries expire on the
 // server after the lease's TTL unless they are written again. A candidate
-// creates the key (which succeeds only when nobody holds it); the leader
-// renews it every third of the TTL with a compare-and-set on the revision
-// it last wrote, and steps down at the first renewal that fails. It counts
-// its lease as lost, locally, five sixths of a TTL after the last renewal
-// it sent that succeeded: before the server can expire the key and let
-// another take it. A leader that stops cleanly deletes the key, and the
-// standbys, which watch it, take over at once.
+// creates the key (which succeeds only when nobody holds it), trying every
+// sixth of the TTL; the leader renews it as often, with a compare-and-set
+// on the revision it last wrote, and steps down at the first renewal that
+// fails or as soon as it finds itself cut off from the store. It counts its
+// lease as lost, locally, five sixths of a TTL after the last renewal it
+// sent that succeeded: before the server can expire the key and let another
+// take it. A standby thus takes over within the TTL plus a sixth of it of
+// the leader's last renewal. A leader that stops cleanly deletes the key,
+// and the standbys, which watch it, take over at once.
 package lease
 
 import (
@@ -122,7 +124,7 @@ func (e *Elector) ID() string { return e.o.ID }
 // to lead. At the end, a leader waits for lead to return and then releases
 // the lease at once.
 func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error, standby func(ctx context.Context)) error {
-	every := e.o.TTL / 3
+	every := e.o.TTL / 6
 	stopWatch, err := e.o.Store.WatchRemoved(ctx, leaderKey, func() {
 		select {
 		case e.takeover <- struct{}{}:
@@ -159,25 +161,27 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error,
 	}
 	defer stopStandby()
 	stepDown := func(why string, args ...any) {
-		e.leading.Store(false)
+		e.leading.Store(false) // nothing more is published or written from here
+		e.mu.Lock()
+		e.since = time.Now()
+		e.mu.Unlock()
+		e.o.Log.Warn("stepped down: no longer the leading dispatcher; standing by", append([]any{"reason", why}, args...)...)
 		if leadCancel != nil {
 			leadCancel()
 			<-leadDone
 			leadCancel, leadDone = nil, nil
 		}
-		e.mu.Lock()
-		e.since = time.Now()
-		e.mu.Unlock()
-		e.o.Log.Warn("stepped down: no longer the leading dispatcher; standing by", append([]any{"reason", why}, args...)...)
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		if e.leading.Load() {
-			if err := e.renew(ctx, every); err != nil && ctx.Err() == nil {
+			if !e.o.Connected() {
+				stepDown("cut off from NATS")
+			} else if err := e.renew(ctx, every); err != nil && ctx.Err() == nil {
 				stepDown("lease not renewed", "err", err)
 			}
-		} else if ctx.Err() == nil {
+		} else if ctx.Err() == nil && e.o.Connected() {
 			e.tryLead(ctx, every)
 			if e.leading.Load() {
 				stopStandby()

@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -137,15 +138,16 @@ const RecordsConsumer = "dispatcher"
 // one consumed are delivered when someone does. fn returning nil acks the
 // record; an error hands it back for redelivery a second later.
 // redelivered says the record was delivered before (to this or another
-// dispatcher) and not acknowledged.
-func (b *Bus) ConsumeRecords(ctx context.Context, durable string, fn func(subject string, data []byte, redelivered bool) error) error {
+// dispatcher) and not acknowledged. A record not acknowledged within
+// ackWait (30 s when 0) is delivered again: to whichever dispatcher leads.
+func (b *Bus) ConsumeRecords(ctx context.Context, durable string, ackWait time.Duration, fn func(subject string, data []byte, redelivered bool) error) error {
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, ResultStream, jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   "Flock dispatcher: collects the HostRecords of every site",
 		FilterSubject: task.ResultPrefix + ">",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       cmp.Or(ackWait, 30*time.Second),
 		MaxAckPending: 10_000,
 	})
 	if err != nil {
@@ -172,6 +174,10 @@ func (b *Bus) ConsumeRecords(ctx context.Context, durable string, fn func(subjec
 		return fmt.Errorf("consume %s/%s: %w", ResultStream, durable, err)
 	}
 	<-ctx.Done()
+	if !b.nc.IsConnected() {
+		cc.Stop() // no ack can reach the server: what was pulled is redelivered
+		return nil
+	}
 	drain(cc)
 	return nil
 }

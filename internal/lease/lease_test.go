@@ -1,0 +1,135 @@
+package lease_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flock-snmp/flock/harness/natstest"
+	"github.com/flock-snmp/flock/internal/lease"
+)
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// candidate is one elector running on its own connection.
+type candidate struct {
+	e       *lease.Elector
+	log     *safeBuffer
+	cancel  context.CancelFunc
+	done    chan error
+	leading atomic.Int32 // terms begun
+	up      atomic.Bool  // reported connected
+}
+
+func run(t *testing.T, store lease.Store, id string, ttl time.Duration) *candidate {
+	t.Helper()
+	c := &candidate{log: &safeBuffer{}, done: make(chan error, 1)}
+	c.up.Store(true)
+	c.e = lease.New(lease.Options{ID: id, Key: id, TTL: ttl, Store: store, Log: slog.New(slog.NewTextHandler(c.log, nil)), Connected: c.up.Load})
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		c.done <- c.e.Run(ctx, func(ctx context.Context) error {
+			c.leading.Add(1)
+			<-ctx.Done()
+			return nil
+		}, nil)
+	}()
+	t.Cleanup(func() { c.stop() })
+	return c
+}
+
+func (c *candidate) stop() {
+	if c.cancel != nil {
+		c.cancel()
+		c.cancel = nil
+		<-c.done
+	}
+}
+
+func waitFor(t *testing.T, what string, within time.Duration, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestOneLeadsOthersTakeOver(t *testing.T) {
+	const ttl = 1200 * time.Millisecond
+	srv := natstest.RunJetStream(t)
+	stores := make([]lease.Store, 3)
+	for i := range stores {
+		s, err := natstest.Connect(t, srv, "elector").Leases(context.Background(), ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[i] = s
+	}
+	a := run(t, stores[0], "a", ttl)
+	waitFor(t, "a leads", 2*time.Second, a.e.Leading)
+	b, c := run(t, stores[1], "b", ttl), run(t, stores[2], "c", ttl)
+	time.Sleep(ttl) // several renewals: the others stand by
+	if !a.e.Leading() || b.e.Leading() || c.e.Leading() || b.e.Leader() != "a" || a.leading.Load() != 1 {
+		t.Fatalf("leading: a %v b %v c %v; b sees %q; a's terms %d", a.e.Leading(), b.e.Leading(), c.e.Leading(), b.e.Leader(), a.leading.Load())
+	}
+	members, err := lease.Members(context.Background(), stores[1])
+	if err != nil || len(members) != 3 || members[0].ID != "a" || !members[0].Leading || members[1].Leading || members[2].Leading {
+		t.Fatalf("members %+v, %v", members, err)
+	}
+
+	// A clean stop hands over at once.
+	a.stop()
+	took := waitFor(t, "b or c to take over", ttl, func() bool { return b.e.Leading() || c.e.Leading() })
+	if b.e.Leading() && c.e.Leading() {
+		t.Fatal("two leaders")
+	}
+	t.Logf("handover after a clean stop: %s", took)
+	if !strings.Contains(a.log.String(), "lease handed over") {
+		t.Fatalf("a's log:\n%s", a.log.String())
+	}
+
+	// The leader cut off from the store stops leading at once; another
+	// takes over only when its lease has expired.
+	leader, other := b, c
+	if c.e.Leading() {
+		leader, other = c, b
+	}
+	cut := time.Now()
+	leader.up.Store(false)
+	if leader.e.Leading() {
+		t.Fatal("a leader cut off from the store still says it leads")
+	}
+	took = waitFor(t, "the other to take over", 3*ttl, other.e.Leading)
+	t.Logf("takeover after the leader was cut off: %s (ttl %s)", took, ttl)
+	if took < ttl/2 {
+		t.Fatalf("took over %s after the cut, before the cut-off leader's lease could expire (ttl %s)", time.Since(cut), ttl)
+	}
+	if !strings.Contains(leader.log.String(), "reason=\"cut off from NATS\"") {
+		t.Fatalf("step-down not logged:\n%s", leader.log.String())
+	}
+}
