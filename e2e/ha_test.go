@@ -182,11 +182,15 @@ hosts:
 	if dups > counted {
 		t.Fatalf("%d records written twice, only %d counted as possible duplicates", dups, counted)
 	}
-	// Every slot of every host after the takeover window is in a sink.
+	// Every slot of every host from the one current at the takeover (the
+	// new leader picks it up) is in a sink. A host whose next slot began
+	// soon after the takeover may have that one refused as an overrun (its
+	// caught-up task still queued or running on this loaded machine): it
+	// counts from that next slot.
 	missing := 0
 	for _, d := range fleet.Devices() {
 		key, _ := task.HostKey(d.Name)
-		for s := dispatch.SlotStart(key, haInterval, takeover).Add(haInterval); s.Add(2 * haInterval).Before(end); s = s.Add(haInterval) {
+		for s := dispatch.SlotStart(key, haInterval, takeover.Add(haInterval/2)); s.Add(2 * haInterval).Before(end); s = s.Add(haInterval) {
 			if written[task.SlotID(task.DefaultSite, key, s)] == 0 {
 				missing++
 				if missing < 5 {
@@ -196,7 +200,7 @@ hosts:
 		}
 	}
 	if missing > 0 {
-		t.Fatalf("%d slots after the takeover have no record", missing)
+		t.Fatalf("%d slots from the takeover on have no record", missing)
 	}
 	// Every record stored before the end reached a sink: none was lost
 	// between the two leaders.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gosnmp/gosnmp"
 
 	"github.com/flock-snmp/flock/harness/browser"
 	"github.com/flock-snmp/flock/harness/simtest"
@@ -95,8 +98,12 @@ func TestSitesPinnedToTheirPollers(t *testing.T) {
 	if err := browser.Available(); err != nil {
 		t.Fatal(err)
 	}
-	hq := simtest.Start(t, snmpsim.Config{Devices: 4, Interfaces: 1, NamePrefix: "hq"})
-	br7 := simtest.Start(t, snmpsim.Config{Devices: 3, Interfaces: 1, NamePrefix: "br7"})
+	// Each site's devices answer only their own site's pollers, as devices
+	// with access lists do: a task sent to the wrong site's poller would
+	// time out. The pollers send from their site's address.
+	hqSource, br7Source := netip.MustParseAddr("127.0.0.11"), netip.MustParseAddr("127.0.0.12")
+	hq := simtest.Start(t, snmpsim.Config{Devices: 4, Interfaces: 1, NamePrefix: "hq", AllowFrom: []netip.Addr{hqSource}})
+	br7 := simtest.Start(t, snmpsim.Config{Devices: 3, Interfaces: 1, NamePrefix: "br7", AllowFrom: []netip.Addr{br7Source}})
 	br9 := simtest.Start(t, snmpsim.Config{Devices: 2, Interfaces: 1, NamePrefix: "br9"})
 	records := filepath.Join(t.TempDir(), "records.jsonl")
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -113,15 +120,19 @@ func TestSitesPinnedToTheirPollers(t *testing.T) {
 		"FLOCK_LOG_FORMAT=json", "FLOCK_DISPATCHER_NAME=disp-sites"), "--config", cfgPath)
 	pollerSite := map[string]string{}
 	var pollers []*proc
-	for _, p := range []struct{ name, site, user, pw string }{
-		{"hq-poller-1", "default", "poller", "FLOCK_POLLER_PASSWORD"},
-		{"hq-poller-2", "default", "poller", "FLOCK_POLLER_PASSWORD"},
-		{"br7-poller-1", "branch-7", "poller-branch-7", "FLOCK_POLLER_BRANCH_7_PASSWORD"},
-		{"br7-poller-2", "branch-7", "poller-branch-7", "FLOCK_POLLER_BRANCH_7_PASSWORD"},
+	for _, p := range []struct {
+		name, site, user, pw string
+		source               netip.Addr
+	}{
+		{"hq-poller-1", "default", "poller", "FLOCK_POLLER_PASSWORD", hqSource},
+		{"hq-poller-2", "default", "poller", "FLOCK_POLLER_PASSWORD", hqSource},
+		{"br7-poller-1", "branch-7", "poller-branch-7", "FLOCK_POLLER_BRANCH_7_PASSWORD", br7Source},
+		{"br7-poller-2", "branch-7", "poller-branch-7", "FLOCK_POLLER_BRANCH_7_PASSWORD", br7Source},
 	} {
 		pollerSite[p.name] = p.site
 		pollers = append(pollers, start(t, p.name, "poller", []string{"FLOCK_NATS_URL=" + url, "FLOCK_NATS_USER=" + p.user,
-			"FLOCK_NATS_PASSWORD=" + sitePasswords[p.pw], "FLOCK_POLLER_NAME=" + p.name, "FLOCK_POLLER_SITE=" + p.site, "FLOCK_METRICS_LISTEN=127.0.0.1:0"}, "--config", cfgPath))
+			"FLOCK_NATS_PASSWORD=" + sitePasswords[p.pw], "FLOCK_POLLER_NAME=" + p.name, "FLOCK_POLLER_SITE=" + p.site, "FLOCK_METRICS_LISTEN=127.0.0.1:0",
+			"FLOCK_POLLER_SOURCE_ADDRESS=" + p.source.String()}, "--config", cfgPath))
 	}
 
 	read := func() map[string][]task.HostRecord { return decodeAll(t, completeLines(records)) }
@@ -156,6 +167,24 @@ func TestSitesPinnedToTheirPollers(t *testing.T) {
 		}
 	}
 	t.Logf("records by poller: %v", byPoller)
+	// No request reached a device from another site's poller; and the
+	// access lists do refuse one (so a misrouted task would have failed).
+	for _, f := range []*snmpsim.Fleet{hq, br7} {
+		for _, d := range f.Devices() {
+			if n := d.Refused(); n != 0 {
+				t.Fatalf("%s refused %d requests from another site's poller", d.Name, n)
+			}
+		}
+	}
+	wrong := &gosnmp.GoSNMP{Target: hq.Devices()[0].AddrPort().Addr().String(), Port: hq.Devices()[0].AddrPort().Port(), Community: "public", Version: gosnmp.Version2c,
+		Timeout: 300 * time.Millisecond, Retries: 0, LocalAddr: br7Source.String() + ":0"}
+	if err := wrong.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wrong.Get([]string{snmpsim.OIDSysName}); err == nil || hq.Devices()[0].Refused() != 1 {
+		t.Fatalf("a request from branch-7's address to a device of default: %v, refused %d", err, hq.Devices()[0].Refused())
+	}
+	_ = wrong.Conn.Close()
 
 	// The site without a poller is visible: a warning naming it, the gauge.
 	waitUntil(t, "the warning about branch-9", func() bool {

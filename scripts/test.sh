@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Flock's test suite, as CI runs it: formatting, vet, then every test with
 # the race detector and the integration tag (net-snmp interop included).
-# On a fresh Debian machine it first installs net-snmp (snmpd, snmp) when it
-# is missing and it can (root with apt-get); the interop test fails, rather
-# than skips, without it.
+# On a fresh Debian machine it first installs net-snmp (snmpd, snmp) and
+# Chromium (the status page's test renders it) when they are missing and it
+# can (root with apt-get); those tests fail, rather than skip, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; }; then
+if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v chromium >/dev/null; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		echo "test: installing net-snmp (snmpd, snmp) for the interop test" >&2
+		echo "test: installing net-snmp (snmpd, snmp) and chromium for the interop and status page tests" >&2
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp >/dev/null
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp chromium fonts-liberation >/dev/null
 	else
-		echo "test: net-snmp (Debian packages snmpd and snmp) is needed for the interop test; install it first" >&2
+		echo "test: net-snmp (Debian packages snmpd and snmp) and chromium are needed for the interop and status page tests; install them first" >&2
 	fi
 fi
 

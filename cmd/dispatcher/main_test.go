@@ -48,7 +48,7 @@ func TestGlobalFlagsBeforeAndAfterSubcommands(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--config", cfg, "frobnicate"}, `unexpected argument "frobnicate": want a flag or one of the subcommands status, poll`},
+		{[]string{"--config", cfg, "frobnicate"}, `unexpected argument "frobnicate": want a flag or one of the subcommands status, poll, nats-conf`},
 		{[]string{"--once", "--config", cfg, "status"}, "--once runs the whole dispatcher; it does not go with status"},
 		{[]string{"--config", cfg, "status", "--once"}, "flag provided but not defined: -once"},
 		{[]string{"--config", cfg, "poll"}, "dispatcher poll needs a HOST"},
@@ -57,6 +57,24 @@ func TestGlobalFlagsBeforeAndAfterSubcommands(t *testing.T) {
 		err := run(context.Background(), tc.args, noEnv, &bytes.Buffer{}, &bytes.Buffer{})
 		if !errors.Is(err, cli.ErrUsage) || cli.ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("dispatcher %s: %v, want a usage error (exit 2) saying %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+}
+
+// nats-conf prints the authorization block with a poller user per site of
+// the inventory.
+func TestNATSConf(t *testing.T) {
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"--config", "../../config/flock.yaml", "nats-conf"}, func(string) string { return "" },
+		&stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	out := stdout.String()
+	for _, want := range []string{"authorization {", "user: dispatcher", "user: poller\n", "user: poller-branch-7\n",
+		"password: $FLOCK_POLLER_BRANCH_7_PASSWORD", `"$JS.API.CONSUMER.MSG.NEXT.FLOCK_TASKS.pollers-branch-7"`, `"flock.poll.task.branch-7"`,
+		`"_INBOX_flock_poller_branch-7.>"`, "user: reader"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("nats-conf lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 0
 		},
 	})
+	closeTelemetry := func() {}
 	if cfg.Metrics.Listen != "" {
 		srv, err := telemetry.Serve("metrics.listen", cfg.Metrics.Listen, telemetry.ServerOptions{
 			Registry: reg, Log: log,
@@ -92,6 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		defer srv.Close()
+		closeTelemetry = srv.Close
 	}
 
 	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{
@@ -114,6 +117,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory).WithCounters(counters)
+	if src, err := netip.ParseAddr(cfg.Poller.SourceAddress); err == nil { // validated: empty or an address
+		p = p.WithSource(src)
+	}
 	closeParts := func() error { // in reverse order of start; polls must have ended
 		p.Close()
 		memory.Close()
@@ -163,6 +169,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("closing the NATS connection", "err", closeErr)
 	}
 	log.Info("stopped")
+	closeTelemetry() // its listener and goroutine are not leaks
 	proc.LeakCheck(log)
 	return nil
 }

@@ -10,8 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +42,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 300*time.Millisecond, "delay of the slow devices")
 	fs.IntVar(&cfg.BrokenEvery, "broken-every", 0, "every Nth device answers walks with genErr")
 	fs.BoolVar(&cfg.AllowNonLoopback, "allow-non-loopback", false, "allow --listen on a non-loopback address (the simulator's own container)")
+	fs.Func("allow-from", "answer only requests from these `addresses` (comma-separated), as an agent with an access list", func(v string) error {
+		for _, a := range strings.Split(v, ",") {
+			ip, err := netip.ParseAddr(strings.TrimSpace(a))
+			if err != nil {
+				return fmt.Errorf("%q is not an IP address", a)
+			}
+			cfg.AllowFrom = append(cfg.AllowFrom, ip)
+		}
+		return nil
+	})
 	hostsAddress := fs.String("hosts-address", "", "address written into --hosts-out (default: the listen address)")
 	hostsOut := fs.String("hosts-out", "", "write the devices as a Flock hosts list (YAML) to this `file`")
 	if err := cli.Parse(fs, args); err != nil {

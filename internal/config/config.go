@@ -111,6 +111,9 @@ type Embedded struct {
 type Poller struct {
 	// Site is the site whose tasks this poller takes (pollers-<site>).
 	Site string `mapstructure:"site"`
+	// SourceAddress, an IP address of this machine, is where SNMP requests
+	// are sent from (to agents of its family); empty: the system chooses.
+	SourceAddress string `mapstructure:"source_address"`
 	// Concurrency is how many polls run at once.
 	Concurrency int `mapstructure:"concurrency"`
 	// Name identifies the poller in HostRecords and logs; default host name and pid.
@@ -169,6 +172,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("nats.tls.cert_file", "")
 	v.SetDefault("nats.tls.key_file", "")
 	v.SetDefault("poller.site", "default")
+	v.SetDefault("poller.source_address", "")
 	v.SetDefault("poller.concurrency", 256)
 	v.SetDefault("poller.name", "")
 	v.SetDefault("poller.shutdown_grace", "10s")

@@ -146,6 +146,7 @@ func TestLoadBad(t *testing.T) {
 		}},
 		{"bad-sites.yaml", []string{
 			`testdata/bad-sites.yaml: poller.site: site name "branch*" has character '*'; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
+			`testdata/bad-sites.yaml: poller.source_address: "10.0.0.300" is not an IP address (the local address SNMP requests are sent from)`,
 			`testdata/bad-sites.yaml: dispatcher.lease_ttl: 500ms is shorter than 1s`,
 			`testdata/bad-sites.yaml: groups[0].site: site name "dc.one" has character '.'; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
 			`testdata/bad-sites.yaml: hosts[0].site: site name "branch 7" has character ' '; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
@@ -227,8 +228,8 @@ func TestShippedExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Hosts) != 4 || len(c.Credentials) != 3 || len(c.Modules) != 3 {
-		t.Fatalf("example config: %d hosts, %d credentials", len(c.Hosts), len(c.Credentials))
+	if len(c.Hosts) != 5 || len(c.Credentials) != 3 || len(c.Modules) != 3 || strings.Join(c.Sites(), ",") != "branch-7,default" {
+		t.Fatalf("example config: %d hosts, %d credentials, sites %v", len(c.Hosts), len(c.Credentials), c.Sites())
 	}
 }
 

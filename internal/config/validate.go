@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,11 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	}
 	if err := task.CheckSite(c.Poller.Site); err != nil {
 		p.add("poller.site", "%v", err)
+	}
+	if a := c.Poller.SourceAddress; a != "" {
+		if ip, err := netip.ParseAddr(a); err != nil || ip.Zone() != "" {
+			p.add("poller.source_address", "%q is not an IP address (the local address SNMP requests are sent from)", a)
+		}
 	}
 	if c.Poller.ShutdownGrace < 0 {
 		p.add("poller.shutdown_grace", "%s is negative", c.Poller.ShutdownGrace)

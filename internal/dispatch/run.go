@@ -109,7 +109,6 @@ type Runner struct {
 	pollNow  chan struct{}   // one token per poll-now request being served
 	sites    []string        // the sites in force
 	retiring map[string]bool // sites dropped from the inventory whose consumers remain
-	restored bool            // states fresh from the store, for the first term
 	running  bool            // leading: the states in memory are current
 	cache    statesCache     // a standby's view of the states in the store
 }
@@ -131,7 +130,7 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 		return nil, fmt.Errorf("restore host state: %w", err)
 	}
 	r := &Runner{bus: bus, o: o, states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
-		hosts: cfg.Hosts, sites: cfg.Sites(), retiring: map[string]bool{}, pollNow: make(chan struct{}, pollNowLimit), restored: true}
+		hosts: cfg.Hosts, sites: cfg.Sites(), retiring: map[string]bool{}, pollNow: make(chan struct{}, pollNowLimit)}
 	r.m.zeros(r.sites)
 	r.records = &collector{sinks: o.Sinks, states: states, store: o.State, log: o.Log, leading: o.Leading,
 		written: r.written, refused: func() { r.m.records.WithLabelValues("refused", "").Inc() }}
@@ -174,17 +173,16 @@ func (r *Runner) Sites() []string {
 // as busy.
 func (r *Runner) beginTerm(ctx context.Context) error {
 	r.mu.Lock()
-	hosts, sites, restored := r.hosts, r.sites, r.restored
-	r.restored = false
+	hosts, sites := r.hosts, r.sites
 	r.stats.Terms++
 	r.mu.Unlock()
-	if !restored {
-		fresh, err := LoadStates(ctx, r.o.State)
-		if err != nil {
-			return fmt.Errorf("restore host state: %w", err)
-		}
-		r.states.replace(fresh)
+	// Always read again: a standby's states are as old as its start, and
+	// the hosts the last leader polled since are the ones to catch up.
+	fresh, err := LoadStates(ctx, r.o.State)
+	if err != nil {
+		return fmt.Errorf("restore host state: %w", err)
 	}
+	r.states.replace(fresh)
 	if r.o.AddSite != nil {
 		for _, site := range sites {
 			if err := r.o.AddSite(ctx, site); err != nil {

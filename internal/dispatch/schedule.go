@@ -139,8 +139,8 @@ func (s *Scheduler) NextDue() (time.Time, bool) {
 
 // Due returns the tasks due at now, in due order, and moves each of their
 // hosts to its next slot. A host whose slot passed by more than a whole
-// interval (the dispatcher was stopped or stalled) resumes at its next slot
-// instead of catching up on the ones it missed.
+// interval (the dispatcher was stopped or stalled) resumes at its current
+// slot instead of catching up on the ones it missed.
 func (s *Scheduler) Due(now time.Time) []task.PollTask {
 	var out []task.PollTask
 	for len(s.queue) > 0 && !s.queue[0].due.After(now) {
@@ -151,7 +151,10 @@ func (s *Scheduler) Due(now time.Time) []task.PollTask {
 		}
 		e.slot = e.slot.Add(h.Interval)
 		if !e.slot.After(now) {
-			e.slot = SlotStart(h.Key, h.Interval, now).Add(h.Interval)
+			// The next slot has begun already (a stall, or a slot caught up
+			// late): the current slot is due now; the ones before it are
+			// missed, not caught up.
+			e.slot = SlotStart(h.Key, h.Interval, now)
 		}
 		e.due = e.slot.Add(jitterOf(h, e.slot))
 		heap.Fix(&s.queue, 0)

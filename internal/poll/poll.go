@@ -27,6 +27,14 @@ type Poller struct {
 	sessions snmp.Pool
 	memory   Memory
 	counters *snmp.Counters
+	source   netip.Addr
+}
+
+// WithSource makes the poller send its requests from addr (to agents of
+// its address family): for agents that answer only certain addresses.
+func (p *Poller) WithSource(addr netip.Addr) *Poller {
+	p.source = addr
+	return p
 }
 
 // WithCounters makes the poller's sessions count packets and retries into c.
@@ -104,7 +112,7 @@ func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, re
 	opts := snmp.Options{
 		Timeout: t.Timeout(), Retries: t.Retries, MaxOids: t.MaxOids, MaxRepetitions: t.MaxRepetitions,
 		NoBulk: t.NoBulk, AllowNonIncreasing: t.AllowNonIncreasingOIDs, UnconnectedUDP: t.UnconnectedUDP,
-		Engines: p.engines, Counters: p.counters,
+		Engines: p.engines, Counters: p.counters, Source: p.source,
 	}
 	memKey := task.HostStateKey(t.Site, t.HostKey)
 	var known task.Quirks

@@ -78,11 +78,11 @@ func (p *Pool) Dial(name string, addr netip.AddrPort, cred *config.Credential, o
 		return s, err
 	}
 	g := s.g
-	if err := reaim(g.Conn, s.addr, addr); err != nil {
+	if err := reaim(g.Conn, s.addr, addr); err != nil || s.opts.Source != opts.Source {
 		if g.Conn != nil {
 			_ = g.Conn.Close()
 		}
-		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+		conn, err := net.DialUDP("udp", opts.local(addr), net.UDPAddrFromAddrPort(addr))
 		if err != nil {
 			g.Conn = nil
 			p.put(s)

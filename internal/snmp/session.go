@@ -57,6 +57,19 @@ type Options struct {
 	MaxVarbinds int
 	// Counters count packets and retries; may be nil.
 	Counters *Counters
+	// Source, when valid, is the local address requests are sent from (to
+	// agents of its address family), for agents that answer only certain
+	// addresses (net-snmp's clientaddr).
+	Source netip.Addr
+}
+
+// local is the local UDP address to send to addr from: Source when it is
+// of addr's family, else nil (the system chooses).
+func (o *Options) local(addr netip.AddrPort) *net.UDPAddr {
+	if !o.Source.IsValid() || o.Source.Is4() != addr.Addr().Is4() {
+		return nil
+	}
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(o.Source, 0))
 }
 
 // DefaultMaxVarbinds bounds a walk: more than any real table (2,000
@@ -144,6 +157,9 @@ func Dial(name string, addr netip.AddrPort, cred *config.Credential, opts Option
 		MaxOids:                 opts.MaxOids,
 		MaxRepetitions:          uint32(opts.MaxRepetitions),
 		UseUnconnectedUDPSocket: opts.UnconnectedUDP,
+	}
+	if l := opts.local(addr); l != nil {
+		g.LocalAddr = l.String()
 	}
 	switch cred.Version {
 	case config.Version1:
@@ -414,7 +430,7 @@ func (s *Session) privacyIsWrong(ctx context.Context) bool {
 		return false // never heard from the agent: nothing to tell
 	}
 	probe := &gosnmp.GoSNMP{
-		Target: s.g.Target, Port: s.g.Port, Transport: "udp", Version: gosnmp.Version3,
+		Target: s.g.Target, Port: s.g.Port, Transport: "udp", Version: gosnmp.Version3, LocalAddr: s.g.LocalAddr,
 		Timeout: min(s.opts.Timeout, time.Second), Retries: 0, Context: ctx,
 		SecurityModel: gosnmp.UserSecurityModel, MsgFlags: gosnmp.AuthNoPriv, ContextName: s.g.ContextName,
 		SecurityParameters: &gosnmp.UsmSecurityParameters{

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,10 @@ type Config struct {
 	// walks with genErr (0: none).
 	DeadEvery, SlowEvery, BrokenEvery int
 	SlowDelay                         time.Duration
+	// AllowFrom, when not empty, are the only addresses the devices answer,
+	// as an agent with an access list does; requests from any other are
+	// dropped without an answer (and counted: Refused).
+	AllowFrom []netip.Addr
 }
 
 func (c *Config) setDefaults() {
@@ -106,6 +111,8 @@ type Device struct {
 	location string
 	bootTime time.Time
 	maxResp  int
+	allow    []netip.Addr
+	refused  atomic.Uint64
 
 	delay     atomic.Int64 // nanoseconds added to each answer
 	jitter    time.Duration
@@ -147,6 +154,9 @@ func (d *Device) SetDead(dead bool) { d.dead.Store(dead) }
 
 // Requests counts datagrams the device received.
 func (d *Device) Requests() uint64 { return d.requests.Load() }
+
+// Refused counts the requests dropped because their source was not in AllowFrom.
+func (d *Device) Refused() uint64 { return d.refused.Load() }
 
 // Malformed counts datagrams the device could not decode.
 func (d *Device) Malformed() uint64 { return d.malformed.Load() }
@@ -197,7 +207,7 @@ func Start(cfg Config) (*Fleet, error) {
 			addr:     conn.LocalAddr().(*net.UDPAddr).AddrPort(),
 			descr:    fmt.Sprintf("Flock simulated router %s, %d interfaces", name, cfg.Interfaces),
 			location: fmt.Sprintf("simulated rack %d", i/40+1),
-			bootTime: boot, maxResp: cfg.MaxResponseBytes,
+			bootTime: boot, maxResp: cfg.MaxResponseBytes, allow: cfg.AllowFrom,
 		}
 		d.delay.Store(int64(cfg.Delay))
 		d.jitter, d.rng = cfg.Jitter, uint64(i)*0x9E3779B97F4A7C15+1
@@ -277,6 +287,10 @@ func (d *Device) serve() {
 		d.requests.Add(1)
 		if d.dead.Load() {
 			continue
+		}
+		if len(d.allow) > 0 && !slices.Contains(d.allow, from.Addr().Unmap()) {
+			d.refused.Add(1)
+			continue // not on the access list: no answer
 		}
 		if pct := uint64(d.lossPct.Load()); pct > 0 && (d.lossSeq.Add(1)*pct)%100 < pct {
 			continue // lost
