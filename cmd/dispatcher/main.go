@@ -129,9 +129,14 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 	if err != nil {
 		return err
 	}
-	leases, err := bus.Leases(ctx, cfg.Dispatcher.LeaseTTL)
+	leases, ttl, err := bus.Leases(ctx, cfg.Dispatcher.LeaseTTL)
 	if err != nil {
 		return err
+	}
+	if ttl != cfg.Dispatcher.LeaseTTL {
+		// Every dispatcher must count with the TTL the bucket applies.
+		log.Warn("the lease bucket's TTL differs from dispatcher.lease_ttl; using the bucket's (delete the bucket flock_dispatchers with every dispatcher stopped to change it)",
+			"bucket_ttl", ttl, "dispatcher.lease_ttl", cfg.Dispatcher.LeaseTTL)
 	}
 	sinks, err := dispatch.OpenSinks(cfg.Sinks, stdout)
 	if err != nil {
@@ -165,17 +170,18 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 		return err
 	}
 	defer stopWatch()
-	elector := lease.New(lease.Options{ID: name, Key: key, TTL: cfg.Dispatcher.LeaseTTL, Store: leases, Log: log, Connected: bus.Connected})
+	elector := lease.New(lease.Options{ID: name, Key: key, TTL: ttl, Store: leases, Log: log, Connected: bus.Connected})
 	reg := telemetry.NewRegistry()
 	r, err := dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
 		Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
-		RecordsAckWait: 2 * cfg.Dispatcher.LeaseTTL,
+		RecordsAckWait: 2 * ttl,
 		Queue: func(ctx context.Context, site string) (dispatch.QueueStats, error) {
 			q, err := bus.Queue(ctx, site)
 			return dispatch.QueueStats(q), err
 		},
 		AddSite:    func(ctx context.Context, site string) error { return bus.EnsureSite(ctx, streams, site) },
 		RemoveSite: bus.RemoveSite,
+		ListSites:  bus.Sites,
 		Leading:    elector.Leading,
 		Pollers:    func() map[string][]fleet.Poller { return pollers.Live(time.Now()) },
 		Members:    func(ctx context.Context) ([]lease.Member, error) { return lease.Members(ctx, leases) },

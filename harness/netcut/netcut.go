@@ -1,9 +1,10 @@
-// Package netcut is a TCP proxy on loopback whose link a test can cut, to
-// partition one process from a server without touching the others.
+// Package netcut is a TCP proxy on loopback whose link a test can cut (the
+// connections closed) or silence (nothing passes, nothing is closed, as in
+// a partition), to part one process from a server without touching the
+// others.
 package netcut
 
 import (
-	"io"
 	"net"
 	"sync"
 )
@@ -13,10 +14,12 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	cut    bool
+	silent bool
+	resume *sync.Cond // signalled when the link speaks again
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
 }
 
 // Start listens on a free loopback port and forwards to target (host:port).
@@ -26,6 +29,7 @@ func Start(target string) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p.resume = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -43,12 +47,29 @@ func (p *Proxy) Cut() {
 	for c := range p.conns {
 		_ = c.Close()
 	}
+	p.resume.Broadcast()
 }
 
-// Restore forwards new connections again.
+// Silence stops every byte in both directions, closing nothing: the ends
+// see a silent partition until Restore (then the held bytes pass).
+func (p *Proxy) Silence() {
+	p.mu.Lock()
+	p.silent = true
+	p.mu.Unlock()
+}
+
+// Silenced reports whether the link is silenced.
+func (p *Proxy) Silenced() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.silent
+}
+
+// Restore forwards again: new connections after Cut, bytes after Silence.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
-	p.cut = false
+	p.cut, p.silent = false, false
+	p.resume.Broadcast()
 	p.mu.Unlock()
 }
 
@@ -89,7 +110,27 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		p.mu.Lock()
+		for p.silent && !p.cut {
+			p.resume.Wait()
+		}
+		cut := p.cut
+		p.mu.Unlock()
+		if cut {
+			break
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	_ = dst.Close()
 	_ = src.Close()
 	p.mu.Lock()

@@ -144,7 +144,7 @@ type Dispatcher struct {
 	// timeouts plus one redelivery (ack_wait).
 	OnceTimeout time.Duration `mapstructure:"once_timeout"`
 	// LeaseTTL is how long the leading dispatcher's lease lives unless it
-	// renews it (it does every third of it): a standby takes over within
+	// renews it (it does every sixth of it): a standby takes over within
 	// about this long of the leader's death.
 	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
 	// Name identifies the dispatcher among several (leader and standbys);

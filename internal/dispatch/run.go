@@ -57,6 +57,9 @@ type RunOptions struct {
 	// nothing of it is queued, reporting false while something is. Nil: no-op.
 	AddSite    func(ctx context.Context, site string) error
 	RemoveSite func(ctx context.Context, site string) (bool, error)
+	// ListSites, if set, lists the sites that have a consumer, so that a
+	// leader retires those of sites its inventory does not have.
+	ListSites func(ctx context.Context) ([]string, error)
 	// RecordsAckWait is how long a record taken by a dispatcher may go
 	// unacknowledged before it goes to whichever leads (30 s when 0): after
 	// a leader dies, its records come back this long after.
@@ -109,6 +112,7 @@ type Runner struct {
 	pollNow  chan struct{}   // one token per poll-now request being served
 	sites    []string        // the sites in force
 	retiring map[string]bool // sites dropped from the inventory whose consumers remain
+	adding   map[string]bool // sites of the inventory whose consumers could not be made yet
 	running  bool            // leading: the states in memory are current
 	cache    statesCache     // a standby's view of the states in the store
 }
@@ -130,7 +134,7 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 		return nil, fmt.Errorf("restore host state: %w", err)
 	}
 	r := &Runner{bus: bus, o: o, states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
-		hosts: cfg.Hosts, sites: cfg.Sites(), retiring: map[string]bool{}, pollNow: make(chan struct{}, pollNowLimit)}
+		hosts: cfg.Hosts, sites: cfg.Sites(), retiring: map[string]bool{}, adding: map[string]bool{}, pollNow: make(chan struct{}, pollNowLimit)}
 	r.m.zeros(r.sites)
 	r.records = &collector{sinks: o.Sinks, states: states, store: o.State, log: o.Log, leading: o.Leading,
 		written: r.written, refused: func() { r.m.records.WithLabelValues("refused", "").Inc() }}
@@ -175,6 +179,7 @@ func (r *Runner) beginTerm(ctx context.Context) error {
 	r.mu.Lock()
 	hosts, sites := r.hosts, r.sites
 	r.stats.Terms++
+	r.retry, r.overrun = nil, map[string]bool{} // an earlier term's: their slots are gone
 	r.mu.Unlock()
 	// Always read again: a standby's states are as old as its start, and
 	// the hosts the last leader polled since are the ones to catch up.
@@ -189,6 +194,19 @@ func (r *Runner) beginTerm(ctx context.Context) error {
 				return err
 			}
 		}
+	}
+	if r.o.ListSites != nil { // consumers of sites this inventory does not have: retired once empty
+		existing, err := r.o.ListSites(ctx)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		for _, site := range existing {
+			if !slices.Contains(sites, site) {
+				r.retiring[site] = true
+			}
+		}
+		r.mu.Unlock()
 	}
 	now := r.o.Now()
 	r.sched = NewScheduler()
@@ -237,8 +255,15 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}()
 	recordsDone := make(chan error, 1)
+	var collecting sync.WaitGroup // a record being written when the term ends is finished before the lease goes
 	go func() {
-		recordsDone <- r.bus.ConsumeRecords(ctx, RecordsDurable, r.o.RecordsAckWait, r.records.collect)
+		err := r.bus.ConsumeRecords(ctx, RecordsDurable, r.o.RecordsAckWait, func(subject string, data []byte, redelivered bool) error {
+			collecting.Add(1)
+			defer collecting.Done()
+			return r.records.collect(subject, data, redelivered)
+		})
+		collecting.Wait()
+		recordsDone <- err
 	}()
 	stopExhausted, err := r.bus.WatchExhausted(ctx, r.exhausted)
 	if err != nil {
@@ -254,13 +279,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		wait := time.Minute // nothing scheduled: look again for sites to retire
 		if next, ok := r.sched.NextDue(); ok {
-			wait := max(next.Sub(r.o.Now()), 0)
-			if r.pendingRetries() || r.pendingRetirements() {
-				wait = min(wait, time.Second)
-			}
-			timer.Reset(wait)
+			wait = max(next.Sub(r.o.Now()), 0)
 		}
+		if r.pendingRetries() || r.pendingRetirements() {
+			wait = min(wait, time.Second)
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return <-recordsDone
@@ -324,7 +350,10 @@ func (r *Runner) reload(ctx context.Context) {
 		for _, s := range sites {
 			if !slices.Contains(oldSites, s) {
 				if err := r.o.AddSite(ctx, s); err != nil {
-					r.o.Log.Error("new site: its pollers cannot take tasks yet; retried at the next reload or takeover", "site", s, "err", err)
+					r.o.Log.Error("new site: its pollers cannot take tasks yet; retrying every second", "site", s, "err", err)
+					r.mu.Lock()
+					r.adding[s] = true
+					r.mu.Unlock()
 				}
 			}
 		}
@@ -338,13 +367,37 @@ func (r *Runner) reload(ctx context.Context) {
 func (r *Runner) pendingRetirements() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.retiring) > 0 && r.o.RemoveSite != nil
+	return (len(r.retiring) > 0 && r.o.RemoveSite != nil) || len(r.adding) > 0
 }
 
-// retireSites removes the consumers of the sites dropped from the
-// inventory, each once its queue is empty.
+// retireSites makes the consumers of the sites whose first attempt failed,
+// and removes those of the sites dropped from the inventory, each once its
+// queue is empty.
 func (r *Runner) retireSites(ctx context.Context) {
-	if r.o.RemoveSite == nil || !r.o.Leading() {
+	if !r.o.Leading() {
+		return
+	}
+	r.mu.Lock()
+	var adding []string
+	for s := range r.adding {
+		if slices.Contains(r.sites, s) {
+			adding = append(adding, s)
+		} else {
+			delete(r.adding, s)
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range adding {
+		if err := r.o.AddSite(ctx, s); err != nil {
+			r.o.Log.Debug("new site: consumer still not made", "site", s, "err", err)
+			continue
+		}
+		r.mu.Lock()
+		delete(r.adding, s)
+		r.mu.Unlock()
+		r.o.Log.Info("new site: its pollers can take tasks now", "site", s)
+	}
+	if r.o.RemoveSite == nil {
 		return
 	}
 	r.mu.Lock()
@@ -376,8 +429,19 @@ func (r *Runner) pendingRetries() bool {
 
 func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 	if !r.o.Leading() {
-		// The lease is lost: not one task more. The term ends as soon as
-		// the elector notices; the next leader publishes these slots.
+		// Not one task while the lease is not surely held: the link to NATS
+		// is down (they wait for it, while they are worth publishing), or
+		// the lease is lost (the term ends as soon as the elector notices,
+		// and the next leader publishes these slots).
+		now := r.o.Now()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, t := range tasks {
+			if t.Deadline.After(now.Add(time.Second)) {
+				r.retry = append(r.retry, t)
+			}
+		}
+		r.retry = slices.DeleteFunc(r.retry, func(t task.PollTask) bool { return !t.Deadline.After(now.Add(time.Second)) })
 		return
 	}
 	r.mu.Lock()
@@ -448,10 +512,8 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 // exhausted answers a task that no poller could finish with a final error
 // record, so the host's cycle ends with a record, not a silence.
 func (r *Runner) exhausted(subject string, data []byte, deliveries int) {
-	if !r.o.Leading() {
-		r.o.Log.Warn("an exhausted task was removed while this dispatcher lost its lease; no record answers it", "subject", subject)
-		return
-	}
+	// Not gated on the lease: the task is already out of the queue, and the
+	// record's task id makes a second answer a duplicate JetStream drops.
 	t, err := task.DecodeTask(data)
 	if err != nil {
 		r.o.Log.Error("removed an exhausted task that does not decode; no record answers it", "subject", subject, "err", err)
@@ -490,5 +552,7 @@ func (r *Runner) written(h *task.RecordHead, redelivered bool) {
 	r.m.records.WithLabelValues(outcome, site).Inc()
 	if redelivered {
 		r.m.duplicates.Inc()
+		r.o.Log.Info("possible duplicate: a record delivered before without an acknowledgement was written; the sinks may hold it twice",
+			"task_id", h.TaskID, "host", h.Host)
 	}
 }

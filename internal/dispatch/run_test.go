@@ -509,8 +509,9 @@ func TestRunSitesComeAndGo(t *testing.T) {
 	without.Hosts = cfg.Hosts[:2]
 	reload := make(chan struct{})
 	streams := natsbus.StreamOptions{AckWait: 5 * time.Second, MaxDeliver: 3}
+	loads := []*config.Config{&without, cfg} // lab goes, then comes back
 	rn := startRunnerOpts(t, d, cfg, dispatch.RunOptions{
-		Reload: reload, LoadConfig: func() (*config.Config, error) { return &without, nil },
+		Reload: reload, LoadConfig: func() (*config.Config, error) { c := loads[0]; loads = loads[1:]; return c, nil },
 		AddSite:    func(ctx context.Context, site string) error { return d.EnsureSite(ctx, streams, site) },
 		RemoveSite: d.RemoveSite,
 	})
@@ -552,5 +553,51 @@ func TestRunSitesComeAndGo(t *testing.T) {
 	}
 	if _, err := d.JetStream().Consumer(ctx, natsbus.TaskStream, natsbus.PollerConsumer("default")); err != nil {
 		t.Fatalf("the remaining site's consumer: %v", err)
+	}
+	reload <- struct{}{} // lab is back: its consumer is made at once
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok := labPending(); ok {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no consumer pollers-lab after the reload that brought lab back\n%s", rn.log.String())
+		}
+	}
+}
+
+// A standby applies reloads, so that it schedules the inventory it was last
+// given when it takes over; it publishes and writes nothing meanwhile.
+func TestStandbyAppliesReloads(t *testing.T) {
+	fleet, _, d := setup(t, 2)
+	cfg := withInterval(fleetConfig(t, fleet, 0), time.Second)
+	first := *cfg
+	first.Hosts = cfg.Hosts[:1]
+	state, err := d.Bucket(context.Background(), natsbus.HostStateBucket, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan struct{})
+	out := &lockedBuffer{}
+	sinks, _ := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}}, out)
+	r, err := dispatch.NewRunner(context.Background(), d, &first, dispatch.RunOptions{Sinks: sinks, State: state, Reload: reload,
+		LoadConfig: func() (*config.Config, error) { return cfg, nil }, Leading: func() bool { return false }, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Standby(ctx) }()
+	reload <- struct{}{}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(r.Status()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby's inventory after a reload: %d hosts, want 2", len(r.Status()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if st := r.Stats(); st.Reloads != 1 || st.Published != 0 || out.String() != "" {
+		t.Fatalf("standby: %+v, output %q", st, out.String())
 	}
 }

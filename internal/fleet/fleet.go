@@ -48,7 +48,7 @@ type Fleet struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	pollers map[string]*Poller // by id
+	pollers map[string]*Poller // by site and id
 	outage  map[string]bool    // sites reported without a live poller
 }
 
@@ -64,10 +64,11 @@ func New(log *slog.Logger) *Fleet {
 func (f *Fleet) Observe(hb task.Heartbeat, seen time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if p, ok := f.pollers[hb.ID]; ok && p.Seen.After(seen) {
+	key := hb.Site + "/" + hb.ID // two sites may name pollers alike
+	if p, ok := f.pollers[key]; ok && p.Seen.After(seen) {
 		return // an older one, replayed
 	}
-	f.pollers[hb.ID] = &Poller{Heartbeat: hb, Seen: seen}
+	f.pollers[key] = &Poller{Heartbeat: hb, Seen: seen}
 }
 
 // Live returns the live pollers of each site at now, by name within a site.

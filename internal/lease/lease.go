@@ -15,6 +15,8 @@ package lease
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,8 +44,8 @@ type Store interface {
 	Put(ctx context.Context, key string, value []byte) error
 	// Remove removes key whatever it holds.
 	Remove(ctx context.Context, key string) error
-	// Get returns key's value, or nil when it holds none.
-	Get(ctx context.Context, key string) ([]byte, error)
+	// Get returns key's value and revision, or nil when it holds none.
+	Get(ctx context.Context, key string) ([]byte, uint64, error)
 	// All returns every key's value.
 	All(ctx context.Context) (map[string][]byte, error)
 	// WatchRemoved calls fn each time key is deleted, until stop is called.
@@ -58,10 +60,13 @@ const (
 
 // Member is what each dispatcher says of itself in the store.
 type Member struct {
-	ID      string    `json:"id"`
-	Leading bool      `json:"leading"`
-	Since   time.Time `json:"since"` // when it took its current role
-	Time    time.Time `json:"time"`
+	ID string `json:"id"`
+	// Instance is random per process: two dispatchers given the same name
+	// are still told apart.
+	Instance string    `json:"instance"`
+	Leading  bool      `json:"leading"`
+	Since    time.Time `json:"since"` // when it took its current role
+	Time     time.Time `json:"time"`
 }
 
 // Options configure an Elector.
@@ -87,6 +92,9 @@ type Elector struct {
 	since    time.Time
 	rev      uint64
 	takeover chan struct{}
+	instance string
+	backoff  time.Time // no attempt to lead before (Run's goroutine only)
+	failing  string    // the last reason the lease could not be read or taken, logged once
 }
 
 // New returns an Elector; Run takes part.
@@ -97,7 +105,9 @@ func New(o Options) *Elector {
 	if o.Connected == nil {
 		o.Connected = func() bool { return true }
 	}
-	return &Elector{o: o, takeover: make(chan struct{}, 1), since: time.Now()}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	return &Elector{o: o, takeover: make(chan struct{}, 1), since: time.Now(), instance: hex.EncodeToString(nonce[:])}
 }
 
 // Leading reports whether this dispatcher holds the lease now: it has not
@@ -174,14 +184,27 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error,
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	paused := false
 	for {
 		if e.leading.Load() {
-			if !e.o.Connected() {
-				stepDown("cut off from NATS")
-			} else if err := e.renew(ctx, every); err != nil && ctx.Err() == nil {
-				stepDown("lease not renewed", "err", err)
+			switch {
+			case !e.o.Connected() && time.Now().UnixNano() >= e.until.Load():
+				stepDown("cut off from NATS for longer than the lease")
+			case !e.o.Connected():
+				// Leading() says no while the link is down: nothing is
+				// published or written. Back within the lease, the next
+				// renewal resumes the term as it was.
+				if !paused {
+					paused = true
+					e.o.Log.Warn("lost the connection to NATS: publishing and writing paused; leading again if it returns within the lease")
+				}
+			default:
+				paused = false
+				if err := e.renew(ctx, every); err != nil && ctx.Err() == nil {
+					stepDown("lease not renewed", "err", err)
+				}
 			}
-		} else if ctx.Err() == nil && e.o.Connected() {
+		} else if ctx.Err() == nil && e.o.Connected() && time.Now().After(e.backoff) {
 			e.tryLead(ctx, every)
 			if e.leading.Load() {
 				stopStandby()
@@ -202,22 +225,29 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error,
 			e.release()
 			return nil
 		case err := <-leadDone:
-			// lead ended while this dispatcher leads: something it needs failed.
+			// lead ended while this dispatcher leads: something it needs
+			// failed (at a takeover, say). Hand the lease over and stand by;
+			// this dispatcher stands again after one TTL.
 			leadCancel()
-			e.release()
+			leadCancel, leadDone = nil, nil
 			if err == nil {
 				err = errors.New("leading ended unexpectedly")
 			}
-			return err
+			e.o.Log.Error("leading failed: handing the lease over; standing again after one lease TTL", "err", err, "ttl", e.o.TTL)
+			e.release()
+			e.mu.Lock()
+			e.since = time.Now()
+			e.mu.Unlock()
+			e.backoff = time.Now().Add(e.o.TTL)
 		case <-t.C:
 		case <-e.takeover:
 		}
 	}
 }
 
-// release ends this dispatcher's part: a leader stops leading and deletes
-// the lease, so a standby takes over at once; every dispatcher removes its
-// member entry.
+// release ends this dispatcher's term or part: a leader stops leading and
+// deletes the lease, so a standby takes over at once; its member entry goes
+// too (written again at its next round if it goes on).
 func (e *Elector) release() {
 	bg, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -236,7 +266,7 @@ func (e *Elector) release() {
 }
 
 func (e *Elector) value() []byte {
-	b, _ := json.Marshal(Member{ID: e.o.ID, Leading: true, Since: e.since, Time: time.Now().UTC()})
+	b, _ := json.Marshal(Member{ID: e.o.ID, Instance: e.instance, Leading: true, Since: e.since, Time: time.Now().UTC()})
 	return b
 }
 
@@ -256,20 +286,41 @@ func (e *Elector) tryLead(ctx context.Context, every time.Duration) {
 		return
 	}
 	if !errors.Is(err, ErrTaken) {
-		e.o.Log.Debug("cannot take the lease", "err", err)
+		if why := err.Error(); why != e.failing { // once per cause, not every round
+			e.failing = why
+			e.o.Log.Warn("cannot stand for leading: the lease cannot be taken", "key", leaderKey, "err", err)
+		}
 		return
 	}
-	if data, err := e.o.Store.Get(opCtx, leaderKey); err == nil && data != nil {
-		var m Member
-		if json.Unmarshal(data, &m) == nil {
-			e.mu.Lock()
-			if e.leader != m.ID {
-				e.o.Log.Info("standing by", "leader", m.ID)
-			}
-			e.leader = m.ID
-			e.mu.Unlock()
-		}
+	e.failing = ""
+	data, rev, err := e.o.Store.Get(opCtx, leaderKey)
+	if err != nil || data == nil {
+		return
 	}
+	var m Member
+	if json.Unmarshal(data, &m) != nil {
+		return
+	}
+	if m.Instance == e.instance {
+		// Still this dispatcher's own lease (it stepped down, cut off, and
+		// nobody took it meanwhile): take it back at once rather than wait
+		// for it to expire.
+		if rev, err := e.o.Store.Update(opCtx, leaderKey, e.value(), rev); err == nil {
+			e.until.Store(start.Add(e.o.TTL * 5 / 6).UnixNano())
+			e.leading.Store(true)
+			e.mu.Lock()
+			e.rev, e.since = rev, time.Now()
+			e.mu.Unlock()
+			e.o.Log.Warn("took over: this dispatcher leads again (its own lease had not expired)", "id", e.o.ID, "lease_ttl", e.o.TTL)
+		}
+		return
+	}
+	e.mu.Lock()
+	if e.leader != m.ID {
+		e.o.Log.Info("standing by", "leader", m.ID)
+	}
+	e.leader = m.ID
+	e.mu.Unlock()
 }
 
 func (e *Elector) renew(ctx context.Context, every time.Duration) error {
@@ -294,7 +345,7 @@ func (e *Elector) putMember(ctx context.Context, every time.Duration) {
 	opCtx, cancel := context.WithTimeout(ctx, every)
 	defer cancel()
 	e.mu.Lock()
-	m := Member{ID: e.o.ID, Leading: e.leading.Load(), Since: e.since, Time: time.Now().UTC()}
+	m := Member{ID: e.o.ID, Instance: e.instance, Leading: e.leading.Load(), Since: e.since, Time: time.Now().UTC()}
 	e.mu.Unlock()
 	b, _ := json.Marshal(m)
 	if err := e.o.Store.Put(opCtx, memberPrefix+e.o.Key, b); err != nil && ctx.Err() == nil {

@@ -84,9 +84,11 @@ func TestOneLeadsOthersTakeOver(t *testing.T) {
 	srv := natstest.RunJetStream(t)
 	stores := make([]lease.Store, 3)
 	for i := range stores {
-		s, err := natstest.Connect(t, srv, "elector").Leases(context.Background(), ttl)
-		if err != nil {
-			t.Fatal(err)
+		// Only the first makes the bucket: the others, asking for another
+		// TTL, get the bucket's (a standby cannot shorten the lease).
+		s, got, err := natstest.Connect(t, srv, "elector").Leases(context.Background(), ttl+time.Duration(i)*time.Second)
+		if err != nil || got != ttl {
+			t.Fatalf("Leases: TTL %s, %v; want the bucket's %s", got, err, ttl)
 		}
 		stores[i] = s
 	}
@@ -129,7 +131,24 @@ func TestOneLeadsOthersTakeOver(t *testing.T) {
 	if took < ttl/2 {
 		t.Fatalf("took over %s after the cut, before the cut-off leader's lease could expire (ttl %s)", time.Since(cut), ttl)
 	}
-	if !strings.Contains(leader.log.String(), "reason=\"cut off from NATS\"") {
-		t.Fatalf("step-down not logged:\n%s", leader.log.String())
+	if !strings.Contains(leader.log.String(), "lost the connection to NATS: publishing and writing paused") ||
+		!strings.Contains(leader.log.String(), "reason=\"cut off from NATS for longer than the lease\"") {
+		t.Fatalf("pause and step-down not logged:\n%s", leader.log.String())
+	}
+
+	// A leader whose link comes back within its lease goes on leading,
+	// without a new term.
+	leader, other = other, leader
+	terms := leader.leading.Load()
+	leader.up.Store(false)
+	time.Sleep(ttl / 3)
+	if leader.e.Leading() {
+		t.Fatal("a leader without its link says it leads")
+	}
+	leader.up.Store(true)
+	waitFor(t, "the leader to lead again", ttl, leader.e.Leading)
+	time.Sleep(ttl)
+	if !leader.e.Leading() || other.e.Leading() || leader.leading.Load() != terms {
+		t.Fatalf("after a short cut: leading %v, other %v, terms %d (was %d)", leader.e.Leading(), other.e.Leading(), leader.leading.Load(), terms)
 	}
 }

@@ -12,15 +12,14 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
+
+	"github.com/flock-snmp/flock/internal/task"
 )
 
 // DefaultSite is the site whose pollers keep the user name and password
 // variable of deployments that had a single site.
-const DefaultSite = "default"
-
-var siteName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+const DefaultSite = task.DefaultSite
 
 // PollerUser is the NATS user of site's pollers: "poller" for the default
 // site, "poller-<site>" for any other.
@@ -55,8 +54,8 @@ func Check(sites []string) error {
 	seen := make(map[string]bool, len(sites))
 	vars := make(map[string]string, len(sites))
 	for _, s := range sites {
-		if !siteName.MatchString(s) {
-			return fmt.Errorf("site %q: a site name is 1 to 64 letters, digits, '_' or '-'", s)
+		if err := task.CheckSite(s); err != nil { // the one rule for site names
+			return fmt.Errorf("site %q: %w", s, err)
 		}
 		if seen[s] {
 			return fmt.Errorf("site %q is listed twice", s)

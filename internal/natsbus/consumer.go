@@ -3,6 +3,7 @@ package natsbus
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -67,6 +68,24 @@ func (c *TaskConsumer) Consume(buffer int, fn func(*TaskMsg)) (stop func(), err 
 	}, nil
 }
 
+// legacyStart makes a new durable start where the previous version's
+// dispatcher-default left off (after its acknowledged records) rather
+// than at new records only, so an upgrade loses no record; it reports
+// whether there was such a consumer.
+func (b *Bus) legacyStart(ctx context.Context, durable string, cfg *jetstream.ConsumerConfig) bool {
+	if _, err := b.js.Consumer(ctx, ResultStream, durable); err == nil {
+		return false // already made: it keeps its own place
+	}
+	old, err := b.js.Consumer(ctx, ResultStream, legacyRecordsConsumer)
+	if err != nil {
+		return false
+	}
+	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.OptStartSeq = old.CachedInfo().AckFloor.Stream + 1
+	b.log.Info("taking over the previous version's record consumer", "from", legacyRecordsConsumer, "to", durable, "start_seq", cfg.OptStartSeq)
+	return true
+}
+
 // drain stops a consumption after the messages already pulled reach its
 // callback, waiting at most 5 s for them.
 func drain(cc jetstream.ConsumeContext) {
@@ -127,10 +146,9 @@ func (b *Bus) WatchRecords(ctx context.Context, since time.Time, fn func(subject
 	return cc.Stop, nil
 }
 
-// RecordsConsumer is the durable consumer through which the leading
-// dispatcher collects the HostRecords of every site; a dispatcher that
-// takes over continues from where the last one acknowledged.
-const RecordsConsumer = "dispatcher"
+// legacyRecordsConsumer is the durable consumer through which dispatchers
+// before sites collected the records of site default.
+const legacyRecordsConsumer = "dispatcher-default"
 
 // ConsumeRecords delivers every site's HostRecords to fn through the
 // durable consumer durable, from where it left off (only new records the
@@ -141,7 +159,7 @@ const RecordsConsumer = "dispatcher"
 // dispatcher) and not acknowledged. A record not acknowledged within
 // ackWait (30 s when 0) is delivered again: to whichever dispatcher leads.
 func (b *Bus) ConsumeRecords(ctx context.Context, durable string, ackWait time.Duration, fn func(subject string, data []byte, redelivered bool) error) error {
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, ResultStream, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   "Flock dispatcher: collects the HostRecords of every site",
 		FilterSubject: task.ResultPrefix + ">",
@@ -149,7 +167,16 @@ func (b *Bus) ConsumeRecords(ctx context.Context, durable string, ackWait time.D
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		AckWait:       cmp.Or(ackWait, 30*time.Second),
 		MaxAckPending: 10_000,
-	})
+	}
+	legacy := b.legacyStart(ctx, durable, &cfg)
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, ResultStream, cfg)
+	if err == nil && legacy {
+		// Its place is taken over: the records it had not acknowledged come
+		// through the new one.
+		if err := b.js.DeleteConsumer(ctx, ResultStream, legacyRecordsConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			b.log.Warn("the previous version's record consumer could not be removed", "consumer", legacyRecordsConsumer, "err", err)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before it started
@@ -167,9 +194,15 @@ func (b *Bus) ConsumeRecords(ctx context.Context, durable string, ackWait time.D
 			return
 		}
 		_ = m.Ack()
-	}, jetstream.PullMaxMessages(1000), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		b.log.Warn("record consumer", "err", err)
-	}))
+	}, jetstream.PullMaxMessages(1000),
+		// A dispatcher parted from the server (silently: the connection
+		// looks open) keeps receiving records on the pull requests it has
+		// out until they expire: short ones hand the flow to the next
+		// leader soon after the lease does.
+		jetstream.PullExpiry(max(cfg.AckWait/4, time.Second)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			b.log.Warn("record consumer", "err", err)
+		}))
 	if err != nil {
 		return fmt.Errorf("consume %s/%s: %w", ResultStream, durable, err)
 	}

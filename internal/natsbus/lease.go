@@ -23,16 +23,32 @@ type LeaseStore struct {
 
 var _ lease.Store = (*LeaseStore)(nil)
 
-// Leases creates (or updates to this ttl) the dispatchers' lease bucket.
-func (b *Bus) Leases(ctx context.Context, ttl time.Duration) (*LeaseStore, error) {
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: LeaseBucket, Description: "Flock dispatchers: the leader's lease and who stands by",
-		History: 1, TTL: ttl, Storage: jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("key-value bucket %s: %w", LeaseBucket, err)
+// Leases opens the dispatchers' lease bucket, creating it with ttl when it
+// does not exist, and returns it with the TTL it applies: an existing
+// bucket keeps its own, so that a dispatcher started with another
+// lease_ttl cannot shorten the lease under the leader.
+func (b *Bus) Leases(ctx context.Context, ttl time.Duration) (*LeaseStore, time.Duration, error) {
+	kv, err := b.js.KeyValue(ctx, LeaseBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: LeaseBucket, Description: "Flock dispatchers: the leader's lease and who stands by",
+			History: 1, TTL: ttl, Storage: jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) { // another dispatcher made it meanwhile
+			kv, err = b.js.KeyValue(ctx, LeaseBucket)
+		}
 	}
-	return &LeaseStore{kv: kv}, nil
+	if err != nil {
+		return nil, 0, fmt.Errorf("key-value bucket %s: %w", LeaseBucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("key-value bucket %s: %w", LeaseBucket, err)
+	}
+	if st.TTL() <= 0 {
+		return nil, 0, fmt.Errorf("key-value bucket %s has no TTL: its lease would never expire; delete it with every dispatcher stopped", LeaseBucket)
+	}
+	return &LeaseStore{kv: kv}, st.TTL(), nil
 }
 
 // OpenLeases opens the lease bucket without creating it (for a client).
@@ -44,49 +60,56 @@ func (b *Bus) OpenLeases(ctx context.Context) (*LeaseStore, error) {
 	return &LeaseStore{kv: kv}, nil
 }
 
-func taken(err error) error {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("%w: %w", lease.ErrTaken, err)
+// taken maps a compare-and-set conflict to lease.ErrTaken and names the
+// bucket, key and operation of any error.
+func taken(op, key string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return err
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("%s %s in %s: %w: %w", op, key, LeaseBucket, lease.ErrTaken, err)
+	}
+	return fmt.Errorf("%s %s in %s: %w", op, key, LeaseBucket, err)
 }
 
 // Create writes value under key if the key holds nothing.
 func (s *LeaseStore) Create(ctx context.Context, key string, value []byte) (uint64, error) {
 	rev, err := s.kv.Create(ctx, key, value)
-	return rev, taken(err)
+	return rev, taken("create", key, err)
 }
 
 // Update writes value under key if its revision is still rev.
 func (s *LeaseStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
 	rev, err := s.kv.Update(ctx, key, value, rev)
-	return rev, taken(err)
+	return rev, taken("update", key, err)
 }
 
 // Delete removes key if its revision is still rev.
 func (s *LeaseStore) Delete(ctx context.Context, key string, rev uint64) error {
-	return taken(s.kv.Delete(ctx, key, jetstream.LastRevision(rev)))
+	return taken("delete", key, s.kv.Delete(ctx, key, jetstream.LastRevision(rev)))
 }
 
 // Put writes value under key.
 func (s *LeaseStore) Put(ctx context.Context, key string, value []byte) error {
 	_, err := s.kv.Put(ctx, key, value)
-	return err
+	return taken("put", key, err)
 }
 
 // Remove deletes key.
-func (s *LeaseStore) Remove(ctx context.Context, key string) error { return s.kv.Delete(ctx, key) }
+func (s *LeaseStore) Remove(ctx context.Context, key string) error {
+	return taken("delete", key, s.kv.Delete(ctx, key))
+}
 
-// Get returns key's value, or nil when it holds none.
-func (s *LeaseStore) Get(ctx context.Context, key string) ([]byte, error) {
+// Get returns key's value and revision, or nil when it holds none.
+func (s *LeaseStore) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, taken("get", key, err)
 	}
-	return e.Value(), nil
+	return e.Value(), e.Revision(), nil
 }
 
 // All returns every key's value.

@@ -22,8 +22,7 @@ func CheckSite(site string) error {
 	if len(site) > maxSiteLen {
 		return fmt.Errorf("site name %q is longer than %d characters", site, maxSiteLen)
 	}
-	for i := 0; i < len(site); i++ {
-		c := site[i]
+	for _, c := range site {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return fmt.Errorf("site name %q has character %q; a site is letters, digits, '-' and '_' (it is a NATS subject token)", site, c)
 		}

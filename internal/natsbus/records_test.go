@@ -1,0 +1,81 @@
+package natsbus_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flock-snmp/flock/harness/natstest"
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// Upgrading from the dispatcher of one site: the new durable consumer of
+// every site's records starts where dispatcher-default left off, so the
+// records stored while no dispatcher ran are collected, and the old
+// consumer goes.
+func TestRecordsConsumerTakesOverTheLegacyOne(t *testing.T) {
+	_, d := natstest.RunFlock(t, 5*time.Second, 5)
+	ctx := context.Background()
+	legacy, err := d.JetStream().CreateOrUpdateConsumer(ctx, natsbus.ResultStream, jetstream.ConsumerConfig{
+		Durable: "dispatcher-default", FilterSubject: task.ResultPrefix + "default.>", AckPolicy: jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(i int) {
+		if err := d.PublishRecord(ctx, task.ResultSubject("default", "h"), fmt.Sprint("default.h@", i), []byte(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1)
+	msgs, err := legacy.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range msgs.Messages() {
+		_ = m.DoubleAck(ctx) // the old dispatcher collected record 1
+	}
+	publish(2) // stored while no dispatcher runs
+	publish(3)
+
+	var mu sync.Mutex
+	var got []string
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- d.ConsumeRecords(cctx, "dispatcher", 0, func(_ string, data []byte, _ bool) error {
+			mu.Lock()
+			got = append(got, string(data))
+			mu.Unlock()
+			return nil
+		})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0] != `{"i":2}` || got[1] != `{"i":3}` {
+		t.Fatalf("records through the new consumer: %q; want 2 and 3 (1 was collected before)", got)
+	}
+	if _, err := d.JetStream().Consumer(ctx, natsbus.ResultStream, "dispatcher-default"); err == nil {
+		t.Fatal("the old consumer is still there")
+	}
+}
