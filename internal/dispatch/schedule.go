@@ -111,7 +111,8 @@ func (s *Scheduler) SetHosts(hosts []config.Host, now time.Time) (added, removed
 func sameHost(a, b *config.Host) bool { return fmt.Sprintf("%+v", *a) == fmt.Sprintf("%+v", *b) }
 
 // CatchUp makes the current slot of host key due now, unless done says
-// that slot's task id was already answered. A restarted dispatcher uses it
+// that slot's task id was already answered or the next slot begins within
+// CatchUpMargin. A restarted dispatcher uses it
 // for the hosts it knew, so the slot that came while it was down is not
 // lost; the deterministic task id makes a second publication of a slot the
 // previous dispatcher did queue harmless (deduplicated, or refused as busy).
@@ -121,6 +122,12 @@ func (s *Scheduler) CatchUp(key string, now time.Time, done func(taskID string) 
 		return false
 	}
 	cur := SlotStart(key, e.host.Interval, now)
+	if cur.Add(e.host.Interval).Sub(now) < CatchUpMargin(e.host.Interval) {
+		// The next slot is about to begin: polled now, the current one
+		// would still be queued or running then and cost the host that
+		// next slot (an overrun). The next one comes on time instead.
+		return false
+	}
 	if done(task.SlotID(e.host.Site, key, cur)) {
 		return false
 	}
@@ -128,6 +135,10 @@ func (s *Scheduler) CatchUp(key string, now time.Time, done func(taskID string) 
 	heap.Fix(&s.queue, e.index)
 	return true
 }
+
+// CatchUpMargin is how much of its slot must be left for a slot to be
+// caught up: a quarter of the interval, at most 5 s.
+func CatchUpMargin(interval time.Duration) time.Duration { return min(interval/4, 5*time.Second) }
 
 // NextDue is when the earliest task is due; false when nothing is scheduled.
 func (s *Scheduler) NextDue() (time.Time, bool) {

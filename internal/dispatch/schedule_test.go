@@ -163,4 +163,12 @@ func TestCatchUpCurrentSlot(t *testing.T) {
 	if len(got) != 1 || got[0].HostKey != hosts[0].Key || !SlotOf(got[0]).Equal(cur) {
 		t.Fatalf("due now: %+v; want the current slot of the caught-up host only", got)
 	}
+	// With less than the margin of its slot left, the slot is not caught
+	// up: it would make the next one an overrun.
+	late := SlotStart(hosts[1].Key, time.Minute, now).Add(time.Minute - CatchUpMargin(time.Minute) + time.Second)
+	s2 := NewScheduler()
+	s2.SetHosts(hosts, late)
+	if s2.CatchUp(hosts[1].Key, late, func(string) bool { return false }) {
+		t.Fatal("CatchUp of a slot about to end accepted")
+	}
 }
