@@ -170,9 +170,11 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 		return err
 	}
 	defer stopWatch()
-	elector := lease.New(lease.Options{ID: name, Key: key, TTL: ttl, Store: leases, Log: log, Connected: bus.Connected})
+	var r *dispatch.Runner
+	elector := lease.New(lease.Options{ID: name, Key: key, TTL: ttl, Store: leases, Log: log, Connected: bus.Connected,
+		Fence: func() { r.Fence() }})
 	reg := telemetry.NewRegistry()
-	r, err := dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
+	r, err = dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
 		Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
 		RecordsAckWait: 2 * ttl,
 		Queue: func(ctx context.Context, site string) (dispatch.QueueStats, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/flock-snmp/flock/internal/task"
@@ -23,8 +24,11 @@ type collector struct {
 	// accept picks the records this collection is for; nil takes them all.
 	accept func(h *task.RecordHead) bool
 	// leading, if set, must hold for a record to be written: a dispatcher
-	// that lost its lease hands records back for the next leader.
+	// that lost its lease hands records back for the next leader. fence
+	// is held (read) from that check to the end of the sink writes, so a
+	// step-down (Runner.Fence) can wait until no write is under way.
 	leading func() bool
+	fence   *sync.RWMutex
 	// written is told of each record written to the sinks, duplicate of each
 	// record of a task already written, refused of each record not collected.
 	written   func(h *task.RecordHead, redelivered bool)
@@ -41,9 +45,6 @@ var errNotLeading = errors.New("not the leading dispatcher (lease lost): left fo
 // idempotent per task id. redelivered says a dispatcher had the record
 // before without acknowledging it.
 func (c *collector) collect(subject string, data []byte, redelivered bool) error {
-	if c.leading != nil && !c.leading() {
-		return errNotLeading
-	}
 	h, err := task.ReadHead(data)
 	if err != nil {
 		if errors.Is(err, task.ErrUnknownSchema) {
@@ -61,6 +62,15 @@ func (c *collector) collect(subject string, data []byte, redelivered bool) error
 		return nil
 	}
 	key := task.HostStateKey(h.Site, h.HostKey)
+	if c.fence != nil {
+		c.fence.RLock()
+	}
+	if c.leading != nil && !c.leading() {
+		if c.fence != nil {
+			c.fence.RUnlock()
+		}
+		return errNotLeading
+	}
 	if c.states.seen(key, h.TaskID) {
 		if c.duplicate != nil {
 			c.duplicate(&h)
@@ -69,12 +79,18 @@ func (c *collector) collect(subject string, data []byte, redelivered bool) error
 		// Written before it is marked: a failed write is retried on redelivery.
 		for _, s := range c.sinks {
 			if err := s.Write(data); err != nil {
+				if c.fence != nil {
+					c.fence.RUnlock()
+				}
 				return fmt.Errorf("write record %s: %w", h.TaskID, err)
 			}
 		}
 		if c.written != nil {
 			c.written(&h, redelivered)
 		}
+	}
+	if c.fence != nil {
+		c.fence.RUnlock()
 	}
 	state := c.states.observe(key, &h, c.store != nil)
 	if c.store == nil {

@@ -115,6 +115,14 @@ type Runner struct {
 	adding   map[string]bool // sites of the inventory whose consumers could not be made yet
 	running  bool            // leading: the states in memory are current
 	cache    statesCache     // a standby's view of the states in the store
+	fence    sync.RWMutex    // held (read) by a record's lease check and sink writes
+}
+
+// Fence returns once no record is being written to the sinks: after the
+// lease is lost (Leading false), nothing more is written from then on.
+func (r *Runner) Fence() {
+	r.fence.Lock()
+	r.fence.Unlock() //nolint:staticcheck // SA2001: the empty section is the point, a barrier
 }
 
 // NewRunner prepares continuous dispatching of cfg's hosts, restoring host
@@ -136,7 +144,7 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 	r := &Runner{bus: bus, o: o, states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
 		hosts: cfg.Hosts, sites: cfg.Sites(), retiring: map[string]bool{}, adding: map[string]bool{}, pollNow: make(chan struct{}, pollNowLimit)}
 	r.m.zeros(r.sites)
-	r.records = &collector{sinks: o.Sinks, states: states, store: o.State, log: o.Log, leading: o.Leading,
+	r.records = &collector{sinks: o.Sinks, states: states, store: o.State, log: o.Log, leading: o.Leading, fence: &r.fence,
 		written: r.written, refused: func() { r.m.records.WithLabelValues("refused", "").Inc() }}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(stateCollector{r: r, desc: prometheus.NewDesc("flock_dispatcher_hosts",

@@ -79,6 +79,10 @@ type Options struct {
 	// Connected reports whether the store can be reached right now; a
 	// leader that cannot reach it counts as not leading at once.
 	Connected func() bool
+	// Fence, if set, is called when this dispatcher stops leading, after
+	// Leading turned false and before the step-down is logged: it returns
+	// once nothing only a leader may do is under way.
+	Fence func()
 }
 
 // Elector takes part in the election for one dispatcher.
@@ -172,6 +176,9 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error,
 	defer stopStandby()
 	stepDown := func(why string, args ...any) {
 		e.leading.Store(false) // nothing more is published or written from here
+		if e.o.Fence != nil {
+			e.o.Fence()
+		}
 		e.mu.Lock()
 		e.since = time.Now()
 		e.mu.Unlock()
