@@ -1,9 +1,10 @@
 // Command soak breaks a running Flock on purpose for a bounded time and
 // counts what was lost: see harness/soak. Loopback only. Its last line is
 //
-//	soak: secs=S cycles=N kills=N nats_restarts=N dispatcher_restarts=N tasks=N records=N missing=N duplicates=N leaked_goroutines=N leaked_sockets=N ...
+//	soak: secs=S cycles=N kills=N nats_restarts=N dispatcher_restarts=N leader_kills=N takeover_secs=S tasks=N records=N missing=N duplicates=N possible_duplicates=N leaked_goroutines=N leaked_sockets=N ...
 //
-// and it exits 1 when the bar (kills >= 20, nothing missing, duplicated or leaked) is not met.
+// and it exits 1 when the bar (kills >= 20, a leader killed, nothing missing, duplicated beyond
+// the counted possible duplicates, or leaked) is not met.
 package main
 
 import (
