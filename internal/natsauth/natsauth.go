@@ -41,8 +41,15 @@ func PollerPasswordVar(site string) string {
 	return "FLOCK_POLLER_" + strings.ReplaceAll(strings.ToUpper(site), "-", "_") + "_PASSWORD"
 }
 
-// PollerInbox is the inbox prefix of site's pollers.
-func PollerInbox(site string) string { return "_INBOX_flock_poller_" + site }
+// PollerInbox is the inbox prefix of site's pollers: _INBOX_flock_poller
+// for the default site (as before sites), _INBOX_flock_poller_<site> for
+// any other.
+func PollerInbox(site string) string {
+	if site == DefaultSite {
+		return "_INBOX_flock_poller"
+	}
+	return "_INBOX_flock_poller_" + site
+}
 
 // PollerConsumer is the durable consumer on FLOCK_TASKS that site's pollers
 // pull from.

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/task"
 )
 
 // Bus is a connection to NATS with JetStream.
@@ -44,8 +45,15 @@ const DispatcherInbox = "_INBOX_flock_dispatcher"
 
 // PollerInbox is the inbox prefix of site's pollers: each site has its own,
 // since pulled tasks arrive on the puller's inbox, and a poller of one site
-// must not read another site's tasks.
-func PollerInbox(site string) string { return "_INBOX_flock_poller_" + site }
+// must not read another site's tasks. The default site keeps the prefix of
+// the single-site deployments, _INBOX_flock_poller (a token of its own, so
+// its permission covers no other site's).
+func PollerInbox(site string) string {
+	if site == task.DefaultSite {
+		return "_INBOX_flock_poller"
+	}
+	return "_INBOX_flock_poller_" + site
+}
 
 // Auth says how to authenticate to NATS (at most one of user/password, an
 // nkey seed file, a .creds file) and which TLS files to use.
