@@ -157,12 +157,12 @@ func TestObservability(t *testing.T) {
 	// Status: the CLI reads the KV bucket; failing first with --sort state.
 	st := run(t, "dispatcher", "status", "--config", cfgPath, "--sort", "state")
 	lines := hostTable(st.stdout)
-	// Above the hosts: the dispatchers, then each site with its live pollers.
-	if !strings.Contains(st.stdout, "DISPATCHERS\n") || !regexp.MustCompile(`(?m)^  \S+\s+leader\s+since `).MatchString(st.stdout) ||
+	// Below the hosts: the dispatchers, then each site with its live pollers.
+	if !strings.Contains(st.stdout, "\n\nDISPATCHERS\n") || !regexp.MustCompile(`(?m)^  \S+\s+leader\s+since `).MatchString(st.stdout) ||
 		!strings.Contains(st.stdout, "SITE default: 4 hosts (ok 3, failing 1, unknown 0), 1 live pollers") ||
 		!regexp.MustCompile(`(?m)^  poller poller\.e2e\s+in flight \d+\s+polls [1-9]`).MatchString(st.stdout) ||
 		!regexp.MustCompile(`(?m)^  failing gone\.flock\.onion\s+\d+ in a row\s+unreachable`).MatchString(st.stdout) {
-		t.Fatalf("dispatcher status: no fleet view above the hosts:\n%s", st.stdout)
+		t.Fatalf("dispatcher status: no fleet view below the hosts:\n%s", st.stdout)
 	}
 	if st.code != 0 || len(lines) != 5 || !strings.HasPrefix(lines[0], "HOST") ||
 		!strings.HasPrefix(lines[1], "gone.flock.onion") || !strings.Contains(lines[1], "failing") || !strings.Contains(lines[1], "unreachable") {
@@ -263,10 +263,10 @@ type result struct {
 }
 
 // hostTable is the lines of the hosts' table in `dispatcher status`
-// output, from its HOST header on.
+// output: from the start to the blank line before the fleet view.
 func hostTable(out string) []string {
-	_, table, _ := strings.Cut(out, "\nHOST")
-	return strings.Split(strings.TrimSpace("HOST"+table), "\n")
+	table, _, _ := strings.Cut(out, "\n\n")
+	return strings.Split(strings.TrimSpace(table), "\n")
 }
 
 func run(t *testing.T, bin string, args ...string) result {

@@ -208,11 +208,15 @@ func BuildFleet(rows []StatusRow, sites []string, pollers map[string][]fleet.Pol
 	return v
 }
 
-// WriteFleetText writes the view as text: dispatchers, then each site
-// with its pollers, slowest and failing hosts, then the hosts' table.
+// WriteFleetText writes the view as text: the hosts' table first (as the
+// status view was before sites), then, after a blank line, the
+// dispatchers and each site with its pollers, slowest and failing hosts.
 func WriteFleetText(w io.Writer, v FleetView) error {
+	if err := WriteStatusText(w, v.Rows, v.Now); err != nil {
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DISPATCHERS")
+	fmt.Fprintln(tw, "\nDISPATCHERS")
 	if len(v.Dispatchers) == 0 {
 		fmt.Fprintln(tw, "  none running")
 	}
@@ -242,11 +246,7 @@ func WriteFleetText(w io.Writer, v FleetView) error {
 			fmt.Fprintf(tw, "  failing %s\t%d in a row\t%s\t\n", r.Host, r.ConsecutiveFailures, errText(r.LastError))
 		}
 	}
-	fmt.Fprintln(tw)
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return WriteStatusText(w, v.Rows, v.Now)
+	return tw.Flush()
 }
 
 // StatusHandler serves the fleet view as HTML (?sort=duration|name|...
