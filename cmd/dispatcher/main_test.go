@@ -28,7 +28,7 @@ func TestGlobalFlagsBeforeAndAfterSubcommands(t *testing.T) {
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, noEnv, &stdout, &stderr)
-		if err != nil || !strings.HasPrefix(stdout.String(), "configuration OK: "+cfg+": ") {
+		if err != nil || !strings.HasPrefix(stdout.String(), "configuration OK: "+cfg+": ") || !strings.HasSuffix(stdout.String(), "; sites: branch-7, default\n") {
 			t.Errorf("dispatcher %s: %v; stdout %q stderr %q", strings.Join(args, " "), err, stdout.String(), stderr.String())
 		}
 	}

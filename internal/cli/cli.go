@@ -183,7 +183,8 @@ func Summary(cfg *config.Config) string {
 	if cfg.NATS.URL != "" {
 		nats = config.RedactURL(cfg.NATS.URL)
 	}
-	return fmt.Sprintf("configuration OK: %s: %d hosts in %d sites, %d credential profiles, NATS %s", file, len(cfg.Hosts), len(cfg.Sites()), len(cfg.Credentials), nats)
+	return fmt.Sprintf("configuration OK: %s: %d hosts, %d credential profiles, NATS %s; sites: %s",
+		file, len(cfg.Hosts), len(cfg.Credentials), nats, strings.Join(cfg.Sites(), ", "))
 }
 
 // Version is the binaries' version, set at build time with
