@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer closeBus()
 	streams := natsbus.StreamOptions{
 		Sites: cfg.Sites(), AckWait: cfg.NATS.AckWait, MaxDeliver: cfg.NATS.MaxDeliver, MaxQueued: cfg.NATS.MaxQueuedTasks,
+		Replicas: cfg.NATS.Replicas,
 	}
 	if err := bus.EnsureStreams(ctx, streams); err != nil {
 		return err
@@ -289,9 +290,9 @@ func runStatus(ctx context.Context, common *cli.Common, args []string, getenv fu
 		return err
 	}
 	defer bus.Close()
-	states, err := bus.Bucket(ctx, natsbus.HostStateBucket, "Flock dispatcher: last state of each host")
+	states, err := bus.OpenBucket(ctx, natsbus.HostStateBucket) // opened, never created or changed by a client
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (has a dispatcher run in run mode on this NATS?)", err)
 	}
 	all, err := states.All(ctx)
 	if err != nil {

@@ -79,6 +79,9 @@ type NATS struct {
 	// MaxQueuedTasks bounds the task queue; past it new tasks are refused
 	// (and counted), never queued without bound.
 	MaxQueuedTasks int `mapstructure:"max_queued_tasks"`
+	// Replicas is how many JetStream servers keep each stream and bucket
+	// the dispatcher creates: 1, or 3 (or 5) on a cluster.
+	Replicas int `mapstructure:"replicas"`
 	// Authentication: user and password (or password_file), an nkey seed
 	// file, or a .creds file (JWT and seed); at most one way.
 	User         string  `mapstructure:"user"`
@@ -163,6 +166,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("nats.max_deliver", 5)
 	v.SetDefault("nats.connect_timeout", "0s")
 	v.SetDefault("nats.max_queued_tasks", 1_000_000)
+	v.SetDefault("nats.replicas", 1)
 	v.SetDefault("nats.user", "")
 	v.SetDefault("nats.password", "")
 	v.SetDefault("nats.password_file", "")

@@ -145,6 +145,7 @@ func TestLoadBad(t *testing.T) {
 			`testdata/bad-embedded-open.yaml: nats.embedded.listen: "0.0.0.0:4222" is beyond this machine: the embedded server listens there only with authentication (set nats.embedded.config_file to a nats-server configuration with users, such as config/nats-server.conf)`,
 		}},
 		{"bad-sites.yaml", []string{
+			`testdata/bad-sites.yaml: nats.replicas: 7 is out of range 1..5 (JetStream keeps at most 5 replicas; 3 on a 3-node cluster)`,
 			`testdata/bad-sites.yaml: poller.site: site name "branch*" has character '*'; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
 			`testdata/bad-sites.yaml: poller.source_address: "10.0.0.300" is not an IP address (the local address SNMP requests are sent from)`,
 			`testdata/bad-sites.yaml: dispatcher.lease_ttl: 500ms is shorter than 1s`,

@@ -165,6 +165,9 @@ func (c *Config) validateNATS(p *problems) {
 	if n.MaxQueuedTasks < 1 {
 		p.add("nats.max_queued_tasks", "%d is less than 1", n.MaxQueuedTasks)
 	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		p.add("nats.replicas", "%d is out of range 1..5 (JetStream keeps at most 5 replicas; 3 on a 3-node cluster)", n.Replicas)
+	}
 	if n.ConnectTimeout < 0 {
 		p.add("nats.connect_timeout", "%s is negative", n.ConnectTimeout)
 	}

@@ -20,6 +20,8 @@ type Bus struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
+	// replicas of the buckets this connection makes (EnsureStreams sets it).
+	replicas int
 }
 
 // ConnectOptions configure Connect.

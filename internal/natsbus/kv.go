@@ -24,8 +24,18 @@ type Bucket struct {
 // Bucket creates (or opens) a key-value bucket keeping the latest value of each key.
 func (b *Bus) Bucket(ctx context.Context, name, description string) (*Bucket, error) {
 	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, Description: description, History: 1, Storage: jetstream.FileStorage,
+		Bucket: name, Description: description, History: 1, Storage: jetstream.FileStorage, Replicas: max(b.replicas, 1),
 	})
+	if err != nil {
+		return nil, replicaErr("key-value bucket "+name, max(b.replicas, 1), err)
+	}
+	return &Bucket{kv: kv}, nil
+}
+
+// OpenBucket opens an existing bucket without creating or changing it
+// (a client such as `dispatcher status`).
+func (b *Bus) OpenBucket(ctx context.Context, name string) (*Bucket, error) {
+	kv, err := b.js.KeyValue(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("key-value bucket %s: %w", name, err)
 	}

@@ -32,7 +32,7 @@ func (b *Bus) Leases(ctx context.Context, ttl time.Duration) (*LeaseStore, time.
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: LeaseBucket, Description: "Flock dispatchers: the leader's lease and who stands by",
-			History: 1, TTL: ttl, Storage: jetstream.FileStorage,
+			History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: max(b.replicas, 1),
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) { // another dispatcher made it meanwhile
 			kv, err = b.js.KeyValue(ctx, LeaseBucket)

@@ -30,13 +30,52 @@ type StreamOptions struct {
 	MaxDeliver int
 	// MaxQueued bounds the task stream (default 1,000,000 tasks).
 	MaxQueued int
+	// Replicas of every stream and bucket made (default 1): existing ones
+	// are scaled to it.
+	Replicas int
+}
+
+// sameReplicas refuses to go on when stream name exists with another
+// number of replicas than nats.replicas: the dispatcher does not rescale
+// streams in place (scaling the work queue up with its consumers in place
+// stalled publishing in tests), so it says what to do instead.
+func (b *Bus) sameReplicas(ctx context.Context, name string, replicas int) error {
+	st, err := b.js.Stream(ctx, name)
+	if err != nil {
+		return nil // none yet (or unreadable: creating it will say why)
+	}
+	if have := st.CachedInfo().Config.Replicas; max(have, 1) != replicas {
+		return fmt.Errorf("stream %s has %d replicas and nats.replicas is %d: the dispatcher does not rescale existing streams; "+
+			"keep nats.replicas at %d, or stop every Flock process and remove Flock's streams and buckets "+
+			"(nats stream rm %s %s %s KV_%s KV_%s KV_%s; queued tasks are published again at their next slots, stored records are lost) "+
+			"so that the dispatcher makes them with %d", name, max(have, 1), replicas, max(have, 1),
+			TaskStream, ResultStream, PollerStream, DeviceBucket, HostStateBucket, LeaseBucket, replicas)
+	}
+	return nil
+}
+
+// replicaErr says why a stream or bucket could not be made or scaled.
+func replicaErr(what string, replicas int, err error) error {
+	if replicas > 1 {
+		return fmt.Errorf("create or update %s with %d replicas (nats.replicas): %w (a stream of %d replicas needs a JetStream cluster of at least %d servers)",
+			what, replicas, err, replicas, replicas)
+	}
+	return fmt.Errorf("create or update %s: %w", what, err)
 }
 
 // EnsureStreams creates or updates the task, result and heartbeat streams,
 // the device bucket and each site's poller consumer. Only the dispatcher
 // calls it; pollers only bind.
 func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
+	replicas := max(o.Replicas, 1)
+	b.replicas = replicas
+	for _, name := range []string{TaskStream, ResultStream, PollerStream, "KV_" + DeviceBucket, "KV_" + HostStateBucket, "KV_" + LeaseBucket} {
+		if err := b.sameReplicas(ctx, name, replicas); err != nil {
+			return err
+		}
+	}
 	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Replicas:    replicas,
 		Name:        TaskStream,
 		Description: "Flock poll tasks: a work queue, one message per host at a time",
 		Subjects:    []string{task.TaskPrefix + ">"},
@@ -53,9 +92,10 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 		Duplicates:           2 * time.Minute,
 	})
 	if err != nil {
-		return fmt.Errorf("create stream %s: %w", TaskStream, err)
+		return replicaErr("stream "+TaskStream, replicas, err)
 	}
 	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Replicas:    replicas,
 		Name:        ResultStream,
 		Description: "Flock HostRecords, one per poll; every reader has its own consumer",
 		Subjects:    []string{task.ResultPrefix + ">"},
@@ -68,9 +108,10 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 		AllowDirect: true,
 	})
 	if err != nil {
-		return fmt.Errorf("create stream %s: %w", ResultStream, err)
+		return replicaErr("stream "+ResultStream, replicas, err)
 	}
 	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Replicas:    replicas,
 		Name:        PollerStream,
 		Description: "Flock poller heartbeats: the last one of each poller",
 		Subjects:    []string{task.HeartbeatPrefix + ">"},
@@ -83,7 +124,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 		MaxBytes:          64 << 20,
 	})
 	if err != nil {
-		return fmt.Errorf("create stream %s: %w", PollerStream, err)
+		return replicaErr("stream "+PollerStream, replicas, err)
 	}
 	for _, site := range o.Sites {
 		if err := b.EnsureSite(ctx, o, site); err != nil {

@@ -1,0 +1,121 @@
+package natsbus_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flock-snmp/flock/harness/natstest"
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+func clusterTasks(n int, from int) []task.PollTask {
+	now := time.Now()
+	out := make([]task.PollTask, n)
+	for i := range out {
+		key := fmt.Sprintf("h%03d", from+i)
+		out[i] = task.PollTask{Schema: task.Schema, ID: task.SlotID(task.DefaultSite, key, now), Site: task.DefaultSite, Host: key, HostKey: key,
+			Address: "127.0.0.1", Port: 161, Credentials: "public", Get: []string{".1.3.6.1.2.1.1.5.0"}, TimeoutMS: 100, PollTimeoutMS: 500,
+			ScheduledAt: now, Deadline: now.Add(time.Minute)}
+	}
+	return out
+}
+
+// nats.replicas on a 3-node cluster: streams and buckets are made with R3,
+// and the task queue survives its stream leader's node.
+func TestReplicatedStreamsSurviveTheirLeader(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: c.URL(), Name: "dispatcher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	o := natsbus.StreamOptions{Sites: []string{task.DefaultSite}, AckWait: 5 * time.Second, MaxDeliver: 3, Replicas: 3}
+	if err := d.EnsureStreams(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Bucket(ctx, natsbus.HostStateBucket, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{natsbus.TaskStream, natsbus.ResultStream, natsbus.PollerStream, "KV_" + natsbus.DeviceBucket, "KV_" + natsbus.HostStateBucket} {
+		s, err := d.JetStream().Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := s.CachedInfo().Config.Replicas; r != 3 {
+			t.Fatalf("%s has %d replicas after EnsureStreams with 3", name, r)
+		}
+	}
+	if errs := d.PublishTasks(ctx, clusterTasks(5, 0)); errs[0] != nil || errs[4] != nil {
+		t.Fatalf("publish: %v", errs)
+	}
+	s, err := d.JetStream().Stream(ctx, natsbus.TaskStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until both followers are current: the scale-up has completed.
+	info, err := s.Info(ctx)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		info, err = s.Info(ctx)
+		current := 0
+		if err == nil && info.Cluster != nil {
+			for _, r := range info.Cluster.Replicas {
+				if r.Current {
+					current++
+				}
+			}
+		}
+		if current == 2 && info.Cluster.Leader != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the followers of %s are not current: %+v %v", natsbus.TaskStream, info, err)
+		}
+	}
+	leader := c.Node(info.Cluster.Leader)
+	t.Logf("stopping %s, the leader of %s (this client is on %s)", info.Cluster.Leader, natsbus.TaskStream, d.Conn().ConnectedServerName())
+	c.Stop(leader)
+	// The queue goes on with the two others: what was queued is still
+	// there, and new tasks are taken.
+	var errs []error
+	more := clusterTasks(5, 5) // published again with the same ids until acknowledged: a copy is a no-op
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if errs = d.PublishTasks(ctx, more); errs[0] == nil && errs[4] == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no publication after the leader's node stopped: %v", errs)
+		}
+	}
+	q, err := d.Queue(ctx, task.DefaultSite)
+	if err != nil || q.Queued != 10 || q.Pending != 10 {
+		t.Fatalf("queue after losing the stream leader: %+v, %v; want the 5 tasks from before and 5 new", q, err)
+	}
+	c.Start(leader) // back: it catches up as a follower
+	c.WaitForLeader()
+
+	// A dispatcher with another nats.replicas does not rescale them: it
+	// says what to do, naming the stream and both numbers.
+	o.Replicas = 1
+	err = d.EnsureStreams(ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "stream FLOCK_TASKS has 3 replicas and nats.replicas is 1") ||
+		!strings.Contains(err.Error(), "keep nats.replicas at 3") {
+		t.Fatalf("EnsureStreams with R1 over R3 streams: %v", err)
+	}
+}
+
+// Three replicas on one server cannot be: the error says so, and why.
+func TestReplicasBeyondTheServers(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	d := natstest.Connect(t, srv, "dispatcher")
+	err := d.EnsureStreams(context.Background(), natsbus.StreamOptions{Sites: []string{task.DefaultSite}, AckWait: time.Second, MaxDeliver: 1, Replicas: 3})
+	if err == nil || !strings.Contains(err.Error(), "stream FLOCK_TASKS with 3 replicas (nats.replicas)") ||
+		!strings.Contains(err.Error(), "needs a JetStream cluster of at least 3 servers") {
+		t.Fatalf("R3 on one server: %v", err)
+	}
+}
