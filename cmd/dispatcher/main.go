@@ -175,7 +175,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 	elector := lease.New(lease.Options{ID: name, Key: key, TTL: ttl, Store: leases, Log: log, Connected: bus.Connected,
 		Fence: func() { r.Fence() }})
 	reg := telemetry.NewRegistry()
-	r, err = dispatch.NewRunner(ctx, bus, cfg, dispatch.RunOptions{
+	r = dispatch.NewRunner(bus, cfg, dispatch.RunOptions{
 		Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
 		RecordsAckWait: 2 * ttl,
 		Queue: func(ctx context.Context, site string) (dispatch.QueueStats, error) {
@@ -189,25 +189,8 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 		Pollers:    func() map[string][]fleet.Poller { return pollers.Live(time.Now()) },
 		Members:    func(ctx context.Context) ([]lease.Member, error) { return lease.Members(ctx, leases) },
 	})
-	if err != nil {
-		return err
-	}
-	go func() { // a site without a live poller is reported once per outage
-		every := cfg.Poller.Heartbeat
-		wait := time.NewTimer(fleet.Missed * every) // pollers starting with the dispatcher get their chance
-		defer wait.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-wait.C:
-				if elector.Leading() {
-					pollers.Check(r.Sites(), time.Now())
-				}
-				wait.Reset(every)
-			}
-		}
-	}()
+	// A site without a live poller is reported once per outage.
+	go pollers.Watch(ctx, cfg.Poller.Heartbeat, r.Sites, elector.Leading)
 	role := func() string {
 		if elector.Leading() {
 			return "leader"

@@ -205,7 +205,7 @@ func RunOnceProgress(ctx context.Context, bus Bus, cfg *config.Config, out io.Wr
 			m := SiteMissing{Site: site, N: n, NoPoller: len(live[site]) == 0}
 			sum.MissingBySite = append(sum.MissingBySite, m)
 			if m.NoPoller {
-				log.Warn("site has no live poller: its hosts got no record", "site", site, "missing", n, "consumer", "pollers-"+site)
+				log.Warn("site has no live poller: its hosts got no record", "site", site, "missing", n, "consumer", task.PollerConsumer(site))
 			}
 		}
 	}

@@ -125,9 +125,10 @@ func (r *Runner) Fence() {
 	r.fence.Unlock() //nolint:staticcheck // SA2001: the empty section is the point, a barrier
 }
 
-// NewRunner prepares continuous dispatching of cfg's hosts, restoring host
-// state from o.State.
-func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions) (*Runner, error) {
+// NewRunner prepares continuous dispatching of cfg's hosts. Host state is
+// read from o.State when a term of leading begins (Run); until then the
+// status view reads it from the store.
+func NewRunner(bus RunBus, cfg *config.Config, o RunOptions) *Runner {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -137,10 +138,7 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 	if o.Leading == nil {
 		o.Leading = func() bool { return true }
 	}
-	states, err := LoadStates(ctx, o.State)
-	if err != nil {
-		return nil, fmt.Errorf("restore host state: %w", err)
-	}
+	states := newStates()
 	r := &Runner{bus: bus, o: o, states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
 		hosts: cfg.Hosts, sites: cfg.Sites(), retiring: map[string]bool{}, adding: map[string]bool{}, pollNow: make(chan struct{}, pollNowLimit)}
 	r.m.zeros(r.sites)
@@ -165,10 +163,10 @@ func NewRunner(ctx context.Context, bus RunBus, cfg *config.Config, o RunOptions
 				[]string{"site"}, nil)})
 		}
 		if o.Queue != nil {
-			o.Registerer.MustRegister(newQueueCollector(func() []string { return r.Sites() }, o.Queue))
+			o.Registerer.MustRegister(newQueueCollector(r.Sites, o.Queue))
 		}
 	}
-	return r, nil
+	return r
 }
 
 // Sites is the sites of the inventory in force.
@@ -189,8 +187,8 @@ func (r *Runner) beginTerm(ctx context.Context) error {
 	r.stats.Terms++
 	r.retry, r.overrun = nil, map[string]bool{} // an earlier term's: their slots are gone
 	r.mu.Unlock()
-	// Always read again: a standby's states are as old as its start, and
-	// the hosts the last leader polled since are the ones to catch up.
+	// Read at every term: the last leader (this one or another) saved them,
+	// and the hosts it polled are the ones not to catch up.
 	fresh, err := LoadStates(ctx, r.o.State)
 	if err != nil {
 		return fmt.Errorf("restore host state: %w", err)
@@ -424,7 +422,7 @@ func (r *Runner) retireSites(ctx context.Context) {
 			r.mu.Lock()
 			delete(r.retiring, s)
 			r.mu.Unlock()
-			r.o.Log.Info("site removed: it left the inventory and its queue is empty", "site", s, "consumer", "pollers-"+s)
+			r.o.Log.Info("site removed: it left the inventory and its queue is empty", "site", s, "consumer", task.PollerConsumer(s))
 		}
 	}
 }

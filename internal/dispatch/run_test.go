@@ -77,10 +77,7 @@ func startRunnerOpts(t *testing.T, d *natsbus.Bus, cfg *config.Config, o dispatc
 	}
 	logBuf := &lockedBuffer{}
 	o.State, o.Log = state, slog.New(slog.NewTextHandler(logBuf, nil))
-	r, err := dispatch.NewRunner(context.Background(), d, cfg, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := dispatch.NewRunner(d, cfg, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	rn := &running{r: r, cancel: cancel, done: make(chan error, 1), log: logBuf}
 	go func() { rn.done <- r.Run(ctx) }()
@@ -147,8 +144,14 @@ func TestRunSchedulesCollectsAndRemembers(t *testing.T) {
 	if !ok || hs.LastSuccessAt.IsZero() || hs.ConsecutiveFailures != 0 || hs.LastDurationMS <= 0 {
 		t.Fatalf("state of %s: %+v", key, hs)
 	}
-	// A restarted dispatcher starts from the saved state.
+	// A restarted dispatcher starts from the saved state, read when it
+	// begins to lead.
 	again := startRunner(t, d, cfg, nil, nil, nil)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(again.log.String(), "msg=scheduling"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted runner did not begin its term:\n%s", again.log.String())
+		}
+	}
 	restored, ok := again.r.States().Get(key)
 	if !ok || !restored.LastSuccessAt.Equal(hs.LastSuccessAt) || restored.LastTaskID != hs.LastTaskID {
 		t.Fatalf("restored state %+v, want %+v", restored, hs)
@@ -579,11 +582,8 @@ func TestStandbyAppliesReloads(t *testing.T) {
 	reload := make(chan struct{})
 	out := &lockedBuffer{}
 	sinks, _ := dispatch.OpenSinks([]config.Sink{{Type: "stdout"}}, out)
-	r, err := dispatch.NewRunner(context.Background(), d, &first, dispatch.RunOptions{Sinks: sinks, State: state, Reload: reload,
+	r := dispatch.NewRunner(d, &first, dispatch.RunOptions{Sinks: sinks, State: state, Reload: reload,
 		LoadConfig: func() (*config.Config, error) { return cfg, nil }, Leading: func() bool { return false }, Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Standby(ctx) }()

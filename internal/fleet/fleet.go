@@ -10,6 +10,7 @@ package fleet
 
 import (
 	"cmp"
+	"context"
 	"log/slog"
 	"slices"
 	"sync"
@@ -91,6 +92,25 @@ func (f *Fleet) Live(now time.Time) map[string][]Poller {
 	return out
 }
 
+// Watch checks sites (Check) every period until ctx ends, while leading
+// says so, beginning after Missed periods so that pollers starting with
+// the caller get their chance to be heard.
+func (f *Fleet) Watch(ctx context.Context, every time.Duration, sites func() []string, leading func() bool) {
+	wait := time.NewTimer(Missed * every)
+	defer wait.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+			if leading() {
+				f.Check(sites(), time.Now())
+			}
+			wait.Reset(every)
+		}
+	}
+}
+
 // Check reports, once per outage, each of sites that has no live poller at
 // now ("site has no live poller"), and each whose outage ended. It returns
 // the live pollers by site.
@@ -104,7 +124,7 @@ func (f *Fleet) Check(sites []string, now time.Time) map[string][]Poller {
 		case n == 0 && !f.outage[site]:
 			f.outage[site] = true
 			f.log.Warn("site has no live poller: its tasks wait in the queue and its hosts go unpolled",
-				"site", site, "consumer", "pollers-"+site, "missed_heartbeats", Missed)
+				"site", site, "consumer", task.PollerConsumer(site), "missed_heartbeats", Missed)
 		case n > 0 && f.outage[site]:
 			delete(f.outage, site)
 			f.log.Info("site has live pollers again", "site", site, "pollers", n)

@@ -128,9 +128,6 @@ func (e *Elector) Leader() string {
 	return e.leader
 }
 
-// ID is this dispatcher's id.
-func (e *Elector) ID() string { return e.o.ID }
-
 // Run takes part in the election until ctx ends. While this dispatcher
 // leads, lead runs with a context that ends when the lease is lost; an
 // error from lead ends Run (after the lease is released). While it stands

@@ -41,19 +41,12 @@ func PollerPasswordVar(site string) string {
 	return "FLOCK_POLLER_" + strings.ReplaceAll(strings.ToUpper(site), "-", "_") + "_PASSWORD"
 }
 
-// PollerInbox is the inbox prefix of site's pollers: _INBOX_flock_poller
-// for the default site (as before sites), _INBOX_flock_poller_<site> for
-// any other.
-func PollerInbox(site string) string {
-	if site == DefaultSite {
-		return "_INBOX_flock_poller"
-	}
-	return "_INBOX_flock_poller_" + site
-}
+// PollerInbox is the inbox prefix of site's pollers (task.PollerInbox).
+func PollerInbox(site string) string { return task.PollerInbox(site) }
 
 // PollerConsumer is the durable consumer on FLOCK_TASKS that site's pollers
-// pull from.
-func PollerConsumer(site string) string { return "pollers-" + site }
+// pull from (task.PollerConsumer).
+func PollerConsumer(site string) string { return task.PollerConsumer(site) }
 
 // Check reports the first site that is not a valid site name, appears twice,
 // or has the password variable of an earlier one.

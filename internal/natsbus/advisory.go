@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flock-snmp/flock/internal/task"
 )
 
 // maxDeliveriesAdvisory is the part of nats-server's
@@ -39,7 +40,7 @@ func (b *Bus) WatchExhausted(ctx context.Context, fn func(subject string, data [
 			b.log.Warn("undecodable max-deliveries advisory", "subject", m.Subject, "err", err)
 			return
 		}
-		if !strings.HasPrefix(adv.Consumer, PollerConsumer("")) {
+		if _, ok := task.ConsumerSite(adv.Consumer); !ok {
 			return // not a poller consumer's task
 		}
 		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -45,17 +45,8 @@ type ConnectOptions struct {
 // gives each role subscribe permission on its own).
 const DispatcherInbox = "_INBOX_flock_dispatcher"
 
-// PollerInbox is the inbox prefix of site's pollers: each site has its own,
-// since pulled tasks arrive on the puller's inbox, and a poller of one site
-// must not read another site's tasks. The default site keeps the prefix of
-// the single-site deployments, _INBOX_flock_poller (a token of its own, so
-// its permission covers no other site's).
-func PollerInbox(site string) string {
-	if site == task.DefaultSite {
-		return "_INBOX_flock_poller"
-	}
-	return "_INBOX_flock_poller_" + site
-}
+// PollerInbox is the inbox prefix of site's pollers (task.PollerInbox).
+func PollerInbox(site string) string { return task.PollerInbox(site) }
 
 // Auth says how to authenticate to NATS (at most one of user/password, an
 // nkey seed file, a .creds file) and which TLS files to use.

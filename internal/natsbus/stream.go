@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,8 +18,9 @@ const (
 	ResultStream = "FLOCK_RESULTS"
 )
 
-// PollerConsumer is the durable consumer every poller of a site shares.
-func PollerConsumer(site string) string { return "pollers-" + site }
+// PollerConsumer is the durable consumer every poller of a site shares
+// (task.PollerConsumer).
+func PollerConsumer(site string) string { return task.PollerConsumer(site) }
 
 // StreamOptions set what the dispatcher creates.
 type StreamOptions struct {
@@ -74,8 +74,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 			return err
 		}
 	}
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Replicas:    replicas,
+	for _, cfg := range []jetstream.StreamConfig{{
 		Name:        TaskStream,
 		Description: "Flock poll tasks: a work queue, one message per host at a time",
 		Subjects:    []string{task.TaskPrefix + ">"},
@@ -90,12 +89,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 		MaxAge:               24 * time.Hour,
 		AllowMsgTTL:          true,
 		Duplicates:           2 * time.Minute,
-	})
-	if err != nil {
-		return replicaErr("stream "+TaskStream, replicas, err)
-	}
-	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Replicas:    replicas,
+	}, {
 		Name:        ResultStream,
 		Description: "Flock HostRecords, one per poll; every reader has its own consumer",
 		Subjects:    []string{task.ResultPrefix + ">"},
@@ -106,12 +100,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 		MaxBytes:    2 << 30,
 		Duplicates:  2 * time.Minute,
 		AllowDirect: true,
-	})
-	if err != nil {
-		return replicaErr("stream "+ResultStream, replicas, err)
-	}
-	_, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Replicas:    replicas,
+	}, {
 		Name:        PollerStream,
 		Description: "Flock poller heartbeats: the last one of each poller",
 		Subjects:    []string{task.HeartbeatPrefix + ">"},
@@ -122,9 +111,11 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 		MaxMsgsPerSubject: 1,
 		MaxAge:            time.Hour,
 		MaxBytes:          64 << 20,
-	})
-	if err != nil {
-		return replicaErr("stream "+PollerStream, replicas, err)
+	}} {
+		cfg.Replicas = replicas
+		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return replicaErr("stream "+cfg.Name, replicas, err)
+		}
 	}
 	for _, site := range o.Sites {
 		if err := b.EnsureSite(ctx, o, site); err != nil {
@@ -187,7 +178,7 @@ func (b *Bus) Sites(ctx context.Context) ([]string, error) {
 	var out []string
 	names := st.ConsumerNames(ctx)
 	for name := range names.Name() {
-		if site, ok := strings.CutPrefix(name, "pollers-"); ok {
+		if site, ok := task.ConsumerSite(name); ok {
 			out = append(out, site)
 		}
 	}

@@ -42,6 +42,30 @@ func TaskSubject(site, hostKey string) string { return TaskPrefix + site + "." +
 // ResultSubject is the subject a host's HostRecords are published on.
 func ResultSubject(site, hostKey string) string { return ResultPrefix + site + "." + hostKey }
 
+// PollerConsumer is the durable consumer on the task stream through which
+// every poller of site takes that site's tasks: "pollers-<site>".
+func PollerConsumer(site string) string { return pollerConsumerPrefix + site }
+
+const pollerConsumerPrefix = "pollers-"
+
+// ConsumerSite is the site of a poller consumer's name; ok is false for any
+// other consumer.
+func ConsumerSite(consumer string) (site string, ok bool) {
+	return strings.CutPrefix(consumer, pollerConsumerPrefix)
+}
+
+// PollerInbox is the inbox prefix of site's pollers: each site has its own,
+// since pulled tasks arrive on the puller's inbox, and a poller of one site
+// must not read another site's tasks. The default site keeps the prefix of
+// the single-site deployments, _INBOX_flock_poller (a token of its own, so
+// its permission covers no other site's).
+func PollerInbox(site string) string {
+	if site == DefaultSite {
+		return "_INBOX_flock_poller"
+	}
+	return "_INBOX_flock_poller_" + site
+}
+
 // ParseTaskSubject splits a task subject, flock.tasks.<site>.<hostkey>,
 // into its site and host key; ok is false for any other subject.
 func ParseTaskSubject(subject string) (site, hostKey string, ok bool) {
