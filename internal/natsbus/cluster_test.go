@@ -24,67 +24,80 @@ func clusterTasks(n int, from int) []task.PollTask {
 	return out
 }
 
-// nats.replicas on a 3-node cluster: streams and buckets are made with R3,
-// and the task queue survives its stream leader's node.
+// nats.replicas on a 3-node cluster: streams and buckets made with R1 are
+// scaled to R3 in place (nothing queued is lost, and the first
+// publication after does not stall), and the task queue survives its
+// stream leader's node.
 func TestReplicatedStreamsSurviveTheirLeader(t *testing.T) {
 	c := natstest.RunCluster(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	d, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: c.URL(), Name: "dispatcher"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	o := natsbus.StreamOptions{Sites: []string{task.DefaultSite}, AckWait: 5 * time.Second, MaxDeliver: 3, Replicas: 3}
+	o := natsbus.StreamOptions{Sites: []string{task.DefaultSite}, AckWait: 5 * time.Second, MaxDeliver: 3, Replicas: 1}
 	if err := d.EnsureStreams(ctx, o); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Bucket(ctx, natsbus.HostStateBucket, "test"); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{natsbus.TaskStream, natsbus.ResultStream, natsbus.PollerStream, "KV_" + natsbus.DeviceBucket, "KV_" + natsbus.HostStateBucket} {
-		s, err := d.JetStream().Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := s.CachedInfo().Config.Replicas; r != 3 {
-			t.Fatalf("%s has %d replicas after EnsureStreams with 3", name, r)
-		}
-	}
 	if errs := d.PublishTasks(ctx, clusterTasks(5, 0)); errs[0] != nil || errs[4] != nil {
 		t.Fatalf("publish: %v", errs)
 	}
+	replicas := func(want int) {
+		t.Helper()
+		for _, name := range []string{natsbus.TaskStream, natsbus.ResultStream, natsbus.PollerStream, "KV_" + natsbus.DeviceBucket, "KV_" + natsbus.HostStateBucket} {
+			s, err := d.JetStream().Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := max(s.CachedInfo().Config.Replicas, 1); r != want {
+				t.Fatalf("%s has %d replicas, want %d", name, r, want)
+			}
+		}
+	}
+	replicas(1)
+
+	// The same streams with nats.replicas 3: scaled up in place, each
+	// waited for until its followers are current.
+	o.Replicas = 3
+	if err := d.EnsureStreams(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	replicas(3)
 	s, err := d.JetStream().Stream(ctx, natsbus.TaskStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Wait until both followers are current: the scale-up has completed.
 	info, err := s.Info(ctx)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		info, err = s.Info(ctx)
-		current := 0
-		if err == nil && info.Cluster != nil {
-			for _, r := range info.Cluster.Replicas {
-				if r.Current {
-					current++
-				}
-			}
-		}
-		if current == 2 && info.Cluster.Leader != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the followers of %s are not current: %+v %v", natsbus.TaskStream, info, err)
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("%s after scaling up: %+v %v", natsbus.TaskStream, info, err)
+	}
+	for _, r := range info.Cluster.Replicas {
+		if !r.Current {
+			t.Fatalf("%s: follower %s not current after EnsureStreams returned", natsbus.TaskStream, r.Name)
 		}
 	}
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	errs := d.PublishTasks(pctx, clusterTasks(5, 5))
+	pcancel()
+	if errs[0] != nil || errs[4] != nil {
+		t.Fatalf("first publication after scaling up: %v", errs)
+	}
+	if q, err := d.Queue(ctx, task.DefaultSite); err != nil || q.Queued != 10 || q.Pending != 10 {
+		t.Fatalf("queue after scaling up: %+v, %v; want the 5 tasks from before and 5 new", q, err)
+	}
+
 	leader := c.Node(info.Cluster.Leader)
 	t.Logf("stopping %s, the leader of %s (this client is on %s)", info.Cluster.Leader, natsbus.TaskStream, d.Conn().ConnectedServerName())
 	c.Stop(leader)
 	// The queue goes on with the two others: what was queued is still
 	// there, and new tasks are taken.
-	var errs []error
-	more := clusterTasks(5, 5) // published again with the same ids until acknowledged: a copy is a no-op
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	more := clusterTasks(5, 10) // published again with the same ids until acknowledged: a copy is a no-op
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if errs = d.PublishTasks(ctx, more); errs[0] == nil && errs[4] == nil {
 			break
 		}
@@ -93,19 +106,20 @@ func TestReplicatedStreamsSurviveTheirLeader(t *testing.T) {
 		}
 	}
 	q, err := d.Queue(ctx, task.DefaultSite)
-	if err != nil || q.Queued != 10 || q.Pending != 10 {
-		t.Fatalf("queue after losing the stream leader: %+v, %v; want the 5 tasks from before and 5 new", q, err)
+	if err != nil || q.Queued != 15 || q.Pending != 15 {
+		t.Fatalf("queue after losing the stream leader: %+v, %v; want the 10 tasks from before and 5 new", q, err)
 	}
 	c.Start(leader) // back: it catches up as a follower
 	c.WaitForLeader()
 
-	// A dispatcher with another nats.replicas does not rescale them: it
-	// says what to do, naming the stream and both numbers.
+	// And back down to one replica: nothing queued is lost.
 	o.Replicas = 1
-	err = d.EnsureStreams(ctx, o)
-	if err == nil || !strings.Contains(err.Error(), "stream FLOCK_TASKS has 3 replicas and nats.replicas is 1") ||
-		!strings.Contains(err.Error(), "keep nats.replicas at 3") {
-		t.Fatalf("EnsureStreams with R1 over R3 streams: %v", err)
+	if err := d.EnsureStreams(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	replicas(1)
+	if q, err := d.Queue(ctx, task.DefaultSite); err != nil || q.Queued != 15 {
+		t.Fatalf("queue after scaling down: %+v, %v", q, err)
 	}
 }
 

@@ -99,6 +99,13 @@ func (a Auth) options() ([]nats.Option, error) {
 	return opts, nil
 }
 
+// publishAckTimeout bounds the wait for a stream's acknowledgement of a
+// publication: when a cluster node dies with a publication in its stream's
+// hands, no acknowledgement and no error may ever come, and a publisher
+// waiting without a bound would stop for good. The caller retries; the
+// message id makes a copy a no-op.
+const publishAckTimeout = 5 * time.Second
+
 // Connect connects to NATS, retrying with backoff until the server answers,
 // and keeps reconnecting for the life of the connection.
 func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
@@ -162,7 +169,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
 			return nil, err
 		}
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("JetStream on %s: %w", redact(o.URL), err)

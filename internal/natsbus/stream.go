@@ -30,28 +30,117 @@ type StreamOptions struct {
 	MaxDeliver int
 	// MaxQueued bounds the task stream (default 1,000,000 tasks).
 	MaxQueued int
-	// Replicas of every stream and bucket made (default 1): existing ones
-	// are scaled to it.
+	// Replicas of every stream and bucket (default 1): existing ones with
+	// another number are scaled to it.
 	Replicas int
 }
 
-// sameReplicas refuses to go on when stream name exists with another
-// number of replicas than nats.replicas: the dispatcher does not rescale
-// streams in place (scaling the work queue up with its consumers in place
-// stalled publishing in tests), so it says what to do instead.
-func (b *Bus) sameReplicas(ctx context.Context, name string, replicas int) error {
+// rescale brings an existing stream (a bucket's too) to replicas, when it
+// has another number, and waits until the new replicas have caught up:
+// while a stream changes its replicas it takes no message, so going on at
+// once would only stall the first publications. A stream that does not
+// exist yet is left for creation.
+func (b *Bus) rescale(ctx context.Context, name string, replicas int) error {
 	st, err := b.js.Stream(ctx, name)
 	if err != nil {
 		return nil // none yet (or unreadable: creating it will say why)
 	}
-	if have := st.CachedInfo().Config.Replicas; max(have, 1) != replicas {
-		return fmt.Errorf("stream %s has %d replicas and nats.replicas is %d: the dispatcher does not rescale existing streams; "+
-			"keep nats.replicas at %d, or stop every Flock process and remove Flock's streams and buckets "+
-			"(nats stream rm %s %s %s KV_%s KV_%s KV_%s; queued tasks are published again at their next slots, stored records are lost) "+
-			"so that the dispatcher makes them with %d", name, max(have, 1), replicas, max(have, 1),
-			TaskStream, ResultStream, PollerStream, DeviceBucket, HostStateBucket, LeaseBucket, replicas)
+	cfg := st.CachedInfo().Config
+	have := max(cfg.Replicas, 1)
+	if have == replicas {
+		return nil
 	}
+	b.log.Warn("scaling a stream to nats.replicas; it takes no message until its replicas have caught up",
+		"stream", name, "replicas", have, "nats.replicas", replicas)
+	cfg.Replicas = replicas
+	if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("scale stream %s from %d to %d replicas (nats.replicas): %w%s", name, have, replicas, err, clusterHint(replicas))
+	}
+	start := time.Now()
+	if err := b.waitReplicas(ctx, name, "", replicas, rescaleWait); err != nil {
+		return fmt.Errorf("scale stream %s from %d to %d replicas (nats.replicas): %w", name, have, replicas, err)
+	}
+	// Its durable consumers follow (they inherit the stream's replicas),
+	// some seconds later: a consumer not yet scaled would be lost with its
+	// node.
+	var durables []string
+	infos := st.ListConsumers(ctx)
+	for ci := range infos.Info() {
+		if ci.Config.Durable != "" && ci.Config.Replicas == 0 {
+			durables = append(durables, ci.Name)
+		}
+	}
+	if err := infos.Err(); err != nil {
+		return fmt.Errorf("scale stream %s: list its consumers: %w", name, err)
+	}
+	for _, c := range durables {
+		if err := b.waitReplicas(ctx, name, c, replicas, rescaleWait); err != nil {
+			return fmt.Errorf("scale stream %s from %d to %d replicas (nats.replicas): consumer %s: %w", name, have, replicas, c, err)
+		}
+	}
+	b.log.Info("stream scaled", "stream", name, "replicas", replicas, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// rescaleWait bounds the wait for a rescaled stream's replicas.
+const rescaleWait = time.Minute
+
+// waitReplicas waits until stream (or its consumer, when consumer is not
+// empty) has a leader and replicas-1 current followers, or says what it
+// lacks after limit.
+func (b *Bus) waitReplicas(ctx context.Context, stream, consumer string, replicas int, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var last string
+	for {
+		var cl *jetstream.ClusterInfo
+		var err error
+		if consumer == "" {
+			var st jetstream.Stream
+			if st, err = b.js.Stream(ctx, stream); err == nil {
+				cl = st.CachedInfo().Cluster
+			}
+		} else {
+			var c jetstream.Consumer
+			if c, err = b.js.Consumer(ctx, stream, consumer); err == nil {
+				cl = c.CachedInfo().Cluster
+			}
+		}
+		switch {
+		case err != nil:
+			last = err.Error()
+		case cl == nil:
+			if replicas == 1 {
+				return nil // a single server
+			}
+			last = "no cluster"
+		case cl.Leader == "":
+			last = "no leader yet"
+		default:
+			current := 0
+			for _, r := range cl.Replicas {
+				if r.Current {
+					current++
+				}
+			}
+			if current >= replicas-1 && len(cl.Replicas) == replicas-1 {
+				return nil
+			}
+			last = fmt.Sprintf("leader %s, %d of %d followers current", cl.Leader, current, replicas-1)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("its replicas did not catch up within %s (%s)", limit, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func clusterHint(replicas int) string {
+	if replicas > 1 {
+		return fmt.Sprintf(" (a stream of %d replicas needs a JetStream cluster of at least %d servers)", replicas, replicas)
+	}
+	return ""
 }
 
 // replicaErr says why a stream or bucket could not be made or scaled.
@@ -70,7 +159,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	replicas := max(o.Replicas, 1)
 	b.replicas = replicas
 	for _, name := range []string{TaskStream, ResultStream, PollerStream, "KV_" + DeviceBucket, "KV_" + HostStateBucket, "KV_" + LeaseBucket} {
-		if err := b.sameReplicas(ctx, name, replicas); err != nil {
+		if err := b.rescale(ctx, name, replicas); err != nil {
 			return err
 		}
 	}
