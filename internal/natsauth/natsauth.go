@@ -21,6 +21,12 @@ import (
 // variable of deployments that had a single site.
 const DefaultSite = task.DefaultSite
 
+// HubDomain is the JetStream domain of the hub's servers
+// (config/nats-cluster.conf): a leaf node without JetStream of its own
+// (config/nats-leaf.conf) reaches the hub's streams under it, as
+// $JS.hub.API.>, since a leaf connection never carries $JS.API.> itself.
+const HubDomain = "hub"
+
 // PollerUser is the NATS user of site's pollers: "poller" for the default
 // site, "poller-<site>" for any other.
 func PollerUser(site string) string {
@@ -116,6 +122,19 @@ func writePoller(w *bufio.Writer, site string) {
             "$JS.API.STREAM.MSG.GET.KV_flock_devices",
             "$JS.FC.KV_flock_devices.>",
             "$KV.flock_devices.>",
+            # The same through a leaf node of the hub (config/nats-leaf.conf
+            # logs in as this user): JetStream requests under the hub's
+            # JetStream domain %[6]s.
+            "$JS.%[6]s.API.STREAM.INFO.FLOCK_TASKS",
+            "$JS.%[6]s.API.STREAM.INFO.FLOCK_RESULTS",
+            "$JS.%[6]s.API.CONSUMER.INFO.FLOCK_TASKS.%[2]s",
+            "$JS.%[6]s.API.CONSUMER.MSG.NEXT.FLOCK_TASKS.%[2]s",
+            "$JS.%[6]s.API.STREAM.INFO.KV_flock_devices",
+            "$JS.%[6]s.API.CONSUMER.CREATE.KV_flock_devices.>",
+            "$JS.%[6]s.API.CONSUMER.DELETE.KV_flock_devices.>",
+            "$JS.%[6]s.API.DIRECT.GET.KV_flock_devices.>",
+            "$JS.%[6]s.API.STREAM.MSG.GET.KV_flock_devices",
+            "$JS.%[6]s.API.$KV.flock_devices.>",
           ]
         }
         subscribe: {
@@ -127,7 +146,7 @@ func writePoller(w *bufio.Writer, site string) {
         allow_responses: true
       }
     },
-`, site, c, PollerUser(site), PollerPasswordVar(site), PollerInbox(site))
+`, site, c, PollerUser(site), PollerPasswordVar(site), PollerInbox(site), HubDomain)
 }
 
 const head = `authorization {
