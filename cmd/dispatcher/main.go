@@ -221,7 +221,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 	err = elector.Run(ctx, r.Run, r.Standby)
 	st := r.Stats()
 	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "queue_full", st.QueueFull, "failed", st.Failed, "interrupted", st.Interrupted,
-		"exhausted", st.Exhausted, "records", st.Records, "possible_duplicates", st.PossibleDuplicates, "terms", st.Terms,
+		"exhausted", st.Exhausted, "missed", st.Missed, "records", st.Records, "possible_duplicates", st.PossibleDuplicates, "terms", st.Terms,
 		"reloads", st.Reloads, "rejected_reloads", st.Rejected)
 	return err
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	tasks      *prometheus.CounterVec // by outcome, site
 	records    *prometheus.CounterVec // by outcome, site
 	exhausted  *prometheus.CounterVec // by site
+	missed     *prometheus.CounterVec // by site
 	reloads    *prometheus.CounterVec // by result
 	duplicates prometheus.Counter
 }
@@ -31,6 +32,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "flock_dispatcher_tasks_exhausted_total",
 			Help: "Tasks that reached max_deliver unanswered and were answered with an undelivered record, by site.",
 		}, []string{"site"}),
+		missed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flock_dispatcher_slots_missed_total",
+			Help: "Poll slots that got no record, by site: tasks with no record by their deadline (their site's pollers gone or cut off, say), and slots whose task was refused (overrun, queue_full, failed).",
+		}, []string{"site"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flock_dispatcher_records_possible_duplicates_total",
 			Help: "Records written to the sinks that a dispatcher had been given before and had not acknowledged: if it wrote them before it died, the sinks hold them twice (sinks are at-least-once; the task id is the key).",
@@ -43,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.reloads.WithLabelValues("applied")
 	m.reloads.WithLabelValues("rejected")
 	if reg != nil {
-		reg.MustRegister(m.tasks, m.records, m.exhausted, m.reloads, m.duplicates)
+		reg.MustRegister(m.tasks, m.records, m.exhausted, m.missed, m.reloads, m.duplicates)
 	}
 	return m
 }
@@ -56,6 +61,7 @@ func (m *metrics) zeros(sites []string) {
 		}
 		m.records.WithLabelValues("ok", site)
 		m.exhausted.WithLabelValues(site)
+		m.missed.WithLabelValues(site)
 	}
 }
 

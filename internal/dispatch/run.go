@@ -87,6 +87,10 @@ type Stats struct {
 	Reloads     int // inventories applied by reload
 	Rejected    int // reloads rejected
 	Exhausted   int // tasks that reached max_deliver unanswered, removed and answered with an error record
+	// Missed counts slots that got no record: published tasks with none
+	// by their deadline (plus MissedGrace), and slots refused (overrun,
+	// queue full, failed).
+	Missed int
 	// PossibleDuplicates counts records written that a dispatcher had had
 	// before without acknowledging them: if it wrote them before it died,
 	// the sinks hold them twice.
@@ -106,7 +110,12 @@ type Runner struct {
 	stats   Stats
 	overrun map[string]bool // hosts with a logged overrun and no record since
 	retry   []task.PollTask // tasks whose publication failed for want of the server
-	hosts   []config.Host   // the inventory in force
+	// awaiting holds the published tasks of this term with no record yet,
+	// by task id; missed, the slots missed by site since the last report.
+	awaiting  map[string]awaited
+	missed    map[string]int
+	lastSweep time.Time
+	hosts     []config.Host // the inventory in force
 
 	records  *collector
 	pollNow  chan struct{}   // one token per poll-now request being served
@@ -139,7 +148,7 @@ func NewRunner(bus RunBus, cfg *config.Config, o RunOptions) *Runner {
 		o.Leading = func() bool { return true }
 	}
 	states := newStates()
-	r := &Runner{bus: bus, o: o, states: states, overrun: map[string]bool{}, m: newMetrics(o.Registerer),
+	r := &Runner{bus: bus, o: o, states: states, overrun: map[string]bool{}, awaiting: map[string]awaited{}, missed: map[string]int{}, m: newMetrics(o.Registerer),
 		hosts: cfg.Hosts, sites: cfg.Sites(), retiring: map[string]bool{}, adding: map[string]bool{}, pollNow: make(chan struct{}, pollNowLimit)}
 	r.m.zeros(r.sites)
 	r.records = &collector{sinks: o.Sinks, states: states, store: o.State, log: o.Log, leading: o.Leading, fence: &r.fence,
@@ -186,6 +195,7 @@ func (r *Runner) beginTerm(ctx context.Context) error {
 	hosts, sites := r.hosts, r.sites
 	r.stats.Terms++
 	r.retry, r.overrun = nil, map[string]bool{} // an earlier term's: their slots are gone
+	clear(r.awaiting)                           // their records went to whoever led since
 	r.mu.Unlock()
 	// Read at every term: the last leader (this one or another) saved them,
 	// and the hosts it polled are the ones not to catch up.
@@ -289,7 +299,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		if next, ok := r.sched.NextDue(); ok {
 			wait = max(next.Sub(r.o.Now()), 0)
 		}
-		if r.pendingRetries() || r.pendingRetirements() {
+		if r.pendingRetries() || r.pendingRetirements() || r.pendingRecords() {
 			wait = min(wait, time.Second)
 		}
 		timer.Reset(wait)
@@ -303,6 +313,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-timer.C:
 			r.publish(ctx, r.sched.Due(r.o.Now()))
 			r.retireSites(ctx)
+			r.sweepMissed(r.o.Now())
 		}
 	}
 }
@@ -427,6 +438,56 @@ func (r *Runner) retireSites(ctx context.Context) {
 	}
 }
 
+// awaited is a published task waiting for its record.
+type awaited struct {
+	site string
+	by   time.Time // its deadline plus MissedGrace: no record by then, the slot is missed
+}
+
+// MissedGrace is how long after its deadline a task's record may still
+// come: a poll begun just before the deadline runs for up to its poll
+// timeout, and its record takes a moment to reach the dispatcher.
+func MissedGrace(t *task.PollTask) time.Duration {
+	return time.Duration(t.PollTimeoutMS)*time.Millisecond + 5*time.Second
+}
+
+func (r *Runner) pendingRecords() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.awaiting) > 0 || len(r.missed) > 0
+}
+
+// sweepMissed counts the tasks whose record did not come in time as
+// missed slots, at most once a second, and reports the missed slots of
+// each site: one warning per site and sweep, never one per host (a site
+// cut off misses every host's slot at once).
+func (r *Runner) sweepMissed(now time.Time) {
+	r.mu.Lock()
+	if now.Sub(r.lastSweep) < time.Second {
+		r.mu.Unlock()
+		return
+	}
+	r.lastSweep = now
+	for id, a := range r.awaiting {
+		if now.After(a.by) {
+			delete(r.awaiting, id)
+			r.missed[a.site]++
+		}
+	}
+	report := r.missed
+	if len(report) > 0 {
+		r.missed = map[string]int{}
+	}
+	for _, n := range report {
+		r.stats.Missed += n
+	}
+	r.mu.Unlock()
+	for site, n := range report {
+		r.m.missed.WithLabelValues(site).Add(float64(n))
+		r.o.Log.Warn("slots missed: no record by their deadline", "site", site, "missed", n)
+	}
+}
+
 func (r *Runner) pendingRetries() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -478,9 +539,11 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 		switch {
 		case err == nil:
 			r.stats.Published++
+			r.awaiting[t.ID] = awaited{site: t.Site, by: t.Deadline.Add(MissedGrace(t))}
 			r.m.tasks.WithLabelValues("published", t.Site).Inc()
 		case errors.Is(err, task.ErrHostBusy):
 			r.stats.Overruns++
+			r.missed[t.Site]++
 			r.m.tasks.WithLabelValues("overrun", t.Site).Inc()
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "overrun")
 			if !r.overrun[t.HostKey] { // once until the host answers again, not once per slot
@@ -489,6 +552,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			}
 		case errors.Is(err, task.ErrQueueFull):
 			r.stats.QueueFull++
+			r.missed[t.Site]++
 			r.m.tasks.WithLabelValues("queue_full", t.Site).Inc()
 			full++
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "queue full")
@@ -509,6 +573,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			r.o.Log.Warn("task not acknowledged; publishing it again", "host", t.Host, "task_id", t.ID, "err", err)
 		default:
 			r.stats.Failed++
+			r.missed[t.Site]++
 			r.m.tasks.WithLabelValues("failed", t.Site).Inc()
 			r.o.Log.Error("task not published", "host", t.Host, "task_id", t.ID, "err", err)
 		}
@@ -545,6 +610,7 @@ func (r *Runner) written(h *task.RecordHead, redelivered bool) {
 	if redelivered {
 		r.stats.PossibleDuplicates++
 	}
+	delete(r.awaiting, h.TaskID)
 	delete(r.overrun, h.HostKey)
 	site := h.Site
 	if !slices.Contains(r.sites, site) {

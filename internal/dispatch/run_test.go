@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -162,8 +163,10 @@ func TestRunOverrunsAreCountedAndLoggedOnce(t *testing.T) {
 	fleet, _, d := setup(t, 2)
 	cfg := withInterval(fleetConfig(t, fleet, 0), time.Second)
 	// No poller: each host's first task stays queued, so later slots overrun.
-	rn := startRunner(t, d, cfg, nil, nil, nil)
-	time.Sleep(4200 * time.Millisecond)
+	reg := prometheus.NewRegistry()
+	rn := startRunnerWith(t, d, cfg, nil, nil, nil, reg)
+	// Past the first tasks' deadline (1 s) and dispatch.MissedGrace.
+	time.Sleep(time.Second + dispatch.MissedGrace(&task.PollTask{PollTimeoutMS: 1000}) + 1500*time.Millisecond)
 	rn.stop(t)
 	st := rn.r.Stats()
 	if st.Published < 2 || st.Overruns < 2 {
@@ -174,6 +177,31 @@ func TestRunOverrunsAreCountedAndLoggedOnce(t *testing.T) {
 		if n := strings.Count(logs, "host="+dev.Name); n != 1 {
 			t.Errorf("host %s named in %d overrun log lines, want 1:\n%s", dev.Name, n, logs)
 		}
+	}
+	// Every slot without a record is missed: the overruns at once, the
+	// first tasks once their deadline and grace passed; reported by site,
+	// never by host.
+	if st.Missed < st.Overruns+2 {
+		t.Errorf("missed %d, want the %d overruns and the 2 first tasks", st.Missed, st.Overruns)
+	}
+	if got := siteCounter(reg, "flock_dispatcher_slots_missed_total", task.DefaultSite); int(got) != st.Missed {
+		t.Errorf("flock_dispatcher_slots_missed_total{site=default} %v, stats say %d", got, st.Missed)
+	}
+	reported := 0
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `msg="slots missed: no record by their deadline"`) {
+			if !strings.Contains(l, "site=default") || strings.Contains(l, "host=") {
+				t.Errorf("missed-slots line without its site, or naming a host: %s", l)
+			}
+			var n int
+			if _, err := fmt.Sscanf(l[strings.Index(l, "missed=")+len("missed="):], "%d", &n); err != nil {
+				t.Fatalf("missed-slots line %q: %v", l, err)
+			}
+			reported += n
+		}
+	}
+	if reported != st.Missed {
+		t.Errorf("missed-slots lines report %d, stats %d:\n%s", reported, st.Missed, logs)
 	}
 	// Each task expires after its interval: the queue empties by itself.
 	s, err := d.JetStream().Stream(context.Background(), natsbus.TaskStream)
@@ -485,6 +513,21 @@ func TestRunRefusesRecordsItCannotRead(t *testing.T) {
 
 // counter is the value of the counter name{outcome="outcome"} in reg.
 // counter sums the series of name whose outcome label is outcome (over sites).
+// siteCounter is counter name's value for site.
+func siteCounter(reg *prometheus.Registry, name, site string) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == name && l.GetName() == "site" && l.GetValue() == site {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
 func counter(reg *prometheus.Registry, name, outcome string) float64 {
 	mfs, _ := reg.Gather()
 	sum := 0.0
