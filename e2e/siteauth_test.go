@@ -117,8 +117,14 @@ func authStartShipped(t *testing.T) *server.Server {
 // errors (permissions violations) arrive on the returned channel.
 func authConn(t *testing.T, srv *server.Server, user, inbox string) (*nats.Conn, jetstream.JetStream, chan error) {
 	t.Helper()
+	return authConnURL(t, srv.ClientURL(), user, passwords[user], inbox)
+}
+
+// authConnURL is authConn to any server's URL, with the password given.
+func authConnURL(t *testing.T, url, user, password, inbox string) (*nats.Conn, jetstream.JetStream, chan error) {
+	t.Helper()
 	errs := make(chan error, 64)
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name(user), nats.UserInfo(user, passwords[user]), nats.CustomInboxPrefix(inbox),
+	nc, err := nats.Connect(url, nats.Name(user), nats.UserInfo(user, password), nats.CustomInboxPrefix(inbox),
 		nats.PermissionErrOnSubscribe(true),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	if err != nil {

@@ -451,6 +451,13 @@ func MissedGrace(t *task.PollTask) time.Duration {
 	return time.Duration(t.PollTimeoutMS)*time.Millisecond + 5*time.Second
 }
 
+// refused counts t's slot as missed at once: its task was not queued.
+// r.mu is held.
+func (r *Runner) refused(t *task.PollTask) {
+	delete(r.awaiting, t.ID)
+	r.missed[t.Site]++
+}
+
 func (r *Runner) pendingRecords() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -516,6 +523,11 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 		tasks = append(r.retry, tasks...)
 		r.retry = nil
 	}
+	// Awaited from now, not from the acknowledgement: a quick poll's record
+	// may be collected before PublishTasks returns.
+	for i := range tasks {
+		r.awaiting[tasks[i].ID] = awaited{site: tasks[i].Site, by: tasks[i].Deadline.Add(MissedGrace(&tasks[i]))}
+	}
 	r.mu.Unlock()
 	if len(tasks) == 0 {
 		return
@@ -539,11 +551,10 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 		switch {
 		case err == nil:
 			r.stats.Published++
-			r.awaiting[t.ID] = awaited{site: t.Site, by: t.Deadline.Add(MissedGrace(t))}
 			r.m.tasks.WithLabelValues("published", t.Site).Inc()
 		case errors.Is(err, task.ErrHostBusy):
 			r.stats.Overruns++
-			r.missed[t.Site]++
+			r.refused(t)
 			r.m.tasks.WithLabelValues("overrun", t.Site).Inc()
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "overrun")
 			if !r.overrun[t.HostKey] { // once until the host answers again, not once per slot
@@ -552,7 +563,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			}
 		case errors.Is(err, task.ErrQueueFull):
 			r.stats.QueueFull++
-			r.missed[t.Site]++
+			r.refused(t)
 			r.m.tasks.WithLabelValues("queue_full", t.Site).Inc()
 			full++
 			r.o.Log.Debug("task refused", "host", t.Host, "task_id", t.ID, "reason", "queue full")
@@ -562,6 +573,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			// apart, and a dispatcher that runs next publishes the host's
 			// current slot again under the same id.
 			r.stats.Interrupted++
+			delete(r.awaiting, t.ID) // the next dispatcher's, if stored
 			interrupted++
 			r.o.Log.Debug("task publication interrupted by shutdown", "host", t.Host, "task_id", t.ID)
 		case t.Deadline.After(now.Add(time.Second)):
@@ -573,7 +585,7 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 			r.o.Log.Warn("task not acknowledged; publishing it again", "host", t.Host, "task_id", t.ID, "err", err)
 		default:
 			r.stats.Failed++
-			r.missed[t.Site]++
+			r.refused(t)
 			r.m.tasks.WithLabelValues("failed", t.Site).Inc()
 			r.o.Log.Error("task not published", "host", t.Host, "task_id", t.ID, "err", err)
 		}

@@ -188,7 +188,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error,
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	paused := false
+	paused, renewFailed := false, false
 	for {
 		if e.leading.Load() {
 			switch {
@@ -204,8 +204,22 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error,
 				}
 			default:
 				paused = false
-				if err := e.renew(ctx, every); err != nil && ctx.Err() == nil {
+				err := e.renew(ctx, every)
+				switch {
+				case err == nil || ctx.Err() != nil:
+					renewFailed = false
+				case errors.Is(err, ErrTaken):
+					stepDown("the lease changed hands", "err", err)
+				case time.Now().UnixNano() >= e.until.Load():
 					stepDown("lease not renewed", "err", err)
+				case !renewFailed:
+					// The store did not answer (its stream changing leader
+					// on a cluster, say): nobody else can take the lease
+					// before it runs out, so this dispatcher leads on until
+					// then, trying again each round.
+					renewFailed = true
+					e.o.Log.Warn("lease renewal failed: leading on until the lease runs out, renewing meanwhile",
+						"err", err, "left", time.Until(time.Unix(0, e.until.Load())).Round(time.Millisecond))
 				}
 			}
 		} else if ctx.Err() == nil && e.o.Connected() && time.Now().After(e.backoff) {

@@ -104,7 +104,7 @@ func (a Auth) options() ([]nats.Option, error) {
 // hands, no acknowledgement and no error may ever come, and a publisher
 // waiting without a bound would stop for good. The caller retries; the
 // message id makes a copy a no-op.
-const publishAckTimeout = 5 * time.Second
+const publishAckTimeout = 2 * time.Second
 
 // Connect connects to NATS, retrying with backoff until the server answers,
 // and keeps reconnecting for the life of the connection.

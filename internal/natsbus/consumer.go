@@ -46,6 +46,9 @@ func (c *TaskConsumer) AckWait() time.Duration { return c.cons.CachedInfo().Conf
 // MaxDeliver is how often a task is delivered at most; <= 0 is unlimited.
 func (c *TaskConsumer) MaxDeliver() int { return c.cons.CachedInfo().Config.MaxDeliver }
 
+// taskPullExpiry is how long a poller's pull request for tasks lasts.
+const taskPullExpiry = 5 * time.Second
+
 // Consume pulls tasks and calls fn for each, with at most buffer pulled and
 // not yet answered, until stop is called. fn may block: it is the
 // back-pressure. stop stops pulling; when connected, the tasks already
@@ -53,6 +56,11 @@ func (c *TaskConsumer) MaxDeliver() int { return c.cons.CachedInfo().Config.MaxD
 func (c *TaskConsumer) Consume(buffer int, fn func(*TaskMsg)) (stop func(), err error) {
 	cc, err := c.cons.Consume(func(m jetstream.Msg) { fn(&TaskMsg{m: m}) },
 		jetstream.PullMaxMessages(buffer),
+		// A pull request waits on the consumer's leader: when that node
+		// dies (a cluster), the request dies with it, unanswered. A short
+		// expiry (heartbeats every half of it) finds out within seconds and
+		// pulls again from the new leader, instead of after the default 30 s.
+		jetstream.PullExpiry(taskPullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			c.log.Warn("task consumer", "err", err)
 		}))
