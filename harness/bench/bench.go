@@ -36,6 +36,9 @@ type Scenario struct {
 	Timeout     time.Duration
 	Retries     int
 	Concurrency int // the poller's
+	// Replicas > 1 runs that many nats-servers as a JetStream cluster with
+	// nats.replicas at that number; the line's scenario gets "-r<N>".
+	Replicas int
 }
 
 // Scenarios are the issue's: get1, walk, wan, dead20 (gosnmp-only runs the get1 load without Flock).
@@ -87,16 +90,16 @@ func (r Result) Line() string {
 // Run measures one scenario in dir (binaries in dir/bin, see procs.Build).
 func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 	res := Result{Scenario: sc.Name, Hosts: sc.Devices}
-	port, err := procs.FreePort()
+	if sc.Replicas > 1 {
+		res.Scenario = fmt.Sprintf("%s-r%d", sc.Name, sc.Replicas)
+	}
+	servers, url, err := startNATS(dir, sc)
+	for _, n := range servers {
+		defer n.Stop(syscall.SIGTERM)
+	}
 	if err != nil {
 		return res, err
 	}
-	store := filepath.Join(dir, "nats-"+sc.Name)
-	nats, err := procs.Start(dir, "nats-"+sc.Name, "nats-server", nil, "-js", "-sd", store, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
-	if err != nil {
-		return res, err
-	}
-	defer nats.Stop(syscall.SIGTERM)
 	hosts := filepath.Join(dir, "hosts-"+sc.Name+".yaml")
 	simArgs := []string{"--devices", fmt.Sprint(sc.Devices), "--interfaces", fmt.Sprint(sc.Interfaces), "--hosts-out", hosts,
 		"--delay", sc.Delay.String(), "--jitter", sc.Jitter.String(), "--dead-every", fmt.Sprint(sc.DeadEvery)}
@@ -108,7 +111,6 @@ func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 	if err := procs.WaitFile(hosts, 60*time.Second); err != nil {
 		return res, err
 	}
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	cfg, err := writeConfig(dir, sc, url, hosts)
 	if err != nil {
 		return res, err
@@ -123,19 +125,27 @@ func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 		return res, err
 	}
 	// A one-host cycle first: streams, consumer and the poller's binding are
-	// then in place, so the measured cycle is only polling.
-	w, err := procs.Start(dir, "warmup-"+sc.Name, "dispatcher", env, "--config", warm, "--once")
-	if err != nil {
-		return res, err
-	}
-	if code, err := w.Wait(2 * time.Minute); err != nil || code != 0 {
-		return res, fmt.Errorf("warm-up cycle: exit %d, %v (see %s)", code, err, w.Log)
+	// then in place, so the measured cycle is only polling. A cluster may
+	// still be electing its JetStream leader: tried again for a while.
+	for attempt := 1; ; attempt++ {
+		w, err := procs.Start(dir, fmt.Sprintf("warmup-%s-%d", sc.Name, attempt), "dispatcher", env, "--config", warm, "--once")
+		if err != nil {
+			return res, err
+		}
+		code, err := w.Wait(2 * time.Minute)
+		if err == nil && code == 0 {
+			break
+		}
+		if attempt == 10 {
+			return res, fmt.Errorf("warm-up cycle: exit %d, %v (see %s)", code, err, w.Log)
+		}
+		time.Sleep(2 * time.Second)
 	}
 	// The long-running processes' CPU is taken around the measured cycle
 	// only: their start-up (the poller also loads the inventory file) and
 	// the warm-up are not the cycle's.
 	cpuBefore := map[*procs.Proc]time.Duration{}
-	for _, p := range []*procs.Proc{poller, sim, nats} {
+	for _, p := range append([]*procs.Proc{poller, sim}, servers...) {
 		if cpuBefore[p], err = p.CPUSoFar(); err != nil {
 			return res, err
 		}
@@ -159,14 +169,53 @@ func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 	}
 	poller.Stop(syscall.SIGTERM)
 	sim.Stop(syscall.SIGTERM)
-	nats.Stop(syscall.SIGTERM)
+	for _, n := range servers {
+		n.Stop(syscall.SIGTERM)
+	}
 	if err := readRecords(disp.Log, &res); err != nil {
 		return res, err
 	}
-	res.PollerCPU, res.DispatcherCPU, res.NATSCPU, res.SimCPU = cycleCPU[poller], disp.CPU(), cycleCPU[nats], cycleCPU[sim]
+	res.PollerCPU, res.DispatcherCPU, res.SimCPU = cycleCPU[poller], disp.CPU(), cycleCPU[sim]
+	for _, n := range servers { // every node's: what the replicas cost
+		res.NATSCPU += cycleCPU[n]
+	}
 	res.PollerRSS, res.DispatcherRSS = poller.MaxRSSMB(), disp.MaxRSSMB()
-	_ = os.RemoveAll(store)
+	_ = os.RemoveAll(filepath.Join(dir, "nats-"+sc.Name))
 	return res, nil
+}
+
+// startNATS starts one nats-server, or sc.Replicas of them clustered, each
+// with its store under dir, and returns them with the URL listing all.
+func startNATS(dir string, sc Scenario) ([]*procs.Proc, string, error) {
+	n := max(sc.Replicas, 1)
+	ports, routes := make([]int, n), make([]string, n)
+	for i := range n {
+		var err error
+		if ports[i], err = procs.FreePort(); err != nil {
+			return nil, "", err
+		}
+		rp, err := procs.FreePort()
+		if err != nil {
+			return nil, "", err
+		}
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", rp)
+	}
+	var servers []*procs.Proc
+	var urls []string
+	for i := range n {
+		name := fmt.Sprintf("nats-%s-%d", sc.Name, i+1)
+		args := []string{"-js", "-sd", filepath.Join(dir, "nats-"+sc.Name, fmt.Sprint(i+1)), "-a", "127.0.0.1", "-p", fmt.Sprint(ports[i]), "-n", name}
+		if n > 1 {
+			args = append(args, "--cluster_name", "bench", "--cluster", routes[i], "--routes", strings.Join(routes, ","))
+		}
+		p, err := procs.Start(dir, name, "nats-server", nil, args...)
+		if err != nil {
+			return servers, "", err
+		}
+		servers = append(servers, p)
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
+	}
+	return servers, strings.Join(urls, ","), nil
 }
 
 func writeConfig(dir string, sc Scenario, url, hostsFile string) (string, error) {
@@ -175,7 +224,7 @@ func writeConfig(dir string, sc Scenario, url, hostsFile string) (string, error)
 		return "", err
 	}
 	list := func(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
-	cfg := fmt.Sprintf(`nats: {url: %q, ack_wait: 60s}
+	cfg := fmt.Sprintf(`nats: {url: %q, ack_wait: 60s, replicas: %d}
 poller: {concurrency: %d}
 dispatcher: {once_timeout: 5m}
 defaults:
@@ -183,7 +232,7 @@ defaults:
   retries: %d
   get: %s
   walk: %s
-%s`, url, sc.Concurrency, sc.Timeout, sc.Retries, list(sc.Get), list(sc.Walk), hosts)
+%s`, url, max(sc.Replicas, 1), sc.Concurrency, sc.Timeout, sc.Retries, list(sc.Get), list(sc.Walk), hosts)
 	path := filepath.Join(dir, "bench-"+sc.Name+".yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
@@ -202,7 +251,7 @@ func writeWarmup(dir string, sc Scenario, url, hostsFile string) (string, error)
 			break
 		}
 	}
-	cfg := fmt.Sprintf("nats: {url: %q, ack_wait: 60s}\ndefaults: {get: [sysDescr.0], timeout: 5s}\nhosts:\n%s\n", url, first)
+	cfg := fmt.Sprintf("nats: {url: %q, ack_wait: 60s, replicas: %d}\ndefaults: {get: [sysDescr.0], timeout: 5s}\nhosts:\n%s\n", url, max(sc.Replicas, 1), first)
 	path := filepath.Join(dir, "warmup-"+sc.Name+".yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }

@@ -29,8 +29,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	only := fs.String("scenarios", "get1,walk,wan,dead20,mem5k,gosnmp-only,inventory100k", "comma-separated scenarios to run")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, records)")
+	replicas := fs.Int("replicas", 1, "run the scenarios on this many nats-servers clustered, with nats.replicas at it (3: what R3 costs)")
 	if err := cli.Parse(fs, args); err != nil {
-		cli.Usage(fs, stderr, "bench [--scenarios get1,walk,wan,dead20,mem5k,gosnmp-only,inventory100k]")
+		cli.Usage(fs, stderr, "bench [--replicas N] [--scenarios get1,walk,wan,dead20,mem5k,gosnmp-only,inventory100k]")
 		return err
 	}
 	want := map[string]bool{}
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !want[sc.Name] {
 			continue
 		}
+		sc.Replicas = *replicas
 		res, err := bench.Run(ctx, dir, sc)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc.Name, err)
