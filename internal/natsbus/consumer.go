@@ -81,14 +81,11 @@ func (c *TaskConsumer) Consume(buffer int, fn func(*TaskMsg)) (stop func(), err 
 // than at new records only, so an upgrade loses no record; it reports
 // whether there was such a consumer.
 func (b *Bus) legacyStart(ctx context.Context, durable string, cfg *jetstream.ConsumerConfig) bool {
-	if _, err := b.js.Consumer(ctx, ResultStream, durable); err == nil {
-		return false // already made: it keeps its own place
-	}
 	old, err := b.js.Consumer(ctx, ResultStream, legacyRecordsConsumer)
 	if err != nil {
 		return false
 	}
-	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, nil
 	cfg.OptStartSeq = old.CachedInfo().AckFloor.Stream + 1
 	b.log.Info("taking over the previous version's record consumer", "from", legacyRecordsConsumer, "to", durable, "start_seq", cfg.OptStartSeq)
 	return true
@@ -158,26 +155,50 @@ func (b *Bus) WatchRecords(ctx context.Context, since time.Time, fn func(subject
 // before sites collected the records of site default.
 const legacyRecordsConsumer = "dispatcher-default"
 
+// recordsLookBack is how far before its creation a new records durable
+// starts: the dispatcher's first term publishes tasks while the durable is
+// being made (slower on a cluster), and a quick record stored before it
+// exists must not be skipped. A minute also covers a clock skew between
+// the dispatcher's host and the servers', whose time stamps the start is
+// compared with.
+const recordsLookBack = time.Minute
+
 // ConsumeRecords delivers every site's HostRecords to fn through the
-// durable consumer durable, from where it left off (only new records the
-// first time it is created), until ctx ends. Records published while no
+// durable consumer durable, from where it left off (the first time it is
+// created, from records stored recordsLookBack before), until ctx ends. Records published while no
 // one consumed are delivered when someone does. fn returning nil acks the
 // record; an error hands it back for redelivery a second later.
 // redelivered says the record was delivered before (to this or another
 // dispatcher) and not acknowledged. A record not acknowledged within
 // ackWait (30 s when 0) is delivered again: to whichever dispatcher leads.
 func (b *Bus) ConsumeRecords(ctx context.Context, durable string, ackWait time.Duration, fn func(subject string, data []byte, redelivered bool) error) error {
+	ackWait = cmp.Or(ackWait, 30*time.Second)
+	start := time.Now().Add(-recordsLookBack)
 	cfg := jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   "Flock dispatcher: collects the HostRecords of every site",
 		FilterSubject: task.ResultPrefix + ">",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckWait:       cmp.Or(ackWait, 30*time.Second),
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &start,
+		AckWait:       ackWait,
 		MaxAckPending: 10_000,
 	}
-	legacy := b.legacyStart(ctx, durable, &cfg)
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, ResultStream, cfg)
+	// An existing durable keeps its place and its start (neither can be
+	// changed); only its ack wait follows the lease TTL.
+	cons, err := b.js.Consumer(ctx, ResultStream, durable)
+	legacy := false
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		legacy = b.legacyStart(ctx, durable, &cfg)
+		if cons, err = b.js.CreateConsumer(ctx, ResultStream, cfg); errors.Is(err, jetstream.ErrConsumerExists) {
+			cons, err = b.js.Consumer(ctx, ResultStream, durable) // another dispatcher made it meanwhile
+		}
+	case err == nil && cons.CachedInfo().Config.AckWait != ackWait:
+		have := cons.CachedInfo().Config
+		have.AckWait = ackWait
+		cons, err = b.js.UpdateConsumer(ctx, ResultStream, have)
+	}
 	if err == nil && legacy {
 		// Its place is taken over: the records it had not acknowledged come
 		// through the new one.

@@ -79,3 +79,60 @@ func TestRecordsConsumerTakesOverTheLegacyOne(t *testing.T) {
 		t.Fatal("the old consumer is still there")
 	}
 }
+
+// collect runs ConsumeRecords with ackWait until want records came (or
+// 10 s passed) and returns what it got.
+func collect(t *testing.T, d *natsbus.Bus, ackWait time.Duration, want int) []string {
+	t.Helper()
+	var mu sync.Mutex
+	var got []string
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- d.ConsumeRecords(ctx, "dispatcher", ackWait, func(_ string, data []byte, _ bool) error {
+			mu.Lock()
+			got = append(got, string(data))
+			mu.Unlock()
+			return nil
+		})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= want {
+			break
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]string(nil), got...)
+}
+
+// The first term publishes tasks while the records durable is being made:
+// a record stored just before it exists is collected, not skipped; a
+// durable made before keeps its place, its ack wait following the caller.
+func TestRecordsStoredBeforeTheConsumerAreCollected(t *testing.T) {
+	_, d := natstest.RunFlock(t, 5*time.Second, 5)
+	ctx := context.Background()
+	if err := d.PublishRecord(ctx, task.ResultSubject("default", "h"), "default.h@1", []byte(`{"i":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, d, 4*time.Second, 1); len(got) != 1 || got[0] != `{"i":1}` {
+		t.Fatalf("records: %q; want the one stored before the durable was made", got)
+	}
+	if err := d.PublishRecord(ctx, task.ResultSubject("default", "h"), "default.h@2", []byte(`{"i":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, d, 6*time.Second, 1); len(got) != 1 || got[0] != `{"i":2}` {
+		t.Fatalf("records the second time: %q; want only the new one", got)
+	}
+	c, err := d.JetStream().Consumer(ctx, natsbus.ResultStream, "dispatcher")
+	if err != nil || c.CachedInfo().Config.AckWait != 6*time.Second {
+		t.Fatalf("durable after a second start with another ack wait: %v", err)
+	}
+}
