@@ -307,6 +307,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return <-recordsDone
 		case err := <-recordsDone:
+			if ctx.Err() != nil { // stopping: it ended first, as it should
+				return err
+			}
 			return fmt.Errorf("collecting records stopped: %w", err)
 		case <-r.o.Reload:
 			r.reload(ctx)
