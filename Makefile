@@ -4,7 +4,7 @@ GO      ?= go
 TAGS    := gosnmp_nodebug
 BINS    := dispatcher poller snmpsim
 
-.PHONY: demo test build check vet bench soak images compose-test clean
+.PHONY: demo test build check vet bench soak images compose-test cluster-test clean
 
 demo:
 	@./scripts/demo.sh
@@ -34,6 +34,12 @@ images:
 # a killed poller, a restarted nats, down -v (about 2 minutes after images).
 compose-test: images
 	@$(GO) run ./harness/cmd/compose-test
+
+# A 3-node NATS cluster with a remote site behind a leaf node
+# (docker-compose.cluster.yml): the task stream's leader killed, a rolling
+# restart, the leaf's link cut for 30 s, down -v (about 5 minutes after images).
+cluster-test: images
+	@$(GO) run ./harness/cmd/cluster-test
 
 vet:
 	$(GO) vet -tags integration ./...

@@ -35,6 +35,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.ListenIP, "listen", "127.0.0.1", "loopback address to listen on")
 	fs.IntVar(&cfg.BasePort, "base-port", 0, "device i listens on base-port+i; 0 picks free ports")
 	fs.StringVar(&cfg.Community, "community", "public", "read community")
+	fs.StringVar(&cfg.NamePrefix, "name-prefix", "sim", "devices are named <prefix>-00001 and on (their sysName), e.g. for a second site's simulator")
 	fs.DurationVar(&cfg.Delay, "delay", 0, "added to every answer, like a network round trip")
 	fs.DurationVar(&cfg.Jitter, "jitter", 0, "the delay varies by up to this much either way")
 	fs.IntVar(&cfg.DeadEvery, "dead-every", 0, "every Nth device never answers")
