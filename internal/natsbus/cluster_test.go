@@ -112,15 +112,15 @@ func TestReplicatedStreamsSurviveTheirLeader(t *testing.T) {
 	c.Start(leader) // back: it catches up as a follower
 	c.WaitForLeader()
 
-	// And back down to one replica: nothing queued is lost.
+	// A dispatcher whose configuration says 1 (or lacks nats.replicas)
+	// does not take the copies away: it refuses, naming what to do.
 	o.Replicas = 1
-	if err := d.EnsureStreams(ctx, o); err != nil {
-		t.Fatal(err)
+	err = d.EnsureStreams(ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "stream FLOCK_TASKS has 3 replicas and nats.replicas is 1") ||
+		!strings.Contains(err.Error(), "never down") || !strings.Contains(err.Error(), "nats stream edit --replicas 1") {
+		t.Fatalf("EnsureStreams with R1 over R3 streams: %v", err)
 	}
-	replicas(1)
-	if q, err := d.Queue(ctx, task.DefaultSite); err != nil || q.Queued != 15 {
-		t.Fatalf("queue after scaling down: %+v, %v", q, err)
-	}
+	replicas(3)
 }
 
 // Three replicas on one server cannot be: the error says so, and why.

@@ -35,11 +35,14 @@ type StreamOptions struct {
 	Replicas int
 }
 
-// rescale brings an existing stream (a bucket's too) to replicas, when it
-// has another number, and waits until the new replicas have caught up:
-// while a stream changes its replicas it takes no message, so going on at
-// once would only stall the first publications. A stream that does not
-// exist yet is left for creation.
+// rescale brings an existing stream (a bucket's too) up to replicas, when
+// it has fewer, and waits until the new replicas have caught up: while a
+// stream changes its replicas it takes no message, so going on at once
+// would only stall the first publications. It never scales down: every
+// dispatcher start runs this, a standby's or a --once run's too, and one
+// whose configuration lacks nats.replicas (1) must not take the copies
+// away from under the leader; it says how to scale down by hand instead.
+// A stream that does not exist yet is left for creation.
 func (b *Bus) rescale(ctx context.Context, name string, replicas int) error {
 	st, err := b.js.Stream(ctx, name)
 	if err != nil {
@@ -49,6 +52,13 @@ func (b *Bus) rescale(ctx context.Context, name string, replicas int) error {
 	have := max(cfg.Replicas, 1)
 	if have == replicas {
 		return nil
+	}
+	if have > replicas {
+		return fmt.Errorf("stream %s has %d replicas and nats.replicas is %d: a dispatcher scales streams up, never down "+
+			"(a dispatcher started with a configuration that lacks nats.replicas would take the copies away from under the leader); "+
+			"set nats.replicas to %d, or scale down by hand with every dispatcher stopped: "+
+			"nats stream edit --replicas %d for each of %s %s %s KV_%s KV_%s KV_%s",
+			name, have, replicas, have, replicas, TaskStream, ResultStream, PollerStream, DeviceBucket, HostStateBucket, LeaseBucket)
 	}
 	b.log.Warn("scaling a stream to nats.replicas; it takes no message until its replicas have caught up",
 		"stream", name, "replicas", have, "nats.replicas", replicas)
@@ -82,8 +92,9 @@ func (b *Bus) rescale(ctx context.Context, name string, replicas int) error {
 	return nil
 }
 
-// rescaleWait bounds the wait for a rescaled stream's replicas.
-const rescaleWait = time.Minute
+// rescaleWait bounds the wait for a rescaled stream's replicas (a large
+// FLOCK_RESULTS takes a while to copy); the wait is logged every 30 s.
+const rescaleWait = 15 * time.Minute
 
 // waitReplicas waits until stream (or its consumer, when consumer is not
 // empty) has a leader and replicas-1 current followers, or says what it
@@ -92,6 +103,8 @@ func (b *Bus) waitReplicas(ctx context.Context, stream, consumer string, replica
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var last string
+	progress := time.NewTicker(30 * time.Second)
+	defer progress.Stop()
 	for {
 		var cl *jetstream.ClusterInfo
 		var err error
@@ -131,6 +144,8 @@ func (b *Bus) waitReplicas(ctx context.Context, stream, consumer string, replica
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("its replicas did not catch up within %s (%s)", limit, last)
+		case <-progress.C:
+			b.log.Info("waiting for a stream's new replicas to catch up", "stream", stream, "consumer", consumer, "state", last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
