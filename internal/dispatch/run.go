@@ -365,6 +365,11 @@ func (r *Runner) reload(ctx context.Context) {
 			dropped = append(dropped, s)
 		}
 	}
+	for id, a := range r.awaiting { // a site dropped on purpose misses nothing
+		if slices.Contains(dropped, a.site) {
+			delete(r.awaiting, id)
+		}
+	}
 	r.mu.Unlock()
 	if ctx != nil && r.o.AddSite != nil {
 		for _, s := range sites {
@@ -522,14 +527,17 @@ func (r *Runner) publish(ctx context.Context, tasks []task.PollTask) {
 		return
 	}
 	r.mu.Lock()
+	// Awaited from now, not from the acknowledgement: a quick poll's record
+	// may be collected before PublishTasks returns. Only the new slots: a
+	// retried task is awaited since its first attempt, and if its record
+	// came meanwhile (the attempt was stored, its acknowledgement lost) it
+	// must not be awaited again: the copy is dropped, no second record comes.
+	for i := range tasks {
+		r.awaiting[tasks[i].ID] = awaited{site: tasks[i].Site, by: tasks[i].Deadline.Add(MissedGrace(&tasks[i]))}
+	}
 	if len(r.retry) > 0 {
 		tasks = append(r.retry, tasks...)
 		r.retry = nil
-	}
-	// Awaited from now, not from the acknowledgement: a quick poll's record
-	// may be collected before PublishTasks returns.
-	for i := range tasks {
-		r.awaiting[tasks[i].ID] = awaited{site: tasks[i].Site, by: tasks[i].Deadline.Add(MissedGrace(&tasks[i]))}
 	}
 	r.mu.Unlock()
 	if len(tasks) == 0 {
