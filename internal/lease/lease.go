@@ -348,10 +348,21 @@ func (e *Elector) renew(ctx context.Context, every time.Duration) error {
 	rev := e.rev
 	e.mu.Unlock()
 	start := time.Now()
-	rev, err := e.o.Store.Update(opCtx, leaderKey, e.value(), rev)
+	newRev, err := e.o.Store.Update(opCtx, leaderKey, e.value(), rev)
+	if errors.Is(err, ErrTaken) {
+		// An earlier renewal that timed out may have been stored after all,
+		// moving the revision on: if the lease still holds this
+		// dispatcher's instance, it is still its own; renew on its revision.
+		data, cur, gerr := e.o.Store.Get(opCtx, leaderKey)
+		var m Member
+		if gerr == nil && data != nil && json.Unmarshal(data, &m) == nil && m.Instance == e.instance && cur != rev {
+			newRev, err = e.o.Store.Update(opCtx, leaderKey, e.value(), cur)
+		}
+	}
 	if err != nil {
 		return err
 	}
+	rev = newRev
 	e.until.Store(start.Add(e.o.TTL * 5 / 6).UnixNano())
 	e.mu.Lock()
 	e.rev = rev

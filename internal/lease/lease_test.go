@@ -152,3 +152,46 @@ func TestOneLeadsOthersTakeOver(t *testing.T) {
 		t.Fatalf("after a short cut: leading %v, other %v, terms %d (was %d)", leader.e.Leading(), other.e.Leading(), leader.leading.Load(), terms)
 	}
 }
+
+// A renewal that timed out may have been stored after all, moving the
+// lease's revision on under the leader: its next renewal finds its own
+// instance there and goes on leading, in the same term.
+func TestRenewalStoredUnacknowledgedKeepsTheTerm(t *testing.T) {
+	const ttl = 1200 * time.Millisecond
+	srv := natstest.RunJetStream(t)
+	store, _, err := natstest.Connect(t, srv, "elector").Leases(context.Background(), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := run(t, store, "a", ttl)
+	waitFor(t, "a leads", 2*time.Second, a.e.Leading)
+	for range 3 { // as the store would: the same value, a later revision
+		data, rev, err := store.Get(context.Background(), "leader")
+		if err != nil || data == nil {
+			t.Fatalf("leader key: %v", err)
+		}
+		if _, err := store.Update(context.Background(), "leader", data, rev); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(ttl / 3) // past a renewal
+	}
+	if !a.e.Leading() || a.leading.Load() != 1 || strings.Contains(a.log.String(), "stepped down") {
+		t.Fatalf("leading %v after %d terms; log:\n%s", a.e.Leading(), a.leading.Load(), a.log.String())
+	}
+	// Another's lease is not adopted: a changed instance ends the term.
+	data, rev, err := store.Get(context.Background(), "leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := strings.Replace(string(data), `"instance":"`, `"instance":"x`, 1)
+	if forged == string(data) {
+		t.Fatalf("no instance in the lease: %s", data)
+	}
+	if _, err := store.Update(context.Background(), "leader", []byte(forged), rev); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to step down", 2*ttl, func() bool { return !a.e.Leading() })
+	if !strings.Contains(a.log.String(), "the lease changed hands") {
+		t.Fatalf("a's log:\n%s", a.log.String())
+	}
+}
