@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
 	"github.com/flock-snmp/flock/harness/natstest"
 	"github.com/flock-snmp/flock/harness/netcut"
 	"github.com/flock-snmp/flock/harness/simtest"
@@ -21,6 +24,35 @@ import (
 )
 
 const leafInterval = 2 * time.Second
+
+// openLeaf starts a leaf node whose clients need no login and may do
+// anything, linked to the hub at addr as user, with the pollers' mappings.
+func openLeaf(t *testing.T, user, password, addr string) *server.Server {
+	t.Helper()
+	u, err := url.Parse("nats-leaf://" + url.UserPassword(user, password).String() + "@" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, ServerName: "open-" + user}
+	o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
+	o.LeafNode.ReconnectInterval = 500 * time.Millisecond
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GlobalAccount().AddMapping("$JS.API.>", "$JS.hub.API.>"); err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("open leaf not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
 
 // missedBySite sums the dispatcher's missed-slot reports logged after
 // from, by site.
@@ -137,6 +169,31 @@ hosts:
 		t.Fatalf("a poller of the leaf pulled from pollers-default: %s %q", msg.Subject, msg.Data)
 	}
 	t.Log(authWantViolation(t, errs, "$JS.hub.API.CONSUMER.MSG.NEXT.FLOCK_TASKS.pollers-default", "a poller of the leaf pulling from pollers-default"))
+
+	// The hub holds the link itself to the site's poller user: a leaf whose
+	// own users may do anything still cannot take another site's tasks
+	// through it (its own site's consumer answers), and the dispatcher's
+	// user cannot link a leaf at all.
+	open := openLeaf(t, "poller-branch-7", sitePasswords["FLOCK_POLLER_BRANCH_7_PASSWORD"], hub.LeafAddr(1))
+	waitUntil(t, "the unrestricted leaf's link", func() bool { return open.NumLeafNodes() == 1 })
+	onc, err := nats.Connect(open.ClientURL(), nats.CustomInboxPrefix(natsbus.PollerInbox("branch-7"))) // the only replies the hub sends the link
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onc.Close()
+	if _, err := onc.Request("$JS.API.CONSUMER.INFO.FLOCK_TASKS.pollers-branch-7", nil, 3*time.Second); err != nil {
+		t.Fatalf("through an unrestricted leaf, its own site's consumer: %v", err)
+	}
+	if m, err := onc.Request("$JS.API.CONSUMER.MSG.NEXT.FLOCK_TASKS.pollers-default", []byte(`{"batch":1,"expires":1000000000}`), 2*time.Second); err == nil {
+		t.Fatalf("through an unrestricted leaf, pulled from pollers-default: %q", m.Data)
+	} else {
+		t.Logf("through an unrestricted leaf, pulling from pollers-default: %v", err)
+	}
+	asDispatcher := openLeaf(t, "dispatcher", sitePasswords["FLOCK_DISPATCHER_PASSWORD"], hub.LeafAddr(2))
+	time.Sleep(3 * time.Second)
+	if n := asDispatcher.NumLeafNodes(); n != 0 {
+		t.Fatalf("a leaf logged in as the dispatcher: %d links", n)
+	}
 
 	// The link cut for four intervals: the hub's site polls on. (Slots
 	// missed while the cluster settled at the start are reported by now:

@@ -433,7 +433,7 @@ func (r *runner) figures(ctx context.Context, res *Result, w countWindows) error
 	r.logf("site %s after the cut: %d/%d hosts polled from an interval after the link came back, %d/%d in the last cycle; %d slots with no record in the cut window, the dispatcher reported %d missed since the cut (site default: %d in the whole run); consumer %s: %d pending, %d unacknowledged",
 		cfg.LeafSite, recovered, n, current, n, res.CutMissed, reported, res.ReportedMissed[task.DefaultSite],
 		task.PollerConsumer(cfg.LeafSite), pending, ackPending)
-	res.LeafCutRecovered = !cutEnd.IsZero() && recovered == n && current == n && reported >= 1 &&
+	res.LeafCutRecovered = !cutEnd.IsZero() && recovered == n && current == n && res.CutMissed > 0 && reported >= res.CutMissed &&
 		res.ReportedMissed[task.DefaultSite] == 0 && pending+uint64(ackPending) <= uint64(n)
 	return nil
 }

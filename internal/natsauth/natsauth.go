@@ -105,6 +105,8 @@ func writePoller(w *bufio.Writer, site string) {
       # or another site's or role's inbox.
       user: %[3]s
       password: $%[4]s
+      # Its site's pollers, or its site's leaf node (nats-leaf.conf).
+      allowed_connection_types: ["STANDARD", "LEAFNODE"]
       permissions: {
         publish: {
           allow: [
@@ -159,6 +161,8 @@ const dispatcher = `    {
       # dispatchers' lease (flock_dispatchers).
       user: dispatcher
       password: $FLOCK_DISPATCHER_PASSWORD
+      # A client (or the dispatcher's embedded server's own), never a leaf.
+      allowed_connection_types: ["STANDARD", "IN_PROCESS"]
       permissions: {
         publish: {
           allow: [
@@ -191,6 +195,7 @@ const reader = `    {
       # consumers on FLOCK_RESULTS. Nothing else.
       user: reader
       password: $FLOCK_READER_PASSWORD
+      allowed_connection_types: ["STANDARD"]
       permissions: {
         publish: {
           allow: [
