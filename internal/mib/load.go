@@ -113,6 +113,11 @@ func Load(dirs []string) (*Resolver, error) {
 				continue
 			}
 			r.add(m.Name, n.Name, "."+n.RenderNumeric(), kindOf(n.Kind))
+			if n.Kind == types.NodeRow {
+				if e := r.byQualified[m.Name+"::"+n.Name]; e != nil && e.index == nil {
+					e.index = indexOf(n)
+				}
+			}
 		}
 		if unresolved > 0 {
 			file := fromFile[m.Name]
@@ -130,6 +135,38 @@ func Load(dirs []string) (*Resolver, error) {
 // smiBase are the SMI's own modules, which gosmi handles when their files are absent.
 var smiBase = map[string]bool{"SNMPv2-SMI": true, "SNMPv2-TC": true, "SNMPv2-CONF": true,
 	"RFC1155-SMI": true, "RFC-1212": true, "RFC-1215": true, "RFC1065-SMI": true}
+
+// indexOf reads a table entry's INDEX clause (its AUGMENTS' for an
+// augmenting entry) and how each object sits in a row's OID. An object
+// whose type gosmi could not resolve (its module's imports not all in
+// mib_dirs) takes the rest of the suffix.
+func indexOf(n gosmi.SmiNode) []indexObject {
+	nodes := n.GetIndex()
+	out := make([]indexObject, 0, len(nodes))
+	for i, ix := range nodes {
+		enc := encRest
+		if full, err := gosmi.GetNode(ix.Name, n.GetModule()); err == nil { // with its type
+			ix = full
+		}
+		if t := ix.Type; t != nil {
+			switch t.BaseType {
+			case types.BaseTypeInteger32, types.BaseTypeUnsigned32, types.BaseTypeEnum, types.BaseTypeInteger64, types.BaseTypeUnsigned64:
+				enc = encInteger
+			case types.BaseTypeOctetString:
+				switch {
+				case t.Name == "IpAddress":
+					enc = encIPAddress
+				case i == len(nodes)-1 && n.GetImplied():
+					enc = encImplied
+				default:
+					enc = encString
+				}
+			}
+		}
+		out = append(out, indexObject{name: ix.Name, enc: enc})
+	}
+	return out
+}
 
 func kindOf(k types.NodeKind) kind {
 	switch k {

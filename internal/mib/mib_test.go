@@ -2,6 +2,7 @@ package mib
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -107,5 +108,77 @@ func TestLoadNeverPrints(t *testing.T) {
 	}
 	if _, err := res.Resolve("needsThing"); err == nil || !strings.Contains(err.Error(), "imports OTHER-VENDOR-MIB, which is not in mib_dirs") {
 		t.Fatalf("module with a missing import: %v", err)
+	}
+}
+
+// Object names an instance's scalar or column, its table and the row's
+// INDEX objects, built-in or from MIB files (an AUGMENTS entry takes its
+// base's index), and decodes the row's index values.
+func TestObjectAndIndex(t *testing.T) {
+	r, err := Load([]string{"testdata/mibs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		oid, name, table, suffix string
+		index                    []IndexValue
+	}{
+		{".1.3.6.1.2.1.1.3.0", "sysUpTime", "", "0", nil},
+		{".1.3.6.1.2.1.31.1.1.1.6.2", "ifHCInOctets", "ifXTable", "2", []IndexValue{{"ifIndex", "2"}}},
+		{".1.3.6.1.2.1.2.2.1.10.12", "ifInOctets", "ifTable", "12", []IndexValue{{"ifIndex", "12"}}},
+		{".1.3.6.1.2.1.25.2.3.1.6.31", "hrStorageUsed", "hrStorageTable", "31", []IndexValue{{"hrStorageIndex", "31"}}},
+		{".1.3.6.1.2.1.25.3.3.1.2.196608", "hrProcessorLoad", "hrProcessorTable", "196608", []IndexValue{{"hrDeviceIndex", "196608"}}},
+		{".1.3.6.1.4.1.99999.1.2.1.3.7", "flockWidgetOctets", "flockWidgetTable", "7", []IndexValue{{"flockWidgetIndex", "7"}}},
+		// The test MIBs' types do not resolve without SNMPv2-SMI's file:
+		// the first INDEX object takes the whole suffix (decoding by type
+		// is tested below).
+		{".1.3.6.1.4.1.99999.1.3.1.3.3.115.119.49.22", "flockPortOctets", "flockPortTable", "3.115.119.49.22",
+			[]IndexValue{{"flockPortHost", "3.115.119.49.22"}}},
+		// A suffix that does not fit the INDEX clause: kept whole.
+		{".1.3.6.1.2.1.31.1.1.1.6.2.5", "ifHCInOctets", "ifXTable", "2.5", []IndexValue{{"ifIndex", "2.5"}}},
+	} {
+		o, suffix, ok := r.Object(c.oid)
+		if !ok || o.Name != c.name || o.Table != c.table || suffix != c.suffix {
+			t.Errorf("Object(%s) = %+v, %q, %v; want %s in %q, suffix %q", c.oid, o, suffix, ok, c.name, c.table, c.suffix)
+			continue
+		}
+		if c.table == "" {
+			continue
+		}
+		got := o.IndexValues(suffix, nil)
+		if fmt.Sprint(got) != fmt.Sprint(c.index) {
+			t.Errorf("IndexValues(%s) = %v; want %v", c.oid, got, c.index)
+		}
+	}
+	for _, unknown := range []string{".1.3.6.1.4.1.12345.1.0", ".1.3.6.1.2.1.2.2", ".1.3.6.1.2.1.2.2.1"} {
+		if o, _, ok := r.Object(unknown); ok {
+			t.Errorf("Object(%s) = %+v; want none (not a scalar or column)", unknown, o)
+		}
+	}
+}
+
+// IndexValues decodes each INDEX encoding of RFC 2578 7.7.
+func TestIndexEncodings(t *testing.T) {
+	o := Object{Index: []string{"host", "addr", "port", "tag"}, enc: []indexEncoding{encString, encIPAddress, encInteger, encImplied}}
+	// "sw1" (length 3), 192.0.2.1, 22, implied "ab"
+	got := o.IndexValues("3.115.119.49.192.0.2.1.22.97.98", nil)
+	want := []IndexValue{{"host", "sw1"}, {"addr", "192.0.2.1"}, {"port", "22"}, {"tag", "ab"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("IndexValues = %v; want %v", got, want)
+	}
+	// Not printable: the octets stay sub-identifiers.
+	bin := Object{Index: []string{"mac"}, enc: []indexEncoding{encString}}
+	if got := bin.IndexValues("6.0.17.34.51.68.85", nil); fmt.Sprint(got) != "[{mac 0.17.34.51.68.85}]" {
+		t.Errorf("binary string index = %v", got)
+	}
+	// Too short, or too long, for the clause: the whole suffix, once.
+	for _, s := range []string{"3.115.119", "3.115.119.49.192.0.2", "1.2"} {
+		if got := o.IndexValues(s, nil); len(got) != 1 || got[0].Value != s || got[0].Name != "host" {
+			t.Errorf("IndexValues(%q) = %v; want the whole suffix under host", s, got)
+		}
+	}
+	two := Object{Index: []string{"a", "b"}, enc: []indexEncoding{encInteger, encInteger}}
+	if got := two.IndexValues("1.2.3", []IndexValue{{"x", "y"}}); fmt.Sprint(got) != "[{x y} {a 1.2.3}]" {
+		t.Errorf("suffix longer than the clause, appended to dst: %v", got)
 	}
 }
