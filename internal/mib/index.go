@@ -25,6 +25,24 @@ type indexObject struct {
 	enc  indexEncoding
 }
 
+// rowIndex is a table entry's INDEX clause as Object hands it out, made
+// once per entry.
+type rowIndex struct {
+	names []string
+	enc   []indexEncoding
+	key   string // the names, comma-separated
+}
+
+func newRowIndex(ix []indexObject) *rowIndex {
+	r := &rowIndex{}
+	for _, o := range ix {
+		r.names = append(r.names, o.name)
+		r.enc = append(r.enc, o.enc)
+	}
+	r.key = strings.Join(r.names, ",")
+	return r
+}
+
 // builtinIndexes are the INDEX clauses of the built-in tables' entries
 // (ifXEntry AUGMENTS ifEntry, hrProcessorEntry is indexed by hrDeviceIndex).
 var builtinIndexes = map[string][]indexObject{
@@ -43,9 +61,12 @@ type Object struct {
 	// Table is the column's table ("ifXTable"); "" for a scalar.
 	Table string
 	// Index names the row's INDEX objects, in order; empty for a scalar,
-	// or for a table whose INDEX clause is not known.
+	// or for a table whose INDEX clause is not known. Shared: do not modify.
 	Index []string
-	enc   []indexEncoding
+	// IndexKey is Index comma-separated: rows of tables with the same
+	// IndexKey and suffix are the same row (ifTable's and ifXTable's).
+	IndexKey string
+	enc      []indexEncoding
 }
 
 // IndexValue is one INDEX object's value in a row's OID.
@@ -68,9 +89,8 @@ func (r *Resolver) Object(dotted string) (Object, string, bool) {
 					if table := r.byOID[row.oid[:strings.LastIndexByte(row.oid, '.')]]; table != nil {
 						o.Table = table.name
 					}
-					for _, ix := range row.index {
-						o.Index = append(o.Index, ix.name)
-						o.enc = append(o.enc, ix.enc)
+					if row.rowIndex != nil {
+						o.Index, o.enc, o.IndexKey = row.rowIndex.names, row.rowIndex.enc, row.rowIndex.key
 					}
 				}
 			}

@@ -114,8 +114,10 @@ func Load(dirs []string) (*Resolver, error) {
 			}
 			r.add(m.Name, n.Name, "."+n.RenderNumeric(), kindOf(n.Kind))
 			if n.Kind == types.NodeRow {
-				if e := r.byQualified[m.Name+"::"+n.Name]; e != nil && e.index == nil {
-					e.index = indexOf(n)
+				if e := r.byQualified[m.Name+"::"+n.Name]; e != nil && e.rowIndex == nil {
+					if ix := indexOf(n); len(ix) > 0 {
+						e.rowIndex = newRowIndex(ix)
+					}
 				}
 			}
 		}

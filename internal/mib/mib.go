@@ -38,7 +38,7 @@ type entry struct {
 	module, name string
 	oid          string // canonical, leading dot
 	kind         kind
-	index        []indexObject // a table entry's INDEX clause, when known
+	rowIndex     *rowIndex // a table entry's INDEX clause, when known
 }
 
 // Resolver maps names to OIDs. Build it once, then use it from any goroutine.
@@ -56,7 +56,7 @@ func Builtin() *Resolver {
 		for _, o := range m.objects {
 			r.add(m.module, o.name, "."+o.oid, o.kind)
 			if ix, ok := builtinIndexes[o.name]; ok {
-				r.byQualified[m.module+"::"+o.name].index = ix
+				r.byQualified[m.module+"::"+o.name].rowIndex = newRowIndex(ix)
 			}
 		}
 	}
