@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Flock's test suite, as CI runs it: formatting, vet, then every test with
 # the race detector and the integration tag (net-snmp interop included).
-# On a fresh Debian machine it first installs net-snmp (snmpd, snmp) and
-# Chromium (the status page's test renders it) when they are missing and it
-# can (root with apt-get); those tests fail, rather than skip, without them.
+# On a fresh Debian machine it first installs net-snmp (snmpd, snmp),
+# Chromium (the status page's test renders it) and Prometheus (the remote
+# write test writes to it) when they are missing and it can (root with
+# apt-get); those tests fail, rather than skip, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v chromium >/dev/null; then
+if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		echo "test: installing net-snmp (snmpd, snmp) and chromium for the interop and status page tests" >&2
+		echo "test: installing net-snmp (snmpd, snmp), chromium and prometheus for the interop, status page and remote write tests" >&2
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp chromium fonts-liberation >/dev/null
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp chromium fonts-liberation prometheus >/dev/null
 	else
-		echo "test: net-snmp (Debian packages snmpd and snmp) and chromium are needed for the interop and status page tests; install them first" >&2
+		echo "test: net-snmp (Debian packages snmpd and snmp), chromium and prometheus are needed for the interop, status page and remote write tests; install them first" >&2
 	fi
 fi
 

@@ -1,0 +1,130 @@
+package promwrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flock-snmp/flock/harness/procs"
+	"github.com/flock-snmp/flock/harness/promtest"
+	"github.com/flock-snmp/flock/harness/simtest"
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/mib"
+	"github.com/flock-snmp/flock/internal/poll"
+	"github.com/flock-snmp/flock/internal/sample"
+	"github.com/flock-snmp/flock/internal/snmpsim"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// A record polled from the simulator, converted and written to a real
+// Prometheus: its API answers with the varbinds' values under the MIB's
+// names and labels.
+func TestWriteToPrometheus(t *testing.T) {
+	prom := promtest.Start(t)
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 3})
+	tk := simtest.Tasks(fleet.Devices(), time.Now().UnixMilli(), 10*time.Second)[0]
+	tk.Get = []string{snmpsim.OIDSysUpTime}
+	tk.Walk = []string{snmpsim.OIDIfTable, snmpsim.OIDIfXTable}
+	p := poll.New("test", []config.Credential{{Name: "public", Version: config.Version2c, Community: "public"}}, simtest.NoDNS)
+	defer p.Close()
+	var rec task.HostRecord
+	if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil || rec.Error != nil {
+		t.Fatalf("poll: %v %v", err, rec.Error)
+	}
+	conv, err := sample.NewConverter(mib.Builtin(), []string{"ifName", "ifDescr", "ifAlias"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req Request
+	samples := conv.Convert(&rec, nil)
+	req.AddRecord(&rec, samples)
+	if req.Len() != len(samples) {
+		t.Fatalf("%d series from %d samples", req.Len(), len(samples))
+	}
+	c, err := New(prom.WriteURL(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Send(ctx, &req); err != nil {
+		t.Fatal(err)
+	}
+	at := rec.StartedAt.Add(time.Second)
+	one := func(query string) promtest.Result {
+		t.Helper()
+		rs, err := prom.Query(ctx, query, at)
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("%s: %v, %v; want one series", query, rs, err)
+		}
+		return rs[0]
+	}
+	host := fleet.Devices()[0].Name
+	var uptime, hc2 uint64
+	var name2 string
+	for _, vb := range rec.Varbinds {
+		switch vb.OID {
+		case snmpsim.OIDSysUpTime:
+			uptime = vb.Uint
+		case ".1.3.6.1.2.1.31.1.1.1.6.2":
+			hc2 = vb.Uint
+		case ".1.3.6.1.2.1.31.1.1.1.1.2":
+			name2 = string(vb.Bytes)
+		}
+	}
+	if r := one(fmt.Sprintf(`sysUpTime{host=%q}`, host)); r.Value != float64(uptime) || r.Labels["site"] != task.DefaultSite {
+		t.Errorf("sysUpTime: %+v; the agent said %d", r, uptime)
+	}
+	r := one(fmt.Sprintf(`ifHCInOctets{host=%q,ifName=%q}`, host, name2))
+	if r.Value != float64(hc2) || r.Labels["ifIndex"] != "2" || r.Labels["ifDescr"] == "" {
+		t.Errorf("ifHCInOctets of %s: %+v; the agent said %d", name2, r, hc2)
+	}
+	if r := one(fmt.Sprintf(`flock_poll_up{host=%q}`, host)); r.Value != 1 {
+		t.Errorf("flock_poll_up: %+v", r)
+	}
+	if rs, err := prom.Query(ctx, fmt.Sprintf(`count({host=%q})`, host), at); err != nil || len(rs) != 1 || int(rs[0].Value) != len(samples) {
+		t.Errorf("series of %s in Prometheus: %v %v; want %d", host, rs, err, len(samples))
+	}
+
+	// What the server refuses is final, and says why; no server is not.
+	bad := Request{buf: []byte("not a WriteRequest"), n: 1}
+	if err := c.Send(ctx, &bad); !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "400") {
+		t.Errorf("garbage: %v; want a rejection with the server's answer", err)
+	}
+	port, _ := procs.FreePort()
+	down, _ := New(fmt.Sprintf("http://127.0.0.1:%d/api/v1/write", port), time.Second)
+	if err := down.Send(ctx, &req); err == nil || errors.Is(err, ErrRejected) {
+		t.Errorf("no server: %v; want a retryable error", err)
+	}
+	for _, u := range []string{"prometheus:9090/api/v1/write", "ftp://x/y", "http:///api/v1/write"} {
+		if _, err := New(u, time.Second); err == nil || !strings.Contains(err.Error(), u) {
+			t.Errorf("New(%q): %v; want an error naming the URL", u, err)
+		}
+	}
+}
+
+// Encoding a 48-interface router's samples: series per second, allocations.
+func BenchmarkAddRecord(b *testing.B) {
+	fleet := simtest.Start(b, snmpsim.Config{Devices: 1, Interfaces: 48})
+	tk := simtest.Tasks(fleet.Devices(), time.Now().UnixMilli(), 10*time.Second)[0]
+	tk.Walk = []string{snmpsim.OIDIfTable, snmpsim.OIDIfXTable}
+	p := poll.New("test", []config.Credential{{Name: "public", Version: config.Version2c, Community: "public"}}, simtest.NoDNS)
+	defer p.Close()
+	var rec task.HostRecord
+	if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil {
+		b.Fatal(err)
+	}
+	conv, _ := sample.NewConverter(mib.Builtin(), []string{"ifName", "ifDescr", "ifAlias"})
+	samples := conv.Convert(&rec, nil)
+	var req Request
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		req.Reset()
+		req.AddRecord(&rec, samples)
+	}
+	b.ReportMetric(float64(b.N*len(samples))/b.Elapsed().Seconds(), "series/s")
+}
