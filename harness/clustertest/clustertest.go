@@ -38,6 +38,7 @@ type Config struct {
 	Hosts    map[string]int
 	LeafSite string        // the site behind the leaf node nats-leaf
 	Pollers  int           // pollers of site default
+	AckWait  time.Duration // the inventory's nats.ack_wait: the redelivery window
 	Cut      time.Duration // how long the leaf's link to the hub is cut
 	// LogDir, when set, receives every container's logs (<service>_<n>.log)
 	// when a check fails, before the stack is torn down.
@@ -56,8 +57,13 @@ type Result struct {
 	// Missed are the slots with no record between each host's first
 	// record and the end (and before its first record, from when the
 	// dispatcher began scheduling), but for the leaf site's slots while its
-	// link was cut (CutMissed, with an interval either side).
-	Missed, CutMissed int
+	// link was cut (CutMissed, with an interval either side), and but for
+	// the slots that began within the redelivery window of the kill
+	// (KillMissed: from an interval before it to an interval and the
+	// consumer's ack wait after; a task stored while the stream elected its
+	// leader and handed to a pull request that died with the node comes
+	// back only after the ack wait, possibly past its slot).
+	Missed, CutMissed, KillMissed int
 	// Duplicates are task ids written more than once that the dispatcher
 	// did not name as possible duplicates.
 	Duplicates int
@@ -292,7 +298,8 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	res.Killed = leader
-	r.logf("%s, the leader of FLOCK_TASKS, killed (SIGKILL) at %s", leader, clock(time.Now()))
+	killedAt := time.Now()
+	r.logf("%s, the leader of FLOCK_TASKS, killed (SIGKILL) at %s", leader, clock(killedAt))
 	if err := sleep(ctx, 2*iv+iv/2); err != nil {
 		return res, err
 	}
@@ -300,7 +307,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	back := time.Now()
-	var w countWindows
+	w := countWindows{kill: killedAt}
 	if r.waitNode(ctx, leader) && r.waitSettled(ctx) {
 		r.logf("%s started again at %s: back in the cluster, every stream's replicas current, after %.1fs", leader, clock(back), time.Since(back).Seconds())
 		if err := r.restartAndCut(ctx, &res, &w); err != nil {
@@ -429,16 +436,20 @@ func (r *runner) figures(ctx context.Context, res *Result, w countWindows) error
 		}
 	}
 	reported := out.missedSince(cfg.LeafSite, w.cutStart)
+	// The hub's site during and after the cut: slots missed around the
+	// kill are reported up to an interval and the grace after it, before.
+	hubDuringCut := out.missedSince(task.DefaultSite, w.cutStart)
 	n := cfg.Hosts[cfg.LeafSite]
-	r.logf("site %s after the cut: %d/%d hosts polled from an interval after the link came back, %d/%d in the last cycle; %d slots with no record in the cut window, the dispatcher reported %d missed since the cut (site default: %d in the whole run); consumer %s: %d pending, %d unacknowledged",
-		cfg.LeafSite, recovered, n, current, n, res.CutMissed, reported, res.ReportedMissed[task.DefaultSite],
+	r.logf("site %s after the cut: %d/%d hosts polled from an interval after the link came back, %d/%d in the last cycle; %d slots with no record in the cut window, the dispatcher reported %d missed since the cut (site default: %d since the cut, %d in the whole run); consumer %s: %d pending, %d unacknowledged",
+		cfg.LeafSite, recovered, n, current, n, res.CutMissed, reported, hubDuringCut, res.ReportedMissed[task.DefaultSite],
 		task.PollerConsumer(cfg.LeafSite), pending, ackPending)
 	res.LeafCutRecovered = !cutEnd.IsZero() && recovered == n && current == n && res.CutMissed > 0 && reported >= res.CutMissed &&
-		res.ReportedMissed[task.DefaultSite] == 0 && pending+uint64(ackPending) <= uint64(n)
+		hubDuringCut == 0 && pending+uint64(ackPending) <= uint64(n)
 	return nil
 }
 
 type countWindows struct {
+	kill               time.Time
 	end                time.Time
 	rollStart, rollEnd time.Time
 	cutStart, cutEnd   time.Time
@@ -487,12 +498,18 @@ func (r *runner) count(res *Result, out *dispatcherOutput, w countWindows) {
 	due := w.end.UnixMilli() - iv - 5000
 	cutFrom, cutTo := w.cutStart.UnixMilli()-iv, w.cutEnd.UnixMilli()+iv
 	rollFrom, rollTo := w.rollStart.UnixMilli()-iv, w.rollEnd.UnixMilli()+iv
+	killFrom, killTo := w.kill.UnixMilli()-iv, w.kill.UnixMilli()+iv+r.cfg.AckWait.Milliseconds()
 	shown := 0
 	for host, s := range slots {
 		seen[site[host]]++
 		for _, m := range missing(s, iv, out.scheduling.UnixMilli(), due) {
 			if site[host] == r.cfg.LeafSite && m >= cutFrom && m <= cutTo {
 				res.CutMissed++
+				continue
+			}
+			if !w.kill.IsZero() && m >= killFrom && m <= killTo {
+				res.KillMissed++
+				r.logf("host %s (site %s): no record of slot %s, within the redelivery window of the kill", host, site[host], clock(time.UnixMilli(m)))
 				continue
 			}
 			res.Missed++
@@ -504,6 +521,9 @@ func (r *runner) count(res *Result, out *dispatcherOutput, w countWindows) {
 				r.logf("host %s (site %s): no record of slot %s", host, site[host], clock(time.UnixMilli(m)))
 			}
 		}
+	}
+	if res.KillMissed > 0 {
+		r.logf("%d slots with no record within the redelivery window of the kill (from an interval before it to an interval and the ack wait, %s, after): allowed", res.KillMissed, r.cfg.AckWait)
 	}
 	for s, n := range r.cfg.Hosts {
 		if seen[s] < n {

@@ -40,7 +40,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	// config/compose-cluster.yaml: 100 hosts of site default, 50 of branch-7, every 10 s.
 	res, err := clustertest.Run(ctx, clustertest.Config{
 		Compose: compose, File: "docker-compose.cluster.yml", Project: fmt.Sprintf("flockcl%d", os.Getpid()),
-		Interval: 10 * time.Second, Hosts: map[string]int{"default": 100, "branch-7": 50}, LeafSite: "branch-7",
+		Interval: 10 * time.Second, AckWait: 5 * time.Second, Hosts: map[string]int{"default": 100, "branch-7": 50}, LeafSite: "branch-7",
 		Pollers: 2, Cut: 30 * time.Second, LogDir: filepath.Join("build", "cluster-test"), Log: stdout,
 	})
 	if err != nil {
