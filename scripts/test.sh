@@ -2,19 +2,19 @@
 # Flock's test suite, as CI runs it: formatting, vet, then every test with
 # the race detector and the integration tag (net-snmp interop included).
 # On a fresh Debian machine it first installs net-snmp (snmpd, snmp),
-# Chromium (the status page's test renders it) and Prometheus (the remote
-# write test writes to it) when they are missing and it can (root with
+# Chromium (the status page's test renders it), Prometheus and InfluxDB
+# (the metric outputs' tests write to them) when they are missing and it can (root with
 # apt-get); those tests fail, rather than skip, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null; then
+if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v influxd >/dev/null; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		echo "test: installing net-snmp (snmpd, snmp), chromium and prometheus for the interop, status page and remote write tests" >&2
+		echo "test: installing net-snmp (snmpd, snmp), chromium, prometheus and influxdb for the interop, status page and metric output tests" >&2
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp chromium fonts-liberation prometheus >/dev/null
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp chromium fonts-liberation prometheus influxdb >/dev/null
 	else
-		echo "test: net-snmp (Debian packages snmpd and snmp), chromium and prometheus are needed for the interop, status page and remote write tests; install them first" >&2
+		echo "test: net-snmp (Debian packages snmpd and snmp), chromium, prometheus and influxdb are needed for the interop, status page and metric output tests; install them first" >&2
 	fi
 fi
 

@@ -10,10 +10,8 @@ import (
 
 	"github.com/flock-snmp/flock/harness/procs"
 	"github.com/flock-snmp/flock/harness/promtest"
-	"github.com/flock-snmp/flock/harness/simtest"
-	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/harness/recordtest"
 	"github.com/flock-snmp/flock/internal/mib"
-	"github.com/flock-snmp/flock/internal/poll"
 	"github.com/flock-snmp/flock/internal/sample"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
@@ -24,16 +22,7 @@ import (
 // names and labels.
 func TestWriteToPrometheus(t *testing.T) {
 	prom := promtest.Start(t)
-	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 3})
-	tk := simtest.Tasks(fleet.Devices(), time.Now().UnixMilli(), 10*time.Second)[0]
-	tk.Get = []string{snmpsim.OIDSysUpTime}
-	tk.Walk = []string{snmpsim.OIDIfTable, snmpsim.OIDIfXTable}
-	p := poll.New("test", []config.Credential{{Name: "public", Version: config.Version2c, Community: "public"}}, simtest.NoDNS)
-	defer p.Close()
-	var rec task.HostRecord
-	if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil || rec.Error != nil {
-		t.Fatalf("poll: %v %v", err, rec.Error)
-	}
+	rec := recordtest.Router(t, 3)
 	conv, err := sample.NewConverter(mib.Builtin(), []string{"ifName", "ifDescr", "ifAlias"})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +51,7 @@ func TestWriteToPrometheus(t *testing.T) {
 		}
 		return rs[0]
 	}
-	host := fleet.Devices()[0].Name
+	host := rec.Host
 	var uptime, hc2 uint64
 	var name2 string
 	for _, vb := range rec.Varbinds {
@@ -108,15 +97,7 @@ func TestWriteToPrometheus(t *testing.T) {
 
 // Encoding a 48-interface router's samples: series per second, allocations.
 func BenchmarkAddRecord(b *testing.B) {
-	fleet := simtest.Start(b, snmpsim.Config{Devices: 1, Interfaces: 48})
-	tk := simtest.Tasks(fleet.Devices(), time.Now().UnixMilli(), 10*time.Second)[0]
-	tk.Walk = []string{snmpsim.OIDIfTable, snmpsim.OIDIfXTable}
-	p := poll.New("test", []config.Credential{{Name: "public", Version: config.Version2c, Community: "public"}}, simtest.NoDNS)
-	defer p.Close()
-	var rec task.HostRecord
-	if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil {
-		b.Fatal(err)
-	}
+	rec := recordtest.Router(b, 48)
 	conv, _ := sample.NewConverter(mib.Builtin(), []string{"ifName", "ifDescr", "ifAlias"})
 	samples := conv.Convert(&rec, nil)
 	var req Request

@@ -61,6 +61,10 @@ type Sample struct {
 	Labels []Label
 	Value  float64
 	Kind   Kind
+	// Integer says the value came from an SNMP integer type (every kind but
+	// the Opaque floats, and the poll's up), for outputs that keep integer
+	// and float fields apart: it is the same for every sample of an object.
+	Integer bool
 }
 
 // Converter turns records into samples. Make it once; it is safe for
@@ -93,9 +97,9 @@ type row struct{ index, suffix string }
 // then one per numeric varbind, in the record's order.
 func (c *Converter) Convert(rec *task.HostRecord, dst []Sample) []Sample {
 	if rec.Error != nil {
-		return append(dst, Sample{Name: Up, Value: 0})
+		return append(dst, Sample{Name: Up, Value: 0, Integer: true})
 	}
-	dst = append(dst, Sample{Name: Up, Value: 1}, Sample{Name: Duration, Value: rec.DurationMS / 1000})
+	dst = append(dst, Sample{Name: Up, Value: 1, Integer: true}, Sample{Name: Duration, Value: rec.DurationMS / 1000})
 
 	// The lookups' values, by row.
 	var looked map[row][]Label
@@ -133,7 +137,7 @@ func (c *Converter) Convert(rec *task.HostRecord, dst []Sample) []Sample {
 			continue
 		}
 		o, suffix, known := c.mib.Object(vb.OID)
-		s := Sample{Value: v, Kind: kind}
+		s := Sample{Value: v, Kind: kind, Integer: vb.Type != task.TypeOpaqueFloat && vb.Type != task.TypeOpaqueDouble}
 		switch {
 		case !known:
 			cut := strings.LastIndexByte(vb.OID, '.')

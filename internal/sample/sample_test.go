@@ -1,39 +1,15 @@
 package sample_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/flock-snmp/flock/harness/simtest"
-	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/harness/recordtest"
 	"github.com/flock-snmp/flock/internal/mib"
-	"github.com/flock-snmp/flock/internal/poll"
 	"github.com/flock-snmp/flock/internal/sample"
-	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
 )
-
-var creds = []config.Credential{{Name: "public", Version: config.Version2c, Community: "public"}}
-
-// pollRouter polls a simulated router with n interfaces: sysUpTime and
-// sysName, ifTable and ifXTable.
-func pollRouter(tb testing.TB, n int) task.HostRecord {
-	tb.Helper()
-	fleet := simtest.Start(tb, snmpsim.Config{Devices: 1, Interfaces: n})
-	tk := simtest.Tasks(fleet.Devices(), time.Now().UnixMilli(), 10*time.Second)[0]
-	tk.Get = []string{snmpsim.OIDSysUpTime, snmpsim.OIDSysName}
-	tk.Walk = []string{snmpsim.OIDIfTable, snmpsim.OIDIfXTable}
-	p := poll.New("test", creds, simtest.NoDNS)
-	defer p.Close()
-	var rec task.HostRecord
-	if err := p.Poll(context.Background(), &tk, 1, &rec); err != nil || rec.Error != nil {
-		tb.Fatalf("poll: %v %v", err, rec.Error)
-	}
-	return rec
-}
 
 func labels(s sample.Sample) string {
 	var b []string
@@ -44,7 +20,7 @@ func labels(s sample.Sample) string {
 }
 
 func TestConvertRouter(t *testing.T) {
-	rec := pollRouter(t, 4)
+	rec := recordtest.Router(t, 4)
 	conv, err := sample.NewConverter(mib.Builtin(), []string{"ifName", "ifDescr", "ifAlias"})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +133,7 @@ func TestConvertFailedAndUnknown(t *testing.T) {
 // The conversion of a 48-interface router's record (ifTable and ifXTable,
 // about 1,700 varbinds): samples per second per core, allocations.
 func BenchmarkConvertRouter48(b *testing.B) {
-	rec := pollRouter(b, 48)
+	rec := recordtest.Router(b, 48)
 	conv, err := sample.NewConverter(mib.Builtin(), []string{"ifName", "ifDescr", "ifAlias"})
 	if err != nil {
 		b.Fatal(err)
