@@ -36,21 +36,10 @@ func openLeaf(t *testing.T, user, password, addr string) *server.Server {
 	o := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, ServerName: "open-" + user}
 	o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
 	o.LeafNode.ReconnectInterval = 500 * time.Millisecond
-	s, err := server.NewServer(o)
-	if err != nil {
+	s := natstest.Serve(t, o)
+	if err := s.GlobalAccount().AddMapping("$JS.API.>", "$JS.hub.API.>"); err != nil { // as nats-leaf.conf's
 		t.Fatal(err)
 	}
-	if err := s.GlobalAccount().AddMapping("$JS.API.>", "$JS.hub.API.>"); err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("open leaf not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
 	return s
 }
 

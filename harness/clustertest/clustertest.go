@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flock-snmp/flock/harness/composectl"
 	"github.com/flock-snmp/flock/harness/procs"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -30,7 +31,7 @@ const Nodes = 3
 
 // Config sets up a run.
 type Config struct {
-	Compose  []string      // "docker-compose" or "docker compose"
+	Compose  []string      // composectl.Command()
 	File     string        // the compose file, docker-compose.cluster.yml
 	Project  string        // compose project name
 	Interval time.Duration // the inventory's poll interval
@@ -105,7 +106,7 @@ func (r Result) Pass() bool {
 
 type runner struct {
 	cfg   Config
-	env   []string
+	proj  composectl.Project
 	nodes []string       // nats-1, nats-2, nats-3
 	ports map[string]int // each node's monitoring port on 127.0.0.1
 	// healing is what is left of the time the nodes may take, all told,
@@ -137,42 +138,6 @@ func (r *runner) logf(format string, args ...any) {
 	fmt.Fprintf(r.cfg.Log, "cluster-test: "+format+"\n", args...)
 }
 
-func (r *runner) compose(ctx context.Context, args ...string) (string, error) {
-	full := append(append(append([]string{}, r.cfg.Compose[1:]...), "-f", r.cfg.File, "-p", r.cfg.Project), args...)
-	cmd := exec.CommandContext(ctx, r.cfg.Compose[0], full...)
-	cmd.Env = append(os.Environ(), r.env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w\n%s", r.cfg.Compose[0], strings.Join(full, " "), err, out)
-	}
-	return string(out), nil
-}
-
-func docker(ctx context.Context, args ...string) (string, error) {
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return string(out), nil
-}
-
-// container is the id of the one container of a service.
-func (r *runner) container(ctx context.Context, service string) (string, error) {
-	out, err := docker(ctx, "ps", "-aq", "--filter", "label=com.docker.compose.project="+r.cfg.Project,
-		"--filter", "label=com.docker.compose.service="+service)
-	if err != nil {
-		return "", err
-	}
-	ids := strings.Fields(out)
-	if len(ids) != 1 {
-		return "", fmt.Errorf("service %s: %d containers, want 1", service, len(ids))
-	}
-	return ids[0], nil
-}
-
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
@@ -185,7 +150,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // saveLogs writes every container's logs of the project to
 // LogDir/<project>/<service>_<n>.log (stdout, then stderr).
 func (r *runner) saveLogs(ctx context.Context) (string, error) {
-	out, err := docker(ctx, "ps", "-a", "--filter", "label=com.docker.compose.project="+r.cfg.Project,
+	out, err := composectl.Docker(ctx, "ps", "-a", "--filter", "label=com.docker.compose.project="+r.cfg.Project,
 		"--format", `{{.ID}} {{.Label "com.docker.compose.service"}}_{{.Label "com.docker.compose.container-number"}}`)
 	if err != nil {
 		return "", err
@@ -218,7 +183,8 @@ func (r *runner) saveLogs(ctx context.Context) (string, error) {
 
 // Run runs the checks. The images must exist (make images).
 func Run(ctx context.Context, cfg Config) (res Result, err error) {
-	r := &runner{cfg: cfg, ports: map[string]int{}, healing: healingBudget}
+	r := &runner{cfg: cfg, ports: map[string]int{}, healing: healingBudget,
+		proj: composectl.Project{Command: cfg.Compose, File: cfg.File, Name: cfg.Project}}
 	res.LeafSite, res.Nodes = cfg.LeafSite, Nodes
 	used := map[int]bool{}
 	for i := 1; i <= Nodes; i++ {
@@ -233,10 +199,10 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		name := fmt.Sprintf("nats-%d", i)
 		r.nodes = append(r.nodes, name)
 		r.ports[name] = port
-		r.env = append(r.env, fmt.Sprintf("FLOCK_NATS_%d_MONITOR_PORT=%d", i, port))
+		r.proj.Env = append(r.proj.Env, fmt.Sprintf("FLOCK_NATS_%d_MONITOR_PORT=%d", i, port))
 	}
 	if os.Getenv("FLOCK_NATS_IMAGE") == "" {
-		r.env = append(r.env, "FLOCK_NATS_IMAGE=flock/nats-server:local") // no registry here
+		r.proj.Env = append(r.proj.Env, "FLOCK_NATS_IMAGE=flock/nats-server:local") // no registry here
 	}
 	defer func() {
 		if cfg.LogDir != "" && (err != nil || !res.Pass()) {
@@ -247,16 +213,16 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 			}
 		}
 		// down -v leaves nothing running, whatever happened.
-		if _, derr := r.compose(context.Background(), "down", "-v", "--timeout", "20"); derr != nil && err == nil {
+		if _, derr := r.proj.Compose(context.Background(), "down", "-v", "--timeout", "20"); derr != nil && err == nil {
 			err = derr
 		}
-		left, _ := docker(context.Background(), "ps", "-aq", "--filter", "label=com.docker.compose.project="+cfg.Project)
-		res.LeftoverContainers = len(strings.Fields(left))
+		left, _ := r.proj.Containers(context.Background(), "")
+		res.LeftoverContainers = len(left)
 	}()
 	iv := cfg.Interval
 
 	// a: the stack up; records of every host of both sites, two cycles in.
-	if _, err := r.compose(ctx, "up", "-d", "--scale", fmt.Sprintf("poller=%d", cfg.Pollers)); err != nil {
+	if _, err := r.proj.Compose(ctx, "up", "-d", "--scale", fmt.Sprintf("poller=%d", cfg.Pollers)); err != nil {
 		return res, err
 	}
 	started := time.Now()
@@ -290,11 +256,11 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	ctr, err := r.container(ctx, leader)
+	ctr, err := r.proj.Container(ctx, leader)
 	if err != nil {
 		return res, err
 	}
-	if _, err := docker(ctx, "kill", ctr); err != nil {
+	if _, err := composectl.Docker(ctx, "kill", ctr); err != nil {
 		return res, err
 	}
 	res.Killed = leader
@@ -303,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	if err := sleep(ctx, 2*iv+iv/2); err != nil {
 		return res, err
 	}
-	if _, err := docker(ctx, "start", ctr); err != nil {
+	if _, err := composectl.Docker(ctx, "start", ctr); err != nil {
 		return res, err
 	}
 	back := time.Now()
@@ -329,12 +295,12 @@ func (r *runner) restartAndCut(ctx context.Context, res *Result, w *countWindows
 	// c: a rolling restart, one node after the other.
 	w.rollStart = time.Now()
 	for _, node := range r.nodes {
-		ctr, err := r.container(ctx, node)
+		ctr, err := r.proj.Container(ctx, node)
 		if err != nil {
 			return err
 		}
 		t := time.Now()
-		if _, err := docker(ctx, "restart", "--time", "10", ctr); err != nil {
+		if _, err := composectl.Docker(ctx, "restart", "--time", "10", ctr); err != nil {
 			return err
 		}
 		if !r.waitNode(ctx, node) || !r.waitSettled(ctx) {
@@ -349,12 +315,12 @@ func (r *runner) restartAndCut(ctx context.Context, res *Result, w *countWindows
 	}
 
 	// d: the leaf's link to the hub cut, then back.
-	leaf, err := r.container(ctx, "nats-leaf")
+	leaf, err := r.proj.Container(ctx, "nats-leaf")
 	if err != nil {
 		return err
 	}
 	hub := r.cfg.Project + "_hub"
-	if _, err := docker(ctx, "network", "disconnect", hub, leaf); err != nil {
+	if _, err := composectl.Docker(ctx, "network", "disconnect", hub, leaf); err != nil {
 		return err
 	}
 	w.cutStart = time.Now()
@@ -362,12 +328,12 @@ func (r *runner) restartAndCut(ctx context.Context, res *Result, w *countWindows
 	if err := sleep(ctx, cfg.Cut); err != nil {
 		return err
 	}
-	if _, err := docker(ctx, "network", "connect", "--alias", "nats-leaf", hub, leaf); err != nil {
+	if _, err := composectl.Docker(ctx, "network", "connect", "--alias", "nats-leaf", hub, leaf); err != nil {
 		return err
 	}
 	cutEnd := time.Now()
 	w.cutEnd = cutEnd
-	nets, _ := docker(ctx, "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", leaf)
+	nets, _ := composectl.Docker(ctx, "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", leaf)
 	r.logf("nats-leaf connected to %s again at %s (its networks: %s)", hub, clock(cutEnd), strings.TrimSpace(nets))
 	// Three cycles at least; longer (up to six) while the site has not
 	// polled every host since.
@@ -608,7 +574,7 @@ func (o *dispatcherOutput) missedSince(site string, t time.Time) int {
 // dispatcherOut reads the dispatcher's stdout (its sink: one JSON record a
 // line) and its JSON log lines on stderr.
 func (r *runner) dispatcherOut(ctx context.Context) (*dispatcherOutput, error) {
-	id, err := r.container(ctx, "dispatcher")
+	id, err := r.proj.Container(ctx, "dispatcher")
 	if err != nil {
 		return nil, err
 	}
@@ -806,13 +772,13 @@ func (r *runner) consumerBacklog(ctx context.Context, stream, consumer string) (
 // waitNode waits until node's container is healthy and the node reports
 // itself current (/healthz: its streams and consumers caught up).
 func (r *runner) waitNode(ctx context.Context, node string) bool {
-	ctr, err := r.container(ctx, node)
+	ctr, err := r.proj.Container(ctx, node)
 	if err != nil {
 		r.logf("%s: %v", node, err)
 		return false
 	}
 	ok, why := r.wait(ctx, func() string {
-		status, err := docker(ctx, "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", ctr)
+		status, err := composectl.Docker(ctx, "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", ctr)
 		if status = strings.TrimSpace(status); err != nil || status != "healthy" {
 			return fmt.Sprintf("container health %q %v", status, err)
 		}

@@ -18,12 +18,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flock-snmp/flock/harness/composectl"
 	"github.com/flock-snmp/flock/harness/procs"
 )
 
 // Config sets up a run.
 type Config struct {
-	Compose  []string      // "docker-compose" or "docker compose"
+	Compose  []string      // composectl.Command()
 	Project  string        // compose project name
 	Interval time.Duration // the compose config's poll interval
 	Hosts    int           // hosts in the compose config
@@ -80,69 +81,40 @@ func (r Result) Pass() bool {
 }
 
 type runner struct {
-	cfg Config
-	env []string
+	cfg  Config
+	proj composectl.Project
 }
 
 func (r *runner) logf(format string, args ...any) {
 	fmt.Fprintf(r.cfg.Log, "compose-test: "+format+"\n", args...)
 }
 
-func (r *runner) compose(ctx context.Context, args ...string) (string, error) {
-	full := append(append(append([]string{}, r.cfg.Compose[1:]...), "-p", r.cfg.Project), args...)
-	cmd := exec.CommandContext(ctx, r.cfg.Compose[0], full...)
-	cmd.Env = append(os.Environ(), r.env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w\n%s", r.cfg.Compose[0], strings.Join(full, " "), err, out)
-	}
-	return string(out), nil
-}
-
-func docker(ctx context.Context, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, "docker", args...).Output()
-	if err != nil {
-		return string(out), fmt.Errorf("docker %s: %w", strings.Join(args, " "), err)
-	}
-	return string(out), nil
-}
-
-// containers lists the ids of a service's containers.
-func (r *runner) containers(ctx context.Context, service string) ([]string, error) {
-	out, err := docker(ctx, "ps", "-q", "--filter", "label=com.docker.compose.project="+r.cfg.Project,
-		"--filter", "label=com.docker.compose.service="+service)
-	if err != nil {
-		return nil, err
-	}
-	return strings.Fields(out), nil
-}
-
 // Run runs the checks. The images must exist (make images).
 func Run(ctx context.Context, cfg Config) (res Result, err error) {
-	r := &runner{cfg: cfg}
+	r := &runner{cfg: cfg, proj: composectl.Project{Command: cfg.Compose, Name: cfg.Project}}
 	port, err := procs.FreePort()
 	if err != nil {
 		return res, err
 	}
-	r.env = []string{fmt.Sprintf("FLOCK_NATS_MONITOR_PORT=%d", port)}
+	r.proj.Env = []string{fmt.Sprintf("FLOCK_NATS_MONITOR_PORT=%d", port)}
 	if os.Getenv("FLOCK_NATS_IMAGE") == "" {
-		r.env = append(r.env, "FLOCK_NATS_IMAGE=flock/nats-server:local") // no registry here
+		r.proj.Env = append(r.proj.Env, "FLOCK_NATS_IMAGE=flock/nats-server:local") // no registry here
 	}
 	res.Hosts, res.Pollers = cfg.Hosts, 3
 	defer func() {
 		// 5: down -v leaves nothing running, whatever happened.
-		if _, derr := r.compose(context.Background(), "down", "-v", "--timeout", "20"); derr != nil && err == nil {
+		if _, derr := r.proj.Compose(context.Background(), "down", "-v", "--timeout", "20"); derr != nil && err == nil {
 			err = derr
 		}
-		left, _ := docker(context.Background(), "ps", "-aq", "--filter", "label=com.docker.compose.project="+cfg.Project)
-		res.LeftoverContainers = len(strings.Fields(left))
+		left, _ := r.proj.Containers(context.Background(), "")
+		res.LeftoverContainers = len(left)
 	}()
-	if _, err := r.compose(ctx, "up", "-d", "--scale", "poller=3"); err != nil {
+	if _, err := r.proj.Compose(ctx, "up", "-d", "--scale", "poller=3"); err != nil {
 		return res, err
 	}
 	started := time.Now()
 	r.logf("stack up: nats, snmpsim (%d devices), dispatcher, 3 pollers, results", cfg.Hosts)
-	pollers, err := r.containers(ctx, "poller")
+	pollers, err := r.proj.Containers(ctx, "poller")
 	if err != nil {
 		return res, err
 	}
@@ -162,13 +134,13 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	// The health checks (/readyz through the binaries' --probe) pass.
-	disp, err := r.containers(ctx, "dispatcher")
+	disp, err := r.proj.Containers(ctx, "dispatcher")
 	if err != nil {
 		return res, err
 	}
 	for _, id := range append(disp, pollers...) {
 		res.Checked++
-		status, err := docker(ctx, "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", id)
+		status, err := composectl.Docker(ctx, "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", id)
 		if err == nil && strings.TrimSpace(status) == "healthy" {
 			res.Healthy++
 		} else {
@@ -180,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	// 3: one poller killed in the middle of a cycle.
-	if _, err := docker(ctx, "kill", pollers[0]); err != nil {
+	if _, err := composectl.Docker(ctx, "kill", pollers[0]); err != nil {
 		return res, err
 	}
 	res.Killed = 1
@@ -189,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	// 4: the nats container restarted.
-	if _, err := r.compose(ctx, "restart", "nats"); err != nil {
+	if _, err := r.proj.Compose(ctx, "restart", "nats"); err != nil {
 		return res, err
 	}
 	natsBack := time.Now()
@@ -255,7 +227,7 @@ type record struct {
 // dispatcherRecords reads the JSON lines the dispatcher wrote to stdout
 // (its default sink), one per record; log lines are on stderr.
 func (r *runner) dispatcherRecords(ctx context.Context) ([]record, error) {
-	ids, err := r.containers(ctx, "dispatcher")
+	ids, err := r.proj.Containers(ctx, "dispatcher")
 	if err != nil || len(ids) != 1 {
 		return nil, fmt.Errorf("dispatcher container: %v %v", ids, err)
 	}
@@ -286,11 +258,11 @@ func (r *runner) dispatcherRecords(ctx context.Context) ([]record, error) {
 
 // subscriberRecords counts the lines the example subscriber printed.
 func (r *runner) subscriberRecords(ctx context.Context) (map[string]bool, int, error) {
-	ids, err := r.containers(ctx, "results")
+	ids, err := r.proj.Containers(ctx, "results")
 	if err != nil || len(ids) != 1 {
 		return nil, 0, fmt.Errorf("results container: %v %v", ids, err)
 	}
-	out, err := docker(ctx, "logs", ids[0])
+	out, err := composectl.Docker(ctx, "logs", ids[0])
 	if err != nil {
 		return nil, 0, err
 	}

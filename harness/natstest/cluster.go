@@ -176,13 +176,20 @@ func RunLeaf(tb testing.TB, conf string) *server.Server {
 		tb.Fatal(err)
 	}
 	o.Host, o.Port, o.HTTPPort, o.HTTPSPort, o.NoSigs, o.NoLog = "127.0.0.1", p, 0, 0, true, true
+	return Serve(tb, o)
+}
+
+// Serve starts a server with o as it is, waits until it takes
+// connections and stops it when the test ends.
+func Serve(tb testing.TB, o *server.Options) *server.Server {
+	tb.Helper()
 	s, err := server.NewServer(o)
 	if err != nil {
-		tb.Fatalf("%s: %v", conf, err)
+		tb.Fatalf("nats-server %s: %v", o.ServerName, err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
-		tb.Fatalf("leaf server of %s not ready", conf)
+		tb.Fatalf("nats-server %s not ready", o.ServerName)
 	}
 	tb.Cleanup(func() {
 		s.Shutdown()

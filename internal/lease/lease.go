@@ -362,10 +362,9 @@ func (e *Elector) renew(ctx context.Context, every time.Duration) error {
 	if err != nil {
 		return err
 	}
-	rev = newRev
 	e.until.Store(start.Add(e.o.TTL * 5 / 6).UnixNano())
 	e.mu.Lock()
-	e.rev = rev
+	e.rev = newRev
 	e.mu.Unlock()
 	return nil
 }

@@ -161,8 +161,7 @@ func clusterHint(replicas int) string {
 // replicaErr says why a stream or bucket could not be made or scaled.
 func replicaErr(what string, replicas int, err error) error {
 	if replicas > 1 {
-		return fmt.Errorf("create or update %s with %d replicas (nats.replicas): %w (a stream of %d replicas needs a JetStream cluster of at least %d servers)",
-			what, replicas, err, replicas, replicas)
+		return fmt.Errorf("create or update %s with %d replicas (nats.replicas): %w%s", what, replicas, err, clusterHint(replicas))
 	}
 	return fmt.Errorf("create or update %s: %w", what, err)
 }

@@ -14,13 +14,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/flock-snmp/flock/harness/clustertest"
+	"github.com/flock-snmp/flock/harness/composectl"
 	"github.com/flock-snmp/flock/internal/cli"
 )
 
@@ -29,17 +29,13 @@ func main() {
 }
 
 func run(ctx context.Context, stdout io.Writer) error {
-	compose := []string{"docker-compose"}
-	if _, err := exec.LookPath("docker-compose"); err != nil {
-		compose = []string{"docker", "compose"}
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()
 	// config/compose-cluster.yaml: 100 hosts of site default, 50 of branch-7, every 10 s.
 	res, err := clustertest.Run(ctx, clustertest.Config{
-		Compose: compose, File: "docker-compose.cluster.yml", Project: fmt.Sprintf("flockcl%d", os.Getpid()),
+		Compose: composectl.Command(), File: "docker-compose.cluster.yml", Project: fmt.Sprintf("flockcl%d", os.Getpid()),
 		Interval: 10 * time.Second, AckWait: 5 * time.Second, Hosts: map[string]int{"default": 100, "branch-7": 50}, LeafSite: "branch-7",
 		Pollers: 2, Cut: 30 * time.Second, LogDir: filepath.Join("build", "cluster-test"), Log: stdout,
 	})

@@ -13,11 +13,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/flock-snmp/flock/harness/composectl"
 	"github.com/flock-snmp/flock/harness/composetest"
 	"github.com/flock-snmp/flock/internal/cli"
 )
@@ -27,16 +27,12 @@ func main() {
 }
 
 func run(ctx context.Context, stdout io.Writer) error {
-	compose := []string{"docker-compose"}
-	if _, err := exec.LookPath("docker-compose"); err != nil {
-		compose = []string{"docker", "compose"}
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	res, err := composetest.Run(ctx, composetest.Config{
-		Compose: compose, Project: fmt.Sprintf("flockct%d", os.Getpid()), Interval: 10 * time.Second, Hosts: 300, Log: stdout,
+		Compose: composectl.Command(), Project: fmt.Sprintf("flockct%d", os.Getpid()), Interval: 10 * time.Second, Hosts: 300, Log: stdout,
 	})
 	if err != nil {
 		return err
