@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	build := exec.Command("go", "build", "-tags", "gosnmp_nodebug", "-o", dir+"/",
-		"github.com/flock-snmp/flock/cmd/dispatcher", "github.com/flock-snmp/flock/cmd/poller")
+		"github.com/flock-snmp/flock/cmd/dispatcher", "github.com/flock-snmp/flock/cmd/poller", "github.com/flock-snmp/flock/cmd/results")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build binaries: %v\n%s", err, out)

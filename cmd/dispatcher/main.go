@@ -19,9 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flock-snmp/flock/internal/cli"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
+	"github.com/flock-snmp/flock/internal/export"
 	"github.com/flock-snmp/flock/internal/fleet"
 	"github.com/flock-snmp/flock/internal/lease"
 	"github.com/flock-snmp/flock/internal/natsauth"
@@ -98,10 +101,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
+	sinkCtx, stopSinks := context.WithCancel(ctx)
+	defer stopSinks()
+	metricSinks, err := startMetricSinks(sinkCtx, bus, cfg, nil, log)
+	if err != nil {
+		return err
+	}
 	update, finish := cli.OnceProgress(stderr, cli.IsTerminal(stderr), len(cfg.Hosts))
 	sum, err := dispatch.RunOnceProgress(ctx, bus, cfg, stdout, log, update)
 	finish()
 	fmt.Fprintln(stderr, sum)
+	if err != nil {
+		return err
+	}
+	// The run's records are in the metric sinks before it ends.
+	drainCtx, cancel := context.WithTimeout(ctx, onceSinkWait)
+	err = metricSinks.Drain(drainCtx)
+	cancel()
+	stopSinks()
+	metricSinks.Wait()
 	if err != nil {
 		return err
 	}
@@ -139,7 +157,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 		log.Warn("the lease bucket's TTL differs from dispatcher.lease_ttl; using the bucket's (delete the bucket flock_dispatchers with every dispatcher stopped to change it)",
 			"bucket_ttl", ttl, "dispatcher.lease_ttl", cfg.Dispatcher.LeaseTTL)
 	}
-	sinks, err := dispatch.OpenSinks(cfg.Sinks, stdout)
+	sinks, err := dispatch.OpenSinks(cfg.RecordSinks(), stdout)
 	if err != nil {
 		return err
 	}
@@ -175,6 +193,13 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 	elector := lease.New(lease.Options{ID: name, Key: key, TTL: ttl, Store: leases, Log: log, Connected: bus.Connected,
 		Fence: func() { r.Fence() }})
 	reg := telemetry.NewRegistry()
+	// Metric sinks run in every dispatcher, leader or standby: each sink's
+	// durable consumer hands each record to one of them.
+	metricSinks, err := startMetricSinks(ctx, bus, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer metricSinks.Wait()
 	r = dispatch.NewRunner(bus, cfg, dispatch.RunOptions{
 		Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
 		RecordsAckWait: 2 * ttl,
@@ -224,6 +249,22 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 		"exhausted", st.Exhausted, "missed", st.Missed, "records", st.Records, "possible_duplicates", st.PossibleDuplicates, "terms", st.Terms,
 		"reloads", st.Reloads, "rejected_reloads", st.Rejected)
 	return err
+}
+
+// onceSinkWait bounds how long --once waits for its metric sinks to write
+// its records after the last one arrived.
+const onceSinkWait = 30 * time.Second
+
+// startMetricSinks runs the configuration's metric sinks (none: nothing).
+func startMetricSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*export.Sinks, error) {
+	open := func(ctx context.Context, name string) (export.Source, error) {
+		c, err := bus.SinkRecords(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	return export.Start(ctx, cfg, open, bus, export.NewMetrics(reg), log)
 }
 
 // connect joins the configured NATS, or starts the embedded server and

@@ -1,6 +1,19 @@
-// Command results is an example of another program reading Flock's
-// results: it subscribes to flock.results.> and prints one line per
-// HostRecord. A TSDB writer or an alerting service starts the same way.
+// Command results reads Flock's results apart from the dispatcher.
+//
+// With metric sinks in its configuration (sinks of type
+// prometheus_remote_write or influx, or metrics_subject: true) it is the
+// TSDB writer: it runs those sinks, each through the sink's own durable
+// consumer on FLOCK_RESULTS, which it shares with every other process
+// running the same sink (dispatchers included), so writers can run and
+// scale apart from the dispatcher. A record is acknowledged only once its
+// sink's database accepted it; while a database is down its records wait
+// in the stream.
+//
+//	results --config flock.yaml
+//
+// With none it is an example of another program reading the results: it
+// subscribes to flock.results.> (FLOCK_RESULTS_SUBJECT) and prints one line
+// per HostRecord. An alerting service starts the same way.
 //
 //	FLOCK_NATS_URL=nats://nats.example.net:4222 results
 //
@@ -10,48 +23,100 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/flock-snmp/flock/internal/cli"
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/export"
+	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/task"
+	"github.com/flock-snmp/flock/internal/telemetry"
 )
 
 func main() {
-	cli.Main("results", func() error { return run(context.Background(), os.Getenv, os.Stdout, os.Stderr) })
+	cli.Main("results", func() error { return run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr) })
 }
 
-func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
-	url := getenv("FLOCK_NATS_URL")
-	if url == "" {
-		url = nats.DefaultURL
+const synopsis = `results [--config FILE] [--check-config]
+With metric sinks in the configuration, writes to them; without, prints a line per HostRecord.`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if probed, err := cli.Probe(ctx, args); probed {
+		return err
 	}
+	fs := flag.NewFlagSet("results", flag.ContinueOnError)
+	var common cli.Common
+	common.Register(fs, getenv)
+	cfg, log, done, err := common.Setup(fs, synopsis, args, getenv, stdout, stderr)
+	if err != nil || done {
+		return err
+	}
+	ctx, proc, err := cli.StartProcess(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer proc.Close()
+	timeout := cfg.NATS.ConnectTimeout
+	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: cfg.PollerURL(), Name: "flock-results", Timeout: timeout, Log: log,
+		Auth: natsbus.AuthFromConfig(&cfg.NATS)})
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if len(cfg.MetricSinks()) == 0 && !cfg.MetricsSubject {
+		return printRecords(ctx, bus, getenv, stdout, stderr)
+	}
+	return writeSinks(ctx, bus, cfg, log)
+}
+
+// writeSinks runs the metric sinks until ctx ends.
+func writeSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, log *slog.Logger) error {
+	reg := telemetry.NewRegistry()
+	open := func(ctx context.Context, name string) (export.Source, error) {
+		c, err := bus.SinkRecords(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	sinks, err := export.Start(ctx, cfg, open, bus, export.NewMetrics(reg), log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the results stream
+		}
+		return err
+	}
+	if cfg.Metrics.Listen != "" {
+		srv, err := telemetry.Serve("metrics.listen", cfg.Metrics.Listen, telemetry.ServerOptions{
+			Registry: reg, Log: log, Role: func() string { return "writer" },
+			Ready: func(ctx context.Context) error { return bus.Ready(ctx) },
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	log.Info("writing results to metric sinks", "sinks", sinks.Names())
+	<-ctx.Done()
+	sinks.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+// printRecords prints a line per HostRecord published, until ctx ends.
+func printRecords(ctx context.Context, bus *natsbus.Bus, getenv func(string) string, stdout, stderr io.Writer) error {
 	subject := getenv("FLOCK_RESULTS_SUBJECT")
 	if subject == "" {
 		subject = task.ResultPrefix + ">"
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	opts := []nats.Option{nats.Name("flock-results-example"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(500 * time.Millisecond), nats.RetryOnFailedConnect(true)}
-	if user := getenv("FLOCK_NATS_USER"); user != "" {
-		opts = append(opts, nats.UserInfo(user, getenv("FLOCK_NATS_PASSWORD")))
-	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return fmt.Errorf("connect %s: %w", url, err)
-	}
-	defer nc.Close()
-	_, err = nc.Subscribe(subject, func(m *nats.Msg) {
-		r, err := task.DecodeRecord(m.Data)
+	stop, err := bus.Subscribe(subject, func(subject string, data []byte) {
+		r, err := task.DecodeRecord(data)
 		if err != nil {
-			fmt.Fprintf(stderr, "results: %s: %v\n", m.Subject, err)
+			fmt.Fprintf(stderr, "results: %s: %v\n", subject, err)
 			return
 		}
 		status := "ok"
@@ -62,9 +127,10 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 			r.Host, r.TaskID, r.Poller, status, len(r.Varbinds), r.DurationMS)
 	})
 	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", subject, err)
+		return err
 	}
-	fmt.Fprintf(stderr, "results: printing %s from %s\n", subject, url)
+	defer stop()
+	fmt.Fprintf(stderr, "results: printing %s\n", subject)
 	<-ctx.Done()
 	return nil
 }

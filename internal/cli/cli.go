@@ -183,8 +183,22 @@ func Summary(cfg *config.Config) string {
 	if cfg.NATS.URL != "" {
 		nats = config.RedactURL(cfg.NATS.URL)
 	}
-	return fmt.Sprintf("configuration OK: %s: %d hosts, %d credential profiles, NATS %s; sites: %s",
-		file, len(cfg.Hosts), len(cfg.Credentials), nats, strings.Join(cfg.Sites(), ", "))
+	var sinks []string
+	for _, s := range cfg.Sinks {
+		switch {
+		case s.IsMetric():
+			sinks = append(sinks, fmt.Sprintf("%s %s (%s)", s.Type, s.Name, config.RedactURL(s.URL)))
+		case s.Path != "":
+			sinks = append(sinks, s.Type+" "+s.Path)
+		default:
+			sinks = append(sinks, s.Type)
+		}
+	}
+	if cfg.MetricsSubject {
+		sinks = append(sinks, "metrics_subject (flock.metrics.>)")
+	}
+	return fmt.Sprintf("configuration OK: %s: %d hosts, %d credential profiles, NATS %s; sinks: %s; sites: %s",
+		file, len(cfg.Hosts), len(cfg.Credentials), nats, strings.Join(sinks, ", "), strings.Join(cfg.Sites(), ", "))
 }
 
 // Version is the binaries' version, set at build time with

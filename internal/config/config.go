@@ -46,6 +46,10 @@ type Config struct {
 	Modules     []Module     `mapstructure:"modules"`
 	Defaults    HostDefaults `mapstructure:"defaults"`
 	Sinks       []Sink       `mapstructure:"sinks"`
+	// MetricsSubject publishes each record's samples as InfluxDB line
+	// protocol on flock.metrics.<site>.<hostkey> (Telegraf's
+	// inputs.nats_consumer reads them).
+	MetricsSubject bool `mapstructure:"metrics_subject"`
 	// MIBDirs hold MIB files whose names may be used wherever an OID is
 	// accepted, besides the built-in ones. Relative to the config file.
 	MIBDirs []string `mapstructure:"mib_dirs"`
@@ -199,6 +203,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("defaults.poll_timeout", "0s")
 	v.SetDefault("defaults.modules", []string{})
 	v.SetDefault("mib_dirs", []string{})
+	v.SetDefault("metrics_subject", false)
 	v.SetDefault("defaults.interval", "60s")
 	v.SetDefault("defaults.jitter", "0s")
 	v.SetDefault("defaults.bulk", true)

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,6 +20,16 @@ type Module struct {
 	Name string   `mapstructure:"name"`
 	Get  []string `mapstructure:"get"`
 	Walk []string `mapstructure:"walk"`
+	// Lookups name table columns (ifName) whose values label, in metric
+	// outputs, the rows of their table and of tables with the same index;
+	// a lookup column that get and walk do not cover is walked as well.
+	Lookups []string `mapstructure:"lookups"`
+	// Info names string objects (sysDescr, ifDescr) that metric outputs
+	// show as <name>_info samples, the string as a label and 1 as value.
+	Info []string `mapstructure:"info"`
+	// LookupOIDs and InfoOIDs are Lookups and Info resolved (numeric).
+	LookupOIDs []string `mapstructure:"-"`
+	InfoOIDs   []string `mapstructure:"-"`
 }
 
 // HostDefaults are the settings every host gets unless a group it joins or
@@ -120,6 +132,10 @@ type Host struct {
 	Timeout     time.Duration
 	Retries     int
 	Modules     []string
+	// Lookups and Info are the numeric OIDs of the modules' lookup and info
+	// objects, for metric outputs (see Module).
+	Lookups []string
+	Info    []string
 	// Get and Walk are the union of the modules' OIDs and the host's own,
 	// numeric and canonical (leading dot), without duplicates. Walk roots
 	// that are known tables are in Tables instead, with their columns.
@@ -255,7 +271,33 @@ func (c *Config) validateModules(p *problems) {
 		if len(m.Get) == 0 && len(m.Walk) == 0 {
 			p.add(key, "module %q has nothing to poll: get and walk are both empty", m.Name)
 		}
+		m.LookupOIDs = c.resolveObjects(p, key+".lookups", m.Lookups, true)
+		m.InfoOIDs = c.resolveObjects(p, key+".info", m.Info, false)
 	}
+}
+
+// resolveObjects resolves MIB object names (no instance) for lookups
+// (columns only) and info; every name must be a MIB object Flock knows.
+func (c *Config) resolveObjects(p *problems, key string, names []string, columns bool) []string {
+	var out []string
+	for i, n := range names {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		full, err := c.Resolver.Resolve(n)
+		if err != nil {
+			p.add(k, "%v", err)
+			continue
+		}
+		o, suffix, ok := c.Resolver.Object(full + ".1")
+		switch {
+		case !ok || suffix != "1":
+			p.add(k, "%q (%s) is not a MIB object Flock knows by name (give an object, not an instance or a table)", n, full)
+		case columns && o.Table == "":
+			p.add(k, "%q is a scalar, not a table column: only a column's values can label rows", n)
+		default:
+			out = append(out, full)
+		}
+	}
+	return out
 }
 
 func (c *Config) buildGroups(p *problems) {
@@ -389,11 +431,19 @@ func (c *Config) buildHosts(p *problems) {
 			if m, ok := c.module(name); ok {
 				h.Get = appendNew(h.Get, m.Get...)
 				h.Walk = appendNew(h.Walk, m.Walk...)
+				h.Lookups = appendNew(h.Lookups, m.LookupOIDs...)
+				h.Info = appendNew(h.Info, m.InfoOIDs...)
 			}
 		}
 		h.Get = appendNew(h.Get, s.Get...)
 		h.Walk = appendNew(h.Walk, s.Walk...)
 		h.Walk, h.Tables = c.splitTables(h.Walk)
+		// A lookup column no walk covers is walked too: its values label rows.
+		for _, l := range h.Lookups {
+			if !covered(l, h.Walk, h.Tables) {
+				h.Walk = append(h.Walk, l)
+			}
+		}
 		if len(h.Get) == 0 && len(h.Walk) == 0 && len(h.Tables) == 0 {
 			p.add(key, "host %q has nothing to poll: no modules, and get and walk are both empty", h.Name)
 		}
@@ -426,6 +476,24 @@ func (c *Config) splitTables(walk []string) ([]string, []task.Table) {
 		}
 	}
 	return rest, tables
+}
+
+// covered says whether walking walk and tables fetches column col.
+func covered(col string, walk []string, tables []task.Table) bool {
+	under := func(root string) bool { return col == root || strings.HasPrefix(col, root+".") }
+	for _, w := range walk {
+		if under(w) {
+			return true
+		}
+	}
+	for _, t := range tables {
+		for _, c := range t.Columns {
+			if c == col {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // appendNew appends the items of add that dst does not hold yet.
@@ -486,30 +554,191 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// Sink is where the dispatcher writes HostRecords, besides the results stream.
+// Sink is where HostRecords go besides the results stream: stdout and file
+// get them as JSON lines (written by the leading dispatcher); the metric
+// sinks (prometheus_remote_write, influx) get them as samples, each through
+// its own durable consumer on the results stream, from the dispatcher or
+// from the results command, whichever runs it.
 type Sink struct {
-	Type string `mapstructure:"type"` // stdout | file
-	Path string `mapstructure:"path"` // for file
+	Type string `mapstructure:"type"`
+	// Name tells metric sinks apart: their consumer is sink-<name>. Default:
+	// the type; two metric sinks of one type need names.
+	Name string `mapstructure:"name"`
+	Path string `mapstructure:"path"` // file
+	// URL is the metric sink's full write URL.
+	URL string `mapstructure:"url"`
+	// Token (or TokenFile, or FLOCK_SINKS_<NAME>_TOKEN) authenticates to
+	// InfluxDB 2 (Authorization: Token) or, for remote write, is sent as a
+	// bearer token.
+	Token     Secret `mapstructure:"token"`
+	TokenFile string `mapstructure:"token_file"`
+	// Timeout bounds one write request (default 10s).
+	Timeout time.Duration `mapstructure:"timeout"`
+	// BatchRecords is how many records at most one write carries (default
+	// 500): also how many a sink holds, unacknowledged, while it cannot write.
+	BatchRecords int `mapstructure:"batch_records"`
 }
 
-func (c *Config) validateSinks(p *problems) {
+// Metric sink types.
+const (
+	SinkPrometheusRemoteWrite = "prometheus_remote_write"
+	SinkInflux                = "influx"
+)
+
+// IsMetric says the sink takes samples rather than JSON lines.
+func (s *Sink) IsMetric() bool { return s.Type == SinkPrometheusRemoteWrite || s.Type == SinkInflux }
+
+// MetricSinks are the sinks that take samples.
+func (c *Config) MetricSinks() []Sink {
+	var out []Sink
+	for _, s := range c.Sinks {
+		if s.IsMetric() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// RecordSinks are the sinks that take HostRecords as JSON lines.
+func (c *Config) RecordSinks() []Sink {
+	var out []Sink
+	for _, s := range c.Sinks {
+		if !s.IsMetric() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *Config) validateSinks(p *problems, getenv func(string) string) {
 	if len(c.Sinks) == 0 {
 		c.Sinks = []Sink{{Type: "stdout"}}
 	}
-	for i, s := range c.Sinks {
+	baseDir := ""
+	if c.File != "" {
+		baseDir = filepath.Dir(c.File)
+	}
+	names := map[string]int{}
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
 		key := fmt.Sprintf("sinks[%d]", i)
+		metricOnly := func() {
+			for _, f := range []struct{ k, v string }{{"url", s.URL}, {"token", string(s.Token)}, {"token_file", s.TokenFile}, {"name", s.Name}} {
+				if f.v != "" {
+					p.add(key+"."+f.k, "a %s sink takes no %s (only metric sinks do)", s.Type, f.k)
+				}
+			}
+			if s.Timeout != 0 || s.BatchRecords != 0 {
+				p.add(key, "a %s sink takes no timeout or batch_records (only metric sinks do)", s.Type)
+			}
+		}
 		switch s.Type {
 		case "stdout":
 			if s.Path != "" {
 				p.add(key+".path", "a stdout sink takes no path")
 			}
+			metricOnly()
 		case "file":
 			if s.Path == "" {
 				p.add(key+".path", "is empty (a file sink needs a path)")
 			}
+			metricOnly()
+		case SinkPrometheusRemoteWrite, SinkInflux:
+			if s.Path != "" {
+				p.add(key+".path", "a %s sink takes no path (it writes to url)", s.Type)
+			}
+			if s.Name == "" {
+				s.Name = s.Type
+			}
+			if !validSinkName(s.Name) {
+				p.add(key+".name", "%q may hold only letters, digits, '-' and '_' (it names the consumer sink-%s)", s.Name, s.Name)
+			} else if j, dup := names[s.Name]; dup {
+				p.add(key+".name", "%q is already the name of sinks[%d]: give each metric sink its own name", s.Name, j)
+			}
+			names[s.Name] = i
+			validateSinkURL(p, key+".url", s)
+			env := EnvPrefix + "_SINKS_" + strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_")) + "_TOKEN"
+			resolveSecret(p, key+".token", &s.Token, s.TokenFile, env, baseDir, getenv)
+			if s.Timeout == 0 {
+				s.Timeout = 10 * time.Second
+			} else if s.Timeout < 0 {
+				p.add(key+".timeout", "%s is negative", s.Timeout)
+			}
+			if s.BatchRecords == 0 {
+				s.BatchRecords = 500
+			} else if s.BatchRecords < 0 || s.BatchRecords > 10_000 {
+				p.add(key+".batch_records", "%d is not between 1 and 10000", s.BatchRecords)
+			}
+		case "":
+			p.add(key+".type", "is empty (want stdout, file, %s or %s)", SinkPrometheusRemoteWrite, SinkInflux)
 		default:
-			p.add(key+".type", "%q is not a sink type (want stdout or file)", s.Type)
+			p.add(key+".type", "%q is not a sink type (want stdout, file, %s or %s)", s.Type, SinkPrometheusRemoteWrite, SinkInflux)
 		}
+	}
+	if c.MetricsSubject {
+		if j, dup := names[MetricsSubjectSink]; dup {
+			p.add(fmt.Sprintf("sinks[%d].name", j), "%q is taken by metrics_subject: name this sink otherwise", MetricsSubjectSink)
+		}
+	}
+}
+
+// MetricsSubjectSink names the output of metrics_subject (consumer
+// sink-metrics_subject).
+const MetricsSubjectSink = "metrics_subject"
+
+func validSinkName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validateSinkURL checks a metric sink's write URL: http or https, a host,
+// and for influx the path and query of v1 (/write?db=) or v2
+// (/api/v2/write?org=&bucket=).
+func validateSinkURL(p *problems, key string, s *Sink) {
+	if s.URL == "" {
+		example := "http://prometheus.example.net:9090/api/v1/write"
+		if s.Type == SinkInflux {
+			example = "http://influxdb.example.net:8086/write?db=flock"
+		}
+		p.add(key, "is empty (a %s sink needs its write URL, such as %s)", s.Type, example)
+		return
+	}
+	shown := RedactURL(s.URL)
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		p.add(key, "%q is not a URL: %v", shown, errors.Unwrap(err))
+		return
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		p.add(key, "%q: scheme %q is not http or https", shown, u.Scheme)
+		return
+	}
+	if u.Host == "" {
+		p.add(key, "%q has no host", shown)
+		return
+	}
+	if s.Type != SinkInflux {
+		return
+	}
+	q := u.Query()
+	switch {
+	case strings.HasSuffix(u.Path, "/api/v2/write"):
+		if q.Get("org") == "" || q.Get("bucket") == "" {
+			p.add(key, "%q: an InfluxDB 2 write URL needs org= and bucket= (…/api/v2/write?org=ORG&bucket=BUCKET)", shown)
+		}
+		if s.Token == "" && s.TokenFile == "" {
+			p.add(key, "%q: InfluxDB 2 needs a token: give token_file", shown)
+		}
+	case strings.HasSuffix(u.Path, "/write"):
+		if q.Get("db") == "" {
+			p.add(key, "%q: an InfluxDB 1 write URL needs db= (…/write?db=flock)", shown)
+		}
+	default:
+		p.add(key, "%q is not an InfluxDB write URL: want …/write?db=DB (1.x) or …/api/v2/write?org=ORG&bucket=BUCKET (2.x)", shown)
 	}
 }
 

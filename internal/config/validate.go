@@ -76,7 +76,7 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	c.validateCredentials(p, getenv)
 	c.validateModules(p)
 	c.checkLevel(p, "defaults", &c.Defaults, nil)
-	c.validateSinks(p)
+	c.validateSinks(p, getenv)
 	c.buildGroups(p)
 	c.buildHosts(p)
 	// The lists as written are done with: a 100,000-host inventory's raw

@@ -158,7 +158,8 @@ const head = `authorization {
 const dispatcher = `    {
       # Administers the streams, the consumers and the KV buckets; publishes
       # tasks; reads records and heartbeats; serves poll-now; holds the
-      # dispatchers' lease (flock_dispatchers).
+      # dispatchers' lease (flock_dispatchers); publishes samples on
+      # flock.metrics.> (metrics_subject).
       user: dispatcher
       password: $FLOCK_DISPATCHER_PASSWORD
       # A client (or the dispatcher's embedded server's own), never a leaf.
@@ -173,6 +174,7 @@ const dispatcher = `    {
             "flock.results.>",
             "flock.poll.task.>",
             "flock.poll.now",
+            "flock.metrics.>",
             "$KV.flock_hosts.>",
             "$KV.flock_dispatchers.>",
           ]
@@ -192,7 +194,9 @@ const dispatcher = `    {
 
 const reader = `    {
       # Reads records: live (nats sub 'flock.results.>') or through its own
-      # consumers on FLOCK_RESULTS. Nothing else.
+      # consumers on FLOCK_RESULTS (the results command's metric sinks:
+      # sink-<name>); publishes and reads samples on flock.metrics.>
+      # (metrics_subject; Telegraf's nats_consumer). Nothing else.
       user: reader
       password: $FLOCK_READER_PASSWORD
       allowed_connection_types: ["STANDARD"]
@@ -208,12 +212,14 @@ const reader = `    {
             "$JS.API.CONSUMER.MSG.NEXT.FLOCK_RESULTS.>",
             "$JS.ACK.FLOCK_RESULTS.>",
             "$JS.FC.FLOCK_RESULTS.>",
+            "flock.metrics.>",
           ]
         }
         subscribe: {
           allow: [
             "_INBOX.>",
             "flock.results.>",
+            "flock.metrics.>",
           ]
         }
       }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flock-snmp/flock/internal/task"
@@ -242,4 +243,15 @@ func (b *Bus) ConsumeRecords(ctx context.Context, durable string, ackWait time.D
 	}
 	drain(cc)
 	return nil
+}
+
+// Subscribe delivers what is published on subject (core NATS, live: no
+// stored message, no acknowledgement) to fn, from one goroutine at a time,
+// until stop is called.
+func (b *Bus) Subscribe(subject string, fn func(subject string, data []byte)) (stop func(), err error) {
+	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) { fn(m.Subject, m.Data) })
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
 }

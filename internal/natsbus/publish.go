@@ -98,3 +98,22 @@ func (b *Bus) PublishRecord(ctx context.Context, subject, id string, data []byte
 	}
 	return nil
 }
+
+// PublishCore publishes data on subject without storing it (core NATS:
+// whoever subscribes gets it, no one else): metrics_subject's line protocol.
+func (b *Bus) PublishCore(subject string, data []byte) error {
+	if err := b.nc.Publish(subject, data); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// FlushCore waits until the server has everything PublishCore sent.
+func (b *Bus) FlushCore(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second) // nats.go wants a deadline
+	defer cancel()
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("flush to NATS: %w", err)
+	}
+	return nil
+}

@@ -107,9 +107,10 @@ func sizeVarint(v uint64) int {
 
 // Client posts WriteRequests to one endpoint.
 type Client struct {
-	url  string
-	http *http.Client
-	body []byte // scratch: the compressed request
+	url   string
+	token string // sent as a bearer token when set
+	http  *http.Client
+	body  []byte // scratch: the compressed request
 }
 
 // New checks the endpoint's URL (http or https, with a host) and returns
@@ -123,6 +124,13 @@ func New(endpoint string, timeout time.Duration) (*Client, error) {
 		return nil, fmt.Errorf("remote write URL %q: want http:// or https:// and a host, e.g. http://prometheus.example.net:9090/api/v1/write", endpoint)
 	}
 	return &Client{url: endpoint, http: &http.Client{Timeout: timeout}}, nil
+}
+
+// WithToken has c send token as a bearer token (Authorization: Bearer),
+// as Mimir's and VictoriaMetrics' authenticating proxies take it.
+func (c *Client) WithToken(token string) *Client {
+	c.token = token
+	return c
 }
 
 // ErrRejected is wrapped when the endpoint refused a request for good
@@ -142,6 +150,9 @@ func (c *Client) Send(ctx context.Context, r *Request) error {
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	req.Header.Set("User-Agent", "flock")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("remote write to %s: %w", c.url, err)

@@ -11,14 +11,21 @@
 // names keeps a stable numeric name: snmp_ and its OID without the last
 // sub-identifier, underscores for dots, with that sub-identifier as label
 // "index" (.1.3.6.1.4.1.9.2.1.58.0 is snmp_1_3_6_1_4_1_9_2_1_58{index="0"}).
-// Strings that are not lookups are not samples (they stay in the record).
+// Strings that are not lookups are not samples (they stay in the record),
+// unless the host's modules name them as info: then each is a sample
+// <name>_info of value 1 with the string as label <name> (sysDescr_info{
+// sysDescr="Linux ..."}), as snmp_exporter shows them. Label values are
+// UTF-8: an octet string that is not is shown as 0x and its hex digits.
 package sample
 
 import (
+	"bytes"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/flock-snmp/flock/internal/mib"
 	"github.com/flock-snmp/flock/internal/task"
@@ -70,32 +77,81 @@ type Sample struct {
 // Converter turns records into samples. Make it once; it is safe for
 // concurrent use.
 type Converter struct {
-	mib     *mib.Resolver
+	mib *mib.Resolver
+	def *Profile
+}
+
+// Profile is what a host's modules ask of its samples beyond the MIB's
+// names: lookup columns and info objects. Shared, read-only.
+type Profile struct {
 	lookups []string // column names whose values label their rows
+	info    []string // string objects shown as <name>_info samples
 }
 
 // NewConverter converts with the MIB objects of r; lookups name columns
 // whose values label the rows of their table, or of a table with the same
-// index (ifName labels ifTable's rows and ifXTable's).
+// index (ifName labels ifTable's rows and ifXTable's), for Convert.
 func NewConverter(r *mib.Resolver, lookups []string) (*Converter, error) {
-	for _, l := range lookups {
-		full, err := r.Resolve(l)
-		if err != nil {
-			return nil, fmt.Errorf("lookup %q: %w", l, err)
-		}
-		if o, _, ok := r.Object(full + ".1"); !ok || o.Table == "" {
-			return nil, fmt.Errorf("lookup %q: not a table column", l)
-		}
+	c := &Converter{mib: r}
+	def, err := c.Profile(lookups, nil)
+	if err != nil {
+		return nil, err
 	}
-	return &Converter{mib: r, lookups: append([]string(nil), lookups...)}, nil
+	c.def = def
+	return c, nil
+}
+
+// Profile makes the profile of lookup columns and info objects, each a MIB
+// name or numeric OID of an object (not an instance).
+func (c *Converter) Profile(lookups, info []string) (*Profile, error) {
+	p := &Profile{}
+	name := func(what, l string, column bool) (string, error) {
+		full, err := c.mib.Resolve(l)
+		if err != nil {
+			return "", fmt.Errorf("%s %q: %w", what, l, err)
+		}
+		o, suffix, ok := c.mib.Object(full + ".1")
+		if !ok || suffix != "1" {
+			return "", fmt.Errorf("%s %q: not a MIB object", what, l)
+		}
+		if column && o.Table == "" {
+			return "", fmt.Errorf("%s %q: not a table column", what, l)
+		}
+		return o.Name, nil
+	}
+	for _, l := range lookups {
+		n, err := name("lookup", l, true)
+		if err != nil {
+			return nil, err
+		}
+		p.lookups = append(p.lookups, n)
+	}
+	for _, l := range info {
+		n, err := name("info", l, false)
+		if err != nil {
+			return nil, err
+		}
+		p.info = append(p.info, n)
+	}
+	return p, nil
 }
 
 // row identifies a table row across tables with the same index.
 type row struct{ index, suffix string }
 
-// Convert appends rec's samples to dst and returns it: Up (and Duration),
-// then one per numeric varbind, in the record's order.
+// Convert appends rec's samples to dst with the lookups NewConverter was
+// given: see ConvertWith.
 func (c *Converter) Convert(rec *task.HostRecord, dst []Sample) []Sample {
+	return c.ConvertWith(rec, c.def, dst)
+}
+
+// ConvertWith appends rec's samples to dst and returns it: Up (and
+// Duration), then one per numeric varbind and info object, in the record's
+// order, with p's lookups and info (nil: none).
+func (c *Converter) ConvertWith(rec *task.HostRecord, p *Profile, dst []Sample) []Sample {
+	if p == nil {
+		p = &Profile{}
+	}
 	if rec.Error != nil {
 		return append(dst, Sample{Name: Up, Value: 0, Integer: true})
 	}
@@ -103,7 +159,7 @@ func (c *Converter) Convert(rec *task.HostRecord, dst []Sample) []Sample {
 
 	// The lookups' values, by row.
 	var looked map[row][]Label
-	if len(c.lookups) > 0 {
+	if len(p.lookups) > 0 {
 		for i := range rec.Varbinds {
 			vb := &rec.Varbinds[i]
 			if vb.Type != task.TypeOctetString {
@@ -113,7 +169,7 @@ func (c *Converter) Convert(rec *task.HostRecord, dst []Sample) []Sample {
 			if !ok || o.Table == "" {
 				continue
 			}
-			for j, l := range c.lookups {
+			for j, l := range p.lookups {
 				if l == o.Name {
 					if looked == nil {
 						looked = map[row][]Label{}
@@ -121,10 +177,10 @@ func (c *Converter) Convert(rec *task.HostRecord, dst []Sample) []Sample {
 					k := row{o.IndexKey, suffix}
 					lk := looked[k]
 					if lk == nil { // one slot per lookup, in the converter's order; Name "" while absent
-						lk = make([]Label, len(c.lookups))
+						lk = make([]Label, len(p.lookups))
 						looked[k] = lk
 					}
-					lk[j] = Label{l, string(vb.Bytes)}
+					lk[j] = Label{l, text(vb.Bytes)}
 				}
 			}
 		}
@@ -134,6 +190,9 @@ func (c *Converter) Convert(rec *task.HostRecord, dst []Sample) []Sample {
 		vb := &rec.Varbinds[i]
 		v, kind, ok := value(vb)
 		if !ok {
+			if len(p.info) > 0 && vb.Type == task.TypeOctetString {
+				dst, idx = c.appendInfo(dst, idx, vb, p, looked)
+			}
 			continue
 		}
 		o, suffix, known := c.mib.Object(vb.OID)
@@ -147,24 +206,72 @@ func (c *Converter) Convert(rec *task.HostRecord, dst []Sample) []Sample {
 			s.Name = "snmp_" + strings.ReplaceAll(vb.OID[1:cut], ".", "_")
 			s.Labels = []Label{{"index", vb.OID[cut+1:]}}
 		case o.Table == "":
-			s.Name = o.Name
+			s.Name = metricName(o.Name)
 		default:
-			s.Name, s.Table = o.Name, o.Table
+			s.Name, s.Table = metricName(o.Name), o.Table
 			idx = o.IndexValues(suffix, idx[:0])
-			lk := looked[row{o.IndexKey, suffix}]
-			s.Labels = make([]Label, 0, len(idx)+len(lk))
-			for _, x := range idx {
-				s.Labels = append(s.Labels, Label{x.Name, x.Value})
-			}
-			for _, l := range lk {
-				if l.Name != "" {
-					s.Labels = append(s.Labels, l)
-				}
-			}
+			s.Labels = rowLabels(idx, looked[row{o.IndexKey, suffix}], 0)
 		}
 		dst = append(dst, s)
 	}
 	return dst
+}
+
+// appendInfo appends vb's <name>_info sample when p names its object.
+func (c *Converter) appendInfo(dst []Sample, idx []mib.IndexValue, vb *task.Varbind, p *Profile, looked map[row][]Label) ([]Sample, []mib.IndexValue) {
+	o, suffix, ok := c.mib.Object(vb.OID)
+	if !ok {
+		return dst, idx
+	}
+	for _, n := range p.info {
+		if n != o.Name {
+			continue
+		}
+		s := Sample{Name: metricName(o.Name) + "_info", Table: o.Table, Value: 1, Integer: true}
+		if o.Table == "" {
+			s.Labels = []Label{{metricName(o.Name), text(vb.Bytes)}}
+		} else {
+			idx = o.IndexValues(suffix, idx[:0])
+			s.Labels = rowLabels(idx, looked[row{o.IndexKey, suffix}], 1)
+			s.Labels = append(s.Labels, Label{metricName(o.Name), text(vb.Bytes)})
+		}
+		return append(dst, s), idx
+	}
+	return dst, idx
+}
+
+// rowLabels are a row's index values, then its lookups, with room for
+// extra more.
+func rowLabels(idx []mib.IndexValue, lk []Label, extra int) []Label {
+	ls := make([]Label, 0, len(idx)+len(lk)+extra)
+	for _, x := range idx {
+		ls = append(ls, Label{metricName(x.Name), x.Value})
+	}
+	for _, l := range lk {
+		if l.Name != "" {
+			ls = append(ls, Label{metricName(l.Name), l.Value})
+		}
+	}
+	return ls
+}
+
+// metricName makes a MIB name a valid Prometheus metric and label name:
+// SMI names may hold '-', Prometheus's may not ('_' instead).
+func metricName(n string) string {
+	if strings.IndexByte(n, '-') < 0 {
+		return n
+	}
+	return strings.ReplaceAll(n, "-", "_")
+}
+
+// text is an octet string as a label value: itself when it is UTF-8 (and
+// not ending in NULs, as some agents pad), else 0x and its hex digits.
+func text(b []byte) string {
+	b = bytes.TrimRight(b, "\x00")
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return "0x" + hex.EncodeToString(b)
 }
 
 // value is a varbind's numeric value and kind; false for what is not a

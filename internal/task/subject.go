@@ -34,7 +34,14 @@ func CheckSite(site string) error {
 const (
 	TaskPrefix   = "flock.tasks."
 	ResultPrefix = "flock.results."
+	// MetricsPrefix is where metrics_subject publishes each record's
+	// samples as InfluxDB line protocol (core NATS, not stored).
+	MetricsPrefix = "flock.metrics."
 )
+
+// MetricsSubject is the subject a host's samples are published on, as line
+// protocol, when metrics_subject is set.
+func MetricsSubject(site, hostKey string) string { return MetricsPrefix + site + "." + hostKey }
 
 // TaskSubject is the work-queue subject of one host's tasks.
 func TaskSubject(site, hostKey string) string { return TaskPrefix + site + "." + hostKey }

@@ -1,0 +1,125 @@
+package export
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/sample"
+)
+
+// OpenSource binds to the records of metric sink name (natsbus.Bus's
+// SinkRecords, adapted).
+type OpenSource func(ctx context.Context, name string) (Source, error)
+
+// Sinks are the running writers of a configuration's metric sinks.
+type Sinks struct {
+	writers []*Writer
+	wg      sync.WaitGroup
+}
+
+// Start runs a Writer for each metric sink of cfg, and for metrics_subject
+// when set (publishing through pub), until ctx ends. No metric sink: a
+// Sinks with nothing to run.
+func Start(ctx context.Context, cfg *config.Config, open OpenSource, pub Publisher, m *Metrics, log *slog.Logger) (*Sinks, error) {
+	sinks := cfg.MetricSinks()
+	s := &Sinks{}
+	if len(sinks) == 0 && !cfg.MetricsSubject {
+		return s, nil
+	}
+	conv, err := sample.NewConverter(cfg.Resolver, nil)
+	if err != nil {
+		return nil, err
+	}
+	profiles, err := ProfilesFor(conv, cfg.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	add := func(name string, out Output, batch int) error {
+		src, err := open(ctx, name)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", name, err)
+		}
+		s.writers = append(s.writers, &Writer{Name: name, Source: src, Output: out, Converter: conv,
+			Profiles: profiles, Batch: batch, Log: log, Metrics: m})
+		return nil
+	}
+	for _, c := range sinks {
+		out, err := Open(c)
+		if err == nil {
+			err = add(c.Name, out, c.BatchRecords)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MetricsSubject {
+		if err := add(config.MetricsSubjectSink, Subject(pub), 500); err != nil {
+			return nil, err
+		}
+	}
+	for _, w := range s.writers {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = w.Run(ctx)
+		}()
+		log.Info("metric sink writing", "sink", w.Name)
+	}
+	return s, nil
+}
+
+// Names are the running sinks' names.
+func (s *Sinks) Names() []string {
+	var out []string
+	for _, w := range s.writers {
+		out = append(out, w.Name)
+	}
+	return out
+}
+
+// Wait returns when every writer has stopped (its context ended).
+func (s *Sinks) Wait() { s.wg.Wait() }
+
+// Drain waits until every sink has written every record stored so far, or
+// ctx ends: then the error names each sink with the records it has left
+// (they wait in the results stream for the sink's next writer).
+func (s *Sinks) Drain(ctx context.Context) error {
+	var left []string
+	for _, w := range s.writers {
+		if n, err := Drain(ctx, w.Source); err != nil {
+			left = append(left, fmt.Sprintf("%s: %d records not yet written", w.Name, n))
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("metric sinks not caught up (%s); they wait in the results stream for the sinks' next writer", strings.Join(left, "; "))
+	}
+	return nil
+}
+
+// ProfilesFor gives each host of hosts the profile of its modules' lookups
+// and info; hosts with the same lists share one.
+func ProfilesFor(conv *sample.Converter, hosts []config.Host) (Profiles, error) {
+	byKey := map[[2]string]*sample.Profile{}
+	shared := map[string]*sample.Profile{}
+	for i := range hosts {
+		h := &hosts[i]
+		if len(h.Lookups) == 0 && len(h.Info) == 0 {
+			continue
+		}
+		k := strings.Join(h.Lookups, ",") + "|" + strings.Join(h.Info, ",")
+		p := shared[k]
+		if p == nil {
+			var err error
+			if p, err = conv.Profile(h.Lookups, h.Info); err != nil {
+				return nil, fmt.Errorf("host %s: %w", h.Name, err)
+			}
+			shared[k] = p
+		}
+		byKey[[2]string{h.Site, h.Key}] = p
+	}
+	return func(site, hostKey string) *sample.Profile { return byKey[[2]string{site, hostKey}] }, nil
+}
