@@ -72,9 +72,10 @@ sinks:
   - {type: prometheus_remote_write, name: vm, url: '%s'}
   - {type: influx, url: '%s'}
   - {type: influx, name: vm-influx, url: '%s'}
+  - {type: influx, name: nodb, url: '%s'}
 hosts:
   - {name: snmpd-1.example.net, address: 127.0.0.1, port: %d}
-`, natsPort, filepath.Join(dir, "nats"), community, tsdbModules, prom.WriteURL(), vm.WriteURL(), influx.WriteURL("flock"), vm.InfluxWriteURL(), port)
+`, natsPort, filepath.Join(dir, "nats"), community, tsdbModules, prom.WriteURL(), vm.WriteURL(), influx.WriteURL("flock"), vm.InfluxWriteURL(), influx.WriteURL("nodb"), port)
 	cfgPath := filepath.Join(dir, "flock.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -113,6 +114,11 @@ hosts:
 		t.Fatalf("dispatcher --once exit %d:\n%s", code, disp.stderr.String())
 	}
 	after := snmpValues(t, port)
+	// A database that refuses the write for good (4xx): logged with its
+	// answer, not retried, the run not held up by it.
+	if !regexp.MustCompile(`sink refused a batch: not retried.* sink=nodb records=1 .*404 Not Found: .*database not found`).MatchString(disp.stderr.String()) {
+		t.Errorf("the refusal of InfluxDB without the database is not logged with its answer:\n%s", disp.stderr.String())
+	}
 	recs := decodeAll(t, disp.stdout.Lines())["snmpd-1.example.net"]
 	if len(recs) != 1 || recs[0].Error != nil {
 		t.Fatalf("records of snmpd-1: %+v", recs)

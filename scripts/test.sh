@@ -2,20 +2,28 @@
 # Flock's test suite, as CI runs it: formatting, vet, then every test with
 # the race detector and the integration tag (net-snmp interop included).
 # On a fresh Debian machine it first installs net-snmp (snmpd, snmp),
-# Chromium (the status page's test renders it), Prometheus and InfluxDB
-# (the metric outputs' tests write to them) when they are missing and it can (root with
-# apt-get); those tests fail, rather than skip, without them.
+# Chromium (the status page's test renders it), Prometheus, VictoriaMetrics
+# and InfluxDB (the metric outputs' tests write to them) when they are
+# missing and it can (root with apt-get), and builds Telegraf (not a Debian
+# package; the shipped Telegraf configurations' test runs it); those tests
+# fail, rather than skip, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v influxd >/dev/null; then
+if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v influxd >/dev/null || ! command -v victoria-metrics >/dev/null; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		echo "test: installing net-snmp (snmpd, snmp), chromium, prometheus and influxdb for the interop, status page and metric output tests" >&2
+		echo "test: installing net-snmp (snmpd, snmp), chromium, prometheus, victoria-metrics and influxdb for the interop, status page and metric output tests" >&2
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp chromium fonts-liberation prometheus influxdb >/dev/null
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp chromium fonts-liberation prometheus influxdb victoria-metrics >/dev/null
 	else
-		echo "test: net-snmp (Debian packages snmpd and snmp), chromium, prometheus and influxdb are needed for the interop, status page and metric output tests; install them first" >&2
+		echo "test: net-snmp (Debian packages snmpd and snmp), chromium, prometheus, victoria-metrics and influxdb are needed for the interop, status page and metric output tests; install them first" >&2
 	fi
+fi
+if ! command -v telegraf >/dev/null && [ -z "${FLOCK_TELEGRAF:-}" ]; then
+	echo "test: building telegraf v1.37.2 (the plugins the shipped Telegraf configurations use) into $(go env GOPATH)/bin" >&2
+	CGO_ENABLED=0 go install -tags custom,inputs.nats_consumer,parsers.influx,parsers.json_v2,outputs.file,serializers.influx \
+		github.com/influxdata/telegraf/cmd/telegraf@v1.37.2
+	export FLOCK_TELEGRAF="$(go env GOPATH)/bin/telegraf"
 fi
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

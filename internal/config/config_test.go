@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +153,27 @@ func TestLoadBad(t *testing.T) {
 			`testdata/bad-sites.yaml: groups[0].site: site name "dc.one" has character '.'; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
 			`testdata/bad-sites.yaml: hosts[0].site: site name "branch 7" has character ' '; a site is letters, digits, '-' and '_' (it is a NATS subject token)`,
 			`testdata/bad-sites.yaml: hosts[1].site: site name is empty`,
+		}},
+		{"bad-sinks.yaml", []string{
+			`testdata/bad-sinks.yaml: modules[0].lookups[1]: "sysName" is a scalar, not a table column: only a column's values can label rows`,
+			`testdata/bad-sinks.yaml: modules[0].lookups[2]: unknown MIB name "ifNme": no object "ifNme" is known (built in: HOST-RESOURCES-MIB, IF-MIB, SNMPv2-MIB; add the MIB's directory to mib_dirs)`,
+			`testdata/bad-sinks.yaml: modules[0].lookups[3]: "ifName.1" (.1.3.6.1.2.1.31.1.1.1.1.1) is not a MIB object Flock knows by name (give an object, not an instance or a table)`,
+			`testdata/bad-sinks.yaml: modules[0].info[0]: "sysDescr.0" (.1.3.6.1.2.1.1.1.0) is not a MIB object Flock knows by name (give an object, not an instance or a table)`,
+			`testdata/bad-sinks.yaml: sinks[0].type: "prometheus" is not a sink type (want stdout, file, prometheus_remote_write or influx)`,
+			`testdata/bad-sinks.yaml: sinks[1].url: is empty (a prometheus_remote_write sink needs its write URL, such as http://prometheus.example.net:9090/api/v1/write)`,
+			`testdata/bad-sinks.yaml: sinks[2].name: "prometheus_remote_write" is already the name of sinks[1]: give each metric sink its own name`,
+			`testdata/bad-sinks.yaml: sinks[2].url: "ftp://prometheus.example.net/api/v1/write": scheme "ftp" is not http or https`,
+			`testdata/bad-sinks.yaml: sinks[3].url: "http://influxdb.example.net:8086/query?db=flock" is not an InfluxDB write URL: want …/write?db=DB (1.x) or …/api/v2/write?org=ORG&bucket=BUCKET (2.x)`,
+			`testdata/bad-sinks.yaml: sinks[4].name: "influx" is already the name of sinks[3]: give each metric sink its own name`,
+			`testdata/bad-sinks.yaml: sinks[4].url: "http://influxdb.example.net:8086/write": an InfluxDB 1 write URL needs db= (…/write?db=flock)`,
+			`testdata/bad-sinks.yaml: sinks[5].url: "http://influxdb.example.net:8086/api/v2/write?org=noc": an InfluxDB 2 write URL needs org= and bucket= (…/api/v2/write?org=ORG&bucket=BUCKET)`,
+			`testdata/bad-sinks.yaml: sinks[5].url: "http://influxdb.example.net:8086/api/v2/write?org=noc": InfluxDB 2 needs a token: give token_file`,
+			`testdata/bad-sinks.yaml: sinks[6].path: a prometheus_remote_write sink takes no path (it writes to url)`,
+			`testdata/bad-sinks.yaml: sinks[6].name: "vm.one" may hold only letters, digits, '-' and '_' (it names the consumer sink-vm.one)`,
+			`testdata/bad-sinks.yaml: sinks[7].url: a file sink takes no url (only metric sinks do)`,
+			`testdata/bad-sinks.yaml: sinks[8].name: "metrics_subject" is taken by metrics_subject: name this sink otherwise`,
+			`testdata/bad-sinks.yaml: sinks[9].timeout: -1s is negative`,
+			`testdata/bad-sinks.yaml: sinks[9].batch_records: 20000 is not between 1 and 10000`,
 		}},
 		{"bad-values.yaml", []string{
 			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
@@ -322,5 +344,72 @@ func TestSites(t *testing.T) {
 	})
 	if err != nil || c.Poller.Site != "branch-7" || c.Hosts[0].Site != "dc2" {
 		t.Fatalf("FLOCK_POLLER_SITE, FLOCK_DEFAULTS_SITE: %v %+v", err, c)
+	}
+}
+
+// Metric sinks get their defaults and their token; a module's lookups label
+// rows and are walked when no walk covers them; info objects are kept.
+func TestMetricSinksAndLookups(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "influx.token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "flock.yaml")
+	if err := os.WriteFile(cfg, []byte(`
+modules:
+  - name: if-x
+    walk: [IF-MIB::ifXTable]
+    lookups: [ifName, ifDescr, IF-MIB::ifAlias]
+    info: [sysDescr, ifDescr]
+  - name: if-both
+    walk: [IF-MIB::ifTable, IF-MIB::ifXTable]
+    lookups: [ifName, ifDescr]
+sinks:
+  - {type: prometheus_remote_write, url: 'http://prometheus.example.net:9090/api/v1/write'}
+  - {type: influx, name: influx2, url: 'http://influxdb.example.net:8086/api/v2/write?org=noc&bucket=snmp', token_file: influx.token, batch_records: 50, timeout: 3s}
+  - {type: file, path: records.jsonl}
+hosts:
+  - {name: a.example.net, modules: [if-x]}
+  - {name: b.example.net, modules: [if-both]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(cfg, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := c.MetricSinks()
+	if len(ms) != 2 || ms[0].Name != SinkPrometheusRemoteWrite || ms[0].Timeout != 10*time.Second || ms[0].BatchRecords != 500 ||
+		ms[1].Name != "influx2" || ms[1].Token.Reveal() != "s3cret-token" || ms[1].BatchRecords != 50 || ms[1].Timeout != 3*time.Second {
+		t.Errorf("metric sinks: %+v", ms)
+	}
+	if rs := c.RecordSinks(); len(rs) != 1 || rs[0].Type != "file" {
+		t.Errorf("record sinks: %+v", rs)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", ms, ms), "s3cret-token") {
+		t.Error("a sink's token shows when the sink is printed")
+	}
+	const ifDescr, ifName, ifAlias = ".1.3.6.1.2.1.2.2.1.2", ".1.3.6.1.2.1.31.1.1.1.1", ".1.3.6.1.2.1.31.1.1.1.18"
+	a, b := c.Hosts[0], c.Hosts[1]
+	if !slices.Equal(a.Lookups, []string{ifName, ifDescr, ifAlias}) || !slices.Equal(a.Info, []string{".1.3.6.1.2.1.1.1", ifDescr}) {
+		t.Errorf("a: lookups %v info %v", a.Lookups, a.Info)
+	}
+	// ifDescr is in ifTable, which a does not walk: walked for the lookup.
+	if !slices.Equal(a.Walk, []string{ifDescr}) || len(a.Tables) != 1 {
+		t.Errorf("a walks %v and tables %v, want ifXTable and the lookup column ifDescr", a.Walk, a.Tables)
+	}
+	if len(b.Walk) != 0 || len(b.Tables) != 2 {
+		t.Errorf("b walks %v and tables %v: its lookups are covered, nothing to add", b.Walk, b.Tables)
+	}
+	// FLOCK_SINKS_<NAME>_TOKEN wins over the file.
+	c, err = Load(cfg, func(k string) string {
+		if k == "FLOCK_SINKS_INFLUX2_TOKEN" {
+			return "from-env"
+		}
+		return ""
+	})
+	if err != nil || c.MetricSinks()[1].Token.Reveal() != "from-env" {
+		t.Errorf("token from the environment: %v", err)
 	}
 }

@@ -654,6 +654,8 @@ func (c *Config) validateSinks(p *problems, getenv func(string) string) {
 				p.add(key+".name", "%q may hold only letters, digits, '-' and '_' (it names the consumer sink-%s)", s.Name, s.Name)
 			} else if j, dup := names[s.Name]; dup {
 				p.add(key+".name", "%q is already the name of sinks[%d]: give each metric sink its own name", s.Name, j)
+			} else if s.Name == MetricsSubjectSink && c.MetricsSubject {
+				p.add(key+".name", "%q is taken by metrics_subject: name this sink otherwise", s.Name)
 			}
 			names[s.Name] = i
 			validateSinkURL(p, key+".url", s)
@@ -673,11 +675,6 @@ func (c *Config) validateSinks(p *problems, getenv func(string) string) {
 			p.add(key+".type", "is empty (want stdout, file, %s or %s)", SinkPrometheusRemoteWrite, SinkInflux)
 		default:
 			p.add(key+".type", "%q is not a sink type (want stdout, file, %s or %s)", s.Type, SinkPrometheusRemoteWrite, SinkInflux)
-		}
-	}
-	if c.MetricsSubject {
-		if j, dup := names[MetricsSubjectSink]; dup {
-			p.add(fmt.Sprintf("sinks[%d].name", j), "%q is taken by metrics_subject: name this sink otherwise", MetricsSubjectSink)
 		}
 	}
 }

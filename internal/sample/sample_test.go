@@ -149,3 +149,47 @@ func BenchmarkConvertRouter48(b *testing.B) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "samples/s")
 	b.ReportMetric(float64(len(dst)), "samples/op")
 }
+
+// A profile's info objects become <name>_info samples (the string as a
+// label, 1 as value; rows keep their index and lookups); strings that are
+// not UTF-8 are shown in hex, NUL padding dropped; other strings are no sample.
+func TestConvertInfo(t *testing.T) {
+	conv, err := sample.NewConverter(mib.Builtin(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := conv.Profile([]string{"ifName"}, []string{"sysDescr", "IF-MIB::ifDescr", ".1.3.6.1.2.1.31.1.1.1.18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := task.HostRecord{DurationMS: 3, Varbinds: []task.Varbind{
+		{OID: ".1.3.6.1.2.1.1.1.0", Type: task.TypeOctetString, Bytes: []byte("Linux core-sw1\x00\x00")},
+		{OID: ".1.3.6.1.2.1.1.5.0", Type: task.TypeOctetString, Bytes: []byte("core-sw1")},
+		{OID: ".1.3.6.1.2.1.2.2.1.2.3", Type: task.TypeOctetString, Bytes: []byte("Gi0/1")},
+		{OID: ".1.3.6.1.2.1.31.1.1.1.1.3", Type: task.TypeOctetString, Bytes: []byte("gi0/1")},
+		{OID: ".1.3.6.1.2.1.31.1.1.1.18.3", Type: task.TypeOctetString, Bytes: []byte{0xff, 0x01}},
+		{OID: ".1.3.6.1.2.1.2.2.1.10.3", Type: task.TypeCounter32, Uint: 99},
+	}}
+	got := map[string]string{}
+	for _, s := range conv.ConvertWith(&rec, p, nil) {
+		got[s.Name] = fmt.Sprintf("%s{%s} %v", s.Table, labels(s), s.Value)
+	}
+	want := map[string]string{
+		sample.Up:       "{} 1",
+		sample.Duration: "{} 0.003",
+		"sysDescr_info": "{sysDescr=Linux core-sw1} 1",
+		"ifDescr_info":  "ifTable{ifIndex=3,ifName=gi0/1,ifDescr=Gi0/1} 1",
+		"ifAlias_info":  "ifXTable{ifIndex=3,ifName=gi0/1,ifAlias=0xff01} 1",
+		"ifInOctets":    "ifTable{ifIndex=3,ifName=gi0/1} 99",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("samples:\n got %v\nwant %v", got, want)
+	}
+	// Without the profile: no info, no lookup.
+	if n := len(conv.ConvertWith(&rec, nil, nil)); n != 3 {
+		t.Errorf("no profile: %d samples, want up, duration and ifInOctets", n)
+	}
+	if _, err := conv.Profile(nil, []string{"sysDescr.0"}); err == nil || !strings.Contains(err.Error(), `info "sysDescr.0"`) {
+		t.Errorf("an instance as info: %v", err)
+	}
+}
