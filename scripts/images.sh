@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds Flock's images with no registry: static binaries built here, copied
 # into FROM scratch images (docker/Dockerfile). Tags: flock/<name>:local.
+# With Debian's victoria-metrics installed (apt-get install victoria-metrics)
+# it also builds flock/victoria-metrics:local for the compose profile "tsdb"
+# (docker/victoria-metrics.Dockerfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ctx=build/docker
@@ -22,3 +25,22 @@ for target in dispatcher poller snmpsim results nats-server; do
 		|| { cat "$ctx/build.log" >&2; exit 1; }
 	printf 'images: flock/%s:local %s\n' "$target" "$(docker image inspect -f '{{.Size}}' "flock/$target:local" | awk '{printf "%.1f MB", $1/1e6}')"
 done
+
+# VictoriaMetrics, from Debian's binary: it is dynamically linked, so the
+# image gets it with the shared libraries ldd lists and the dynamic loader,
+# each copied (symlinks followed) to its absolute path.
+vm=/usr/bin/victoria-metrics
+if [ -x "$vm" ]; then
+	if ldd "$vm" | grep -q 'not found'; then ldd "$vm" >&2; exit 1; fi
+	vmctx=build/docker-victoria-metrics
+	rm -rf "$vmctx" && mkdir -p "$vmctx/root" "$vmctx/data"
+	for f in "$vm" $(ldd "$vm" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i}'); do
+		mkdir -p "$vmctx/root$(dirname "$f")"
+		cp -L "$f" "$vmctx/root$f"
+	done
+	docker build -q -f docker/victoria-metrics.Dockerfile -t flock/victoria-metrics:local "$vmctx" >/dev/null 2>"$vmctx/build.log" \
+		|| { cat "$vmctx/build.log" >&2; exit 1; }
+	printf 'images: flock/victoria-metrics:local %s\n' "$(docker image inspect -f '{{.Size}}' flock/victoria-metrics:local | awk '{printf "%.1f MB", $1/1e6}')"
+else
+	echo "images: no $vm (apt-get install victoria-metrics): skipped flock/victoria-metrics:local, which the compose profile tsdb and make compose-test need" >&2
+fi

@@ -93,7 +93,8 @@ func writeSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, log *
 	if cfg.Metrics.Listen != "" {
 		srv, err := telemetry.Serve("metrics.listen", cfg.Metrics.Listen, telemetry.ServerOptions{
 			Registry: reg, Log: log, Role: func() string { return "writer" },
-			Ready: func(ctx context.Context) error { return bus.Ready(ctx) },
+			// The reader role may look at FLOCK_RESULTS only.
+			Ready: func(ctx context.Context) error { return bus.Ready(ctx, natsbus.ResultStream) },
 		})
 		if err != nil {
 			return err

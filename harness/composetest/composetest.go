@@ -1,7 +1,9 @@
 // Package composetest checks Flock under docker compose on this machine's
 // Docker engine: the whole stack up, pollers scaled to three, one poller
 // container killed mid-cycle, the nats container restarted, and everything
-// torn down, counting what each step cost.
+// torn down, counting what each step cost. The compose profile "tsdb" is on:
+// the TSDB writer's samples must reach its VictoriaMetrics for every host,
+// after the nats restart too.
 package composetest
 
 import (
@@ -20,7 +22,12 @@ import (
 
 	"github.com/flock-snmp/flock/harness/composectl"
 	"github.com/flock-snmp/flock/harness/procs"
+	"github.com/flock-snmp/flock/harness/promtest"
 )
+
+// vmImage is the profile tsdb's VictoriaMetrics, built by scripts/images.sh
+// from Debian's victoria-metrics.
+const vmImage = "flock/victoria-metrics:local"
 
 // Config sets up a run.
 type Config struct {
@@ -47,6 +54,11 @@ type Result struct {
 	// AuthUsers are the users the NATS server saw the stack's connections
 	// authenticate as (from its monitoring /connz), when it requires auth.
 	AuthUsers []string
+	// TSDBHosts and TSDBSysUpTimeHosts are the hosts with a flock_poll_up
+	// and a sysUpTime sample in VictoriaMetrics (written by the tsdb-writer
+	// service); TSDBHostsAfterRestart those with a flock_poll_up sample of a
+	// poll started more than an interval after the nats restart.
+	TSDBHosts, TSDBSysUpTimeHosts, TSDBHostsAfterRestart int
 }
 
 // Line is the run's last line.
@@ -61,7 +73,8 @@ func (r Result) Line() string {
 	}
 	return fmt.Sprintf("compose-test: hosts=%d cycles=%d pollers=%d poller_shares=%s killed=%d missed=%d subscriber_records=%d dispatcher_records=%d nats_restart_recovered=%s leftover_containers=%d subscriber_hosts=%d healthy=%d/%d",
 		r.Hosts, r.Cycles, r.Pollers, strings.Join(shares, "/"), r.Killed, r.Missed, r.SubscriberRecords, r.DispatcherRecords,
-		yes, r.LeftoverContainers, r.HostsSeenBySubscriber, r.Healthy, r.Checked) + " nats_auth_users=" + strings.Join(r.AuthUsers, ",")
+		yes, r.LeftoverContainers, r.HostsSeenBySubscriber, r.Healthy, r.Checked) + " nats_auth_users=" + strings.Join(r.AuthUsers, ",") +
+		fmt.Sprintf(" tsdb_hosts=%d tsdb_sysuptime_hosts=%d tsdb_hosts_after_restart=%d", r.TSDBHosts, r.TSDBSysUpTimeHosts, r.TSDBHostsAfterRestart)
 }
 
 // Pass reports whether every check held.
@@ -70,6 +83,9 @@ func (r Result) Pass() bool {
 		return false
 	}
 	if r.Missed != 0 || !r.NATSRestartRecovered || r.LeftoverContainers != 0 || r.Killed != 1 || r.HostsSeenBySubscriber != r.Hosts {
+		return false
+	}
+	if r.TSDBHosts != r.Hosts || r.TSDBSysUpTimeHosts != r.Hosts || r.TSDBHostsAfterRestart != r.Hosts {
 		return false
 	}
 	for _, s := range r.Shares {
@@ -92,11 +108,19 @@ func (r *runner) logf(format string, args ...any) {
 // Run runs the checks. The images must exist (make images).
 func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	r := &runner{cfg: cfg, proj: composectl.Project{Command: cfg.Compose, Name: cfg.Project}}
+	if _, err := composectl.Docker(ctx, "image", "inspect", "-f", "{{.Id}}", vmImage); err != nil {
+		return res, fmt.Errorf("no image %s (apt-get install victoria-metrics, then make images): %w", vmImage, err)
+	}
 	port, err := procs.FreePort()
 	if err != nil {
 		return res, err
 	}
-	r.proj.Env = []string{fmt.Sprintf("FLOCK_NATS_MONITOR_PORT=%d", port)}
+	vmPort, err := procs.FreePort()
+	if err != nil {
+		return res, err
+	}
+	// The profile tsdb: the tsdb-writer service and its victoria-metrics.
+	r.proj.Env = []string{fmt.Sprintf("FLOCK_NATS_MONITOR_PORT=%d", port), fmt.Sprintf("FLOCK_VM_PORT=%d", vmPort), "COMPOSE_PROFILES=tsdb"}
 	if os.Getenv("FLOCK_NATS_IMAGE") == "" {
 		r.proj.Env = append(r.proj.Env, "FLOCK_NATS_IMAGE=flock/nats-server:local") // no registry here
 	}
@@ -113,7 +137,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	started := time.Now()
-	r.logf("stack up: nats, snmpsim (%d devices), dispatcher, 3 pollers, results", cfg.Hosts)
+	r.logf("stack up: nats, snmpsim (%d devices), dispatcher, 3 pollers, results, tsdb-writer, victoria-metrics", cfg.Hosts)
 	pollers, err := r.proj.Containers(ctx, "poller")
 	if err != nil {
 		return res, err
@@ -181,6 +205,9 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	res.SubscriberRecords, res.HostsSeenBySubscriber = subCount, len(subHosts)
+	if err := r.tsdbSamples(ctx, vmPort, natsBack, ended, &res); err != nil {
+		return res, err
+	}
 	res.Cycles = int(ended.Sub(started) / cfg.Interval)
 
 	// Shares per initial poller container (poller names are <hostname>-<pid>;
@@ -276,6 +303,50 @@ func (r *runner) subscriberRecords(ctx context.Context) (map[string]bool, int, e
 		hosts[strings.Fields(strings.TrimPrefix(line, "record host="))[0]] = true
 	}
 	return hosts, n, nil
+}
+
+// tsdbSamples asks VictoriaMetrics (its port published on loopback) how
+// many hosts have samples there, as of ended: over the whole run, and of
+// polls started more than an interval after the nats restart. The writer
+// writes in batches behind the polls, so it waits up to two more intervals
+// for every host to arrive.
+func (r *runner) tsdbSamples(ctx context.Context, port int, natsBack, ended time.Time, res *Result) error {
+	vm := &promtest.Server{URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	window := ended.Sub(natsBack.Add(r.cfg.Interval)).Round(time.Second)
+	hosts := func(query string) (int, error) {
+		out, err := vm.Query(ctx, "count(count by (host) ("+query+"))", ended)
+		if err != nil || len(out) == 0 {
+			return 0, err
+		}
+		return int(out[0].Value), nil
+	}
+	deadline := time.Now().Add(2 * r.cfg.Interval)
+	for {
+		var err error
+		if res.TSDBHosts, err = hosts("flock_poll_up"); err != nil {
+			return fmt.Errorf("victoria-metrics: %w", err)
+		}
+		if res.TSDBSysUpTimeHosts, err = hosts("sysUpTime"); err != nil {
+			return fmt.Errorf("victoria-metrics: %w", err)
+		}
+		if res.TSDBHostsAfterRestart, err = hosts(fmt.Sprintf("count_over_time(flock_poll_up[%ds])", int(window.Seconds()))); err != nil {
+			return fmt.Errorf("victoria-metrics: %w", err)
+		}
+		n := r.cfg.Hosts
+		if res.TSDBHosts == n && res.TSDBSysUpTimeHosts == n && res.TSDBHostsAfterRestart == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			r.logf("victoria-metrics: hosts with flock_poll_up %d, with sysUpTime %d, polled after the nats restart %d; want %d",
+				res.TSDBHosts, res.TSDBSysUpTimeHosts, res.TSDBHostsAfterRestart, n)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // authUsers asks the NATS server's monitoring port (published on loopback)

@@ -2,7 +2,7 @@
 // Docker engine (see harness/composetest). Build the images first (make
 // images). Its last line is
 //
-//	compose-test: hosts=N cycles=N pollers=N poller_shares=a/b/c killed=N missed=N subscriber_records=N dispatcher_records=N nats_restart_recovered=yes|no leftover_containers=N ...
+//	compose-test: hosts=N cycles=N pollers=N poller_shares=a/b/c killed=N missed=N subscriber_records=N dispatcher_records=N nats_restart_recovered=yes|no leftover_containers=N ... tsdb_hosts=N tsdb_sysuptime_hosts=N tsdb_hosts_after_restart=N (samples in VictoriaMetrics through the tsdb profile's writer)
 //
 // and it exits 1 when a check fails.
 package main
