@@ -91,7 +91,9 @@ func (b *Batch) AddRecord(rec *task.HostRecord, samples []sample.Sample) {
 		r.fields = append(r.fields, '=')
 		switch {
 		case s.Integer && math.Abs(s.Value) < 1<<63:
-			r.fields = strconv.AppendInt(r.fields, int64(s.Value), 10)
+			// The exact integer, not the float's rounding of it (a Counter64
+			// past 2^53).
+			r.fields = strconv.AppendInt(r.fields, s.Int, 10)
 			r.fields = append(r.fields, 'i')
 		default:
 			r.fields = strconv.AppendFloat(r.fields, s.Value, 'g', -1, 64)

@@ -92,7 +92,7 @@ func TestWriteToInfluxDB(t *testing.T) {
 func TestLineEscapes(t *testing.T) {
 	rec := task.HostRecord{Host: "core sw1", Site: "default", StartedAt: time.Unix(1700000000, 5)}
 	var b Batch
-	b.AddRecord(&rec, []sample.Sample{{Name: "ifHCInOctets", Table: "ifXTable", Labels: []sample.Label{{Name: "ifIndex", Value: "1"}, {Name: "ifAlias", Value: "a,b=c d\\e"}}, Value: 7, Integer: true},
+	b.AddRecord(&rec, []sample.Sample{{Name: "ifHCInOctets", Table: "ifXTable", Labels: []sample.Label{{Name: "ifIndex", Value: "1"}, {Name: "ifAlias", Value: "a,b=c d\\e"}}, Value: 7, Integer: true, Int: 7},
 		{Name: "x y", Value: 0.5}})
 	want := `ifXTable,host=core\ sw1,site=default,ifIndex=1,ifAlias=a\,b\=c\ d\\e ifHCInOctets=7i 1700000000000000005` + "\n" +
 		`snmp,host=core\ sw1,site=default x\ y=0.5 1700000000000000005` + "\n"

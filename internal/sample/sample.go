@@ -72,6 +72,10 @@ type Sample struct {
 	// the Opaque floats, and the poll's up), for outputs that keep integer
 	// and float fields apart: it is the same for every sample of an object.
 	Integer bool
+	// Int is the exact value of an Integer sample that fits an int64
+	// (Value is a float64: exact only to 2^53), for outputs with integer
+	// fields; a Counter64 past 2^63 has only Value.
+	Int int64
 }
 
 // Converter turns records into samples. Make it once; it is safe for
@@ -153,9 +157,9 @@ func (c *Converter) ConvertWith(rec *task.HostRecord, p *Profile, dst []Sample) 
 		p = &Profile{}
 	}
 	if rec.Error != nil {
-		return append(dst, Sample{Name: Up, Value: 0, Integer: true})
+		return append(dst, Sample{Name: Up, Value: 0, Integer: true, Int: 0})
 	}
-	dst = append(dst, Sample{Name: Up, Value: 1, Integer: true}, Sample{Name: Duration, Value: rec.DurationMS / 1000})
+	dst = append(dst, Sample{Name: Up, Value: 1, Integer: true, Int: 1}, Sample{Name: Duration, Value: rec.DurationMS / 1000})
 
 	// The lookups' values, by row.
 	var looked map[row][]Label
@@ -197,6 +201,11 @@ func (c *Converter) ConvertWith(rec *task.HostRecord, p *Profile, dst []Sample) 
 		}
 		o, suffix, known := c.mib.Object(vb.OID)
 		s := Sample{Value: v, Kind: kind, Integer: vb.Type != task.TypeOpaqueFloat && vb.Type != task.TypeOpaqueDouble}
+		if vb.Type == task.TypeInteger {
+			s.Int = vb.Int
+		} else if vb.Uint <= math.MaxInt64 {
+			s.Int = int64(vb.Uint)
+		}
 		switch {
 		case !known:
 			cut := strings.LastIndexByte(vb.OID, '.')
@@ -227,7 +236,7 @@ func (c *Converter) appendInfo(dst []Sample, idx []mib.IndexValue, vb *task.Varb
 		if n != o.Name {
 			continue
 		}
-		s := Sample{Name: metricName(o.Name) + "_info", Table: o.Table, Value: 1, Integer: true}
+		s := Sample{Name: metricName(o.Name) + "_info", Table: o.Table, Value: 1, Integer: true, Int: 1}
 		if o.Table == "" {
 			s.Labels = []Label{{metricName(o.Name), text(vb.Bytes)}}
 		} else {

@@ -193,3 +193,28 @@ func TestConvertInfo(t *testing.T) {
 		t.Errorf("an instance as info: %v", err)
 	}
 }
+
+// A Counter64 past 2^53 keeps its exact value in Int (for integer fields);
+// Value, a float64, rounds it.
+func TestConvertExactIntegers(t *testing.T) {
+	conv, err := sample.NewConverter(mib.Builtin(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const big = 1<<62 + 1
+	rec := task.HostRecord{Varbinds: []task.Varbind{
+		{OID: ".1.3.6.1.2.1.31.1.1.1.6.1", Type: task.TypeCounter64, Uint: big},
+		{OID: ".1.3.6.1.2.1.31.1.1.1.10.1", Type: task.TypeCounter64, Uint: 1<<64 - 1},
+		{OID: ".1.3.6.1.2.1.2.2.1.8.1", Type: task.TypeInteger, Int: -2},
+	}}
+	got := conv.Convert(&rec, nil)
+	if len(got) != 5 || got[2].Int != big || !got[2].Integer {
+		t.Fatalf("Counter64 2^62+1: %+v", got)
+	}
+	if got[3].Int != 0 || got[3].Value != 1<<64 {
+		t.Errorf("Counter64 past 2^63 has only its float value: %+v", got[3])
+	}
+	if got[4].Int != -2 || got[4].Value != -2 {
+		t.Errorf("Integer: %+v", got[4])
+	}
+}
