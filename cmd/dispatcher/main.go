@@ -200,8 +200,16 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 		return err
 	}
 	defer metricSinks.Wait()
+	// A reload gives the metric sinks the hosts' new lookups and info too.
+	reloadConfig := func() (*config.Config, error) {
+		c, err := load()
+		if err == nil {
+			err = metricSinks.SetHosts(c)
+		}
+		return c, err
+	}
 	r = dispatch.NewRunner(bus, cfg, dispatch.RunOptions{
-		Sinks: sinks, State: states, Reload: reload, LoadConfig: load, Log: log, Registerer: reg,
+		Sinks: sinks, State: states, Reload: reload, LoadConfig: reloadConfig, Log: log, Registerer: reg,
 		RecordsAckWait: 2 * ttl,
 		Queue: func(ctx context.Context, site string) (dispatch.QueueStats, error) {
 			q, err := bus.Queue(ctx, site)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/sample"
@@ -17,8 +19,12 @@ type OpenSource func(ctx context.Context, name string) (Source, error)
 
 // Sinks are the running writers of a configuration's metric sinks.
 type Sinks struct {
-	writers []*Writer
-	wg      sync.WaitGroup
+	writers  []*Writer
+	wg       sync.WaitGroup
+	conv     *sample.Converter
+	profiles atomic.Pointer[map[[2]string]*sample.Profile] // by site and host key
+	sinks    []config.Sink                                 // as started, to tell a reload's changes
+	log      *slog.Logger
 }
 
 // Start runs a Writer for each metric sink of cfg, and for metrics_subject
@@ -26,7 +32,7 @@ type Sinks struct {
 // Sinks with nothing to run.
 func Start(ctx context.Context, cfg *config.Config, open OpenSource, pub Publisher, m *Metrics, log *slog.Logger) (*Sinks, error) {
 	sinks := cfg.MetricSinks()
-	s := &Sinks{}
+	s := &Sinks{sinks: sinks, log: log}
 	if len(sinks) == 0 && !cfg.MetricsSubject {
 		return s, nil
 	}
@@ -34,10 +40,11 @@ func Start(ctx context.Context, cfg *config.Config, open OpenSource, pub Publish
 	if err != nil {
 		return nil, err
 	}
-	profiles, err := ProfilesFor(conv, cfg.Hosts)
-	if err != nil {
+	s.conv = conv
+	if err := s.SetHosts(cfg); err != nil {
 		return nil, err
 	}
+	profiles := func(site, hostKey string) *sample.Profile { return (*s.profiles.Load())[[2]string{site, hostKey}] }
 	add := func(name string, out Output, batch int) error {
 		src, err := open(ctx, name)
 		if err != nil {
@@ -72,6 +79,27 @@ func Start(ctx context.Context, cfg *config.Config, open OpenSource, pub Publish
 	return s, nil
 }
 
+// SetHosts gives the hosts of a reloaded configuration their lookups and
+// info from then on. The sinks themselves are those the writers started
+// with: a reload that changes them is logged, and needs a restart.
+func (s *Sinks) SetHosts(cfg *config.Config) error {
+	if s.conv == nil {
+		if len(cfg.MetricSinks()) > 0 || cfg.MetricsSubject {
+			s.log.Warn("metric sinks added by the reload are not running: restart to start them")
+		}
+		return nil
+	}
+	byKey, err := profilesFor(s.conv, cfg.Hosts)
+	if err != nil {
+		return err
+	}
+	if s.profiles.Load() != nil && !slices.Equal(s.sinks, cfg.MetricSinks()) {
+		s.log.Warn("the reload changes the metric sinks; they are read at start: restart to apply the change")
+	}
+	s.profiles.Store(&byKey)
+	return nil
+}
+
 // Names are the running sinks' names.
 func (s *Sinks) Names() []string {
 	var out []string
@@ -100,9 +128,9 @@ func (s *Sinks) Drain(ctx context.Context) error {
 	return nil
 }
 
-// ProfilesFor gives each host of hosts the profile of its modules' lookups
+// profilesFor gives each host of hosts the profile of its modules' lookups
 // and info; hosts with the same lists share one.
-func ProfilesFor(conv *sample.Converter, hosts []config.Host) (Profiles, error) {
+func profilesFor(conv *sample.Converter, hosts []config.Host) (map[[2]string]*sample.Profile, error) {
 	byKey := map[[2]string]*sample.Profile{}
 	shared := map[string]*sample.Profile{}
 	for i := range hosts {
@@ -121,5 +149,5 @@ func ProfilesFor(conv *sample.Converter, hosts []config.Host) (Profiles, error) 
 		}
 		byKey[[2]string{h.Site, h.Key}] = p
 	}
-	return func(site, hostKey string) *sample.Profile { return byKey[[2]string{site, hostKey}] }, nil
+	return byKey, nil
 }

@@ -1,0 +1,114 @@
+//go:build integration
+
+package export_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flock-snmp/flock/harness/natstest"
+	"github.com/flock-snmp/flock/harness/promtest"
+	"github.com/flock-snmp/flock/harness/recordtest"
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/export"
+	"github.com/flock-snmp/flock/internal/natsbus"
+	"github.com/flock-snmp/flock/internal/task"
+)
+
+// A sink writes what the results stream holds to a real VictoriaMetrics,
+// with the host's lookups; a reload's new lookups label the next records;
+// Drain returns once everything stored is written.
+func TestSinkWritesWithReloadedLookups(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := natstest.RunJetStream(t)
+	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: srv.ClientURL(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	if err := bus.EnsureStreams(ctx, natsbus.StreamOptions{Sites: []string{task.DefaultSite}}); err != nil {
+		t.Fatal(err)
+	}
+	vm := promtest.StartVictoriaMetrics(t)
+	load := func(lookup string) *config.Config {
+		path := filepath.Join(t.TempDir(), "flock.yaml")
+		body := `
+modules: [{name: if-mib, walk: [IF-MIB::ifXTable], lookups: [` + lookup + `]}]
+sinks: [{type: prometheus_remote_write, name: vm, url: '` + vm.WriteURL() + `'}]
+hosts: [{name: sim-00001, modules: [if-mib]}]
+`
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Load(path, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	open := func(ctx context.Context, name string) (export.Source, error) {
+		c, err := bus.SinkRecords(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	sinks, err := export.Start(ctx, load("ifName"), open, bus, export.NewMetrics(nil), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := recordtest.Router(t, 2)
+	if rec.Host != "sim-00001" || rec.Site != task.DefaultSite {
+		t.Fatalf("the simulated router is %s of site %s; the test's inventory names sim-00001 of default", rec.Host, rec.Site)
+	}
+	publish := func(rec task.HostRecord) {
+		t.Helper()
+		if err := bus.PublishRecord(ctx, task.ResultSubject(rec.Site, rec.HostKey), rec.TaskID, rec.AppendJSON(nil)); err != nil {
+			t.Fatal(err)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer dcancel()
+		start := time.Now()
+		if err := sinks.Drain(dctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("drained in %s", time.Since(start))
+	}
+	// VictoriaMetrics makes a write searchable within a second or two.
+	query := func(q string, at time.Time) int {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			rs, err := vm.Query(ctx, q, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) > 0 || time.Now().After(deadline) {
+				t.Logf("%s: %d series", q, len(rs))
+				return len(rs)
+			}
+		}
+	}
+	publish(rec)
+	first := rec.StartedAt
+	if n := query(`ifHCInOctets{host="`+rec.Host+`",ifName="Gi0/1",ifIndex="1"}`, first.Add(time.Second)); n != 1 {
+		t.Fatalf("after Drain, ifHCInOctets of Gi0/1 labelled by the lookup ifName: %d series, want 1", n)
+	}
+	// The reload: ifDescr instead of ifName, for the records from now on.
+	if err := sinks.SetHosts(load("ifDescr")); err != nil {
+		t.Fatal(err)
+	}
+	rec.TaskID += "-2"
+	rec.StartedAt = first.Add(2 * time.Second)
+	publish(rec)
+	at := rec.StartedAt.Add(time.Second)
+	if n := query(`ifHCInOctets{host="`+rec.Host+`",ifDescr="GigabitEthernet0/1",ifName=""}`, at); n != 1 {
+		t.Errorf("after the reload, ifHCInOctets labelled by ifDescr alone: %d series, want 1", n)
+	}
+	cancel()
+	sinks.Wait()
+}
