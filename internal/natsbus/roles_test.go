@@ -220,6 +220,40 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	if msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil || !strings.HasPrefix(msg.Subject(), task.ResultPrefix) {
 		t.Fatalf("reader's consumer: %v", err)
 	}
+	// The reader as a TSDB writer: a metric sink's durable consumer, its
+	// records fetched and acknowledged, its pending counted; metrics_subject's
+	// line protocol published and read (Telegraf logs in as reader).
+	sinkCons, err := reader.SinkRecords(ctx, "roles")
+	if err != nil {
+		t.Fatalf("reader cannot make a metric sink's consumer: %v", err)
+	}
+	fetched, err := sinkCons.Fetch(10, 2*time.Second, nil)
+	if err != nil || len(fetched) == 0 {
+		t.Fatalf("reader's sink consumer fetched %d records: %v", len(fetched), err)
+	}
+	for _, m := range fetched {
+		if err := m.Ack(); err != nil {
+			t.Fatalf("reader cannot acknowledge a sink's record: %v", err)
+		}
+	}
+	if _, err := sinkCons.Pending(ctx); err != nil {
+		t.Fatalf("reader cannot read its sink's pending: %v", err)
+	}
+	metrics := make(chan *nats.Msg, 1)
+	if _, err := reader.Conn().ChanSubscribe(task.MetricsPrefix+">", metrics); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.PublishCore(task.MetricsSubject(task.DefaultSite, "sw1"), []byte("snmp,host=sw1 up=1i")); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.FlushCore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-metrics:
+	case <-time.After(5 * time.Second):
+		t.Fatal("reader got nothing on flock.metrics.>")
+	}
 	select {
 	case m := <-beats:
 		var hb task.Heartbeat
@@ -288,6 +322,8 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	}
 	_ = nc.Publish(task.TaskSubject(task.DefaultSite, "core-injected"), []byte("x"))
 	wantViolation(t, perr, "poller publishing a task on core NATS")
+	_ = nc.Publish(task.MetricsSubject(task.DefaultSite, "forged"), []byte("x"))
+	wantViolation(t, perr, "poller publishing samples on flock.metrics")
 
 	// What the reader may not do.
 	rc, rerr := rawAs(t, srv, "reader")
