@@ -116,7 +116,7 @@ hosts:
 	after := snmpValues(t, port)
 	// A database that refuses the write for good (4xx): logged with its
 	// answer, not retried, the run not held up by it.
-	if !regexp.MustCompile(`sink refused a batch: not retried.* sink=nodb records=1 .*404 Not Found: .*database not found`).MatchString(disp.stderr.String()) {
+	if !regexp.MustCompile(`sink refused a record: not retried.* sink=nodb host=snmpd-1.example.net .*404 Not Found: .*database not found`).MatchString(disp.stderr.String()) {
 		t.Errorf("the refusal of InfluxDB without the database is not logged with its answer:\n%s", disp.stderr.String())
 	}
 	recs := decodeAll(t, disp.stdout.Lines())["snmpd-1.example.net"]

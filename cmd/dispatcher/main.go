@@ -195,11 +195,16 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 	reg := telemetry.NewRegistry()
 	// Metric sinks run in every dispatcher, leader or standby: each sink's
 	// durable consumer hands each record to one of them.
-	metricSinks, err := startMetricSinks(ctx, bus, cfg, reg, log)
+	sinkCtx, stopSinks := context.WithCancel(ctx)
+	metricSinks, err := startMetricSinks(sinkCtx, bus, cfg, reg, log)
 	if err != nil {
+		stopSinks()
 		return err
 	}
-	defer metricSinks.Wait()
+	defer func() {
+		stopSinks() // on every way out, not only when ctx ends
+		metricSinks.Wait()
+	}()
 	// A reload gives the metric sinks the hosts' new lookups and info too.
 	reloadConfig := func() (*config.Config, error) {
 		c, err := load()
@@ -265,8 +270,8 @@ const onceSinkWait = 30 * time.Second
 
 // startMetricSinks runs the configuration's metric sinks (none: nothing).
 func startMetricSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*export.Sinks, error) {
-	open := func(ctx context.Context, name string) (export.Source, error) {
-		c, err := bus.SinkRecords(ctx, name)
+	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
+		c, err := bus.SinkRecords(ctx, name, batch)
 		if err != nil {
 			return nil, err
 		}

@@ -76,8 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // writeSinks runs the metric sinks until ctx ends.
 func writeSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, log *slog.Logger) error {
 	reg := telemetry.NewRegistry()
-	open := func(ctx context.Context, name string) (export.Source, error) {
-		c, err := bus.SinkRecords(ctx, name)
+	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
+		c, err := bus.SinkRecords(ctx, name, batch)
 		if err != nil {
 			return nil, err
 		}

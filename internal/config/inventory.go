@@ -619,6 +619,7 @@ func (c *Config) validateSinks(p *problems, getenv func(string) string) {
 		baseDir = filepath.Dir(c.File)
 	}
 	names := map[string]int{}
+	envs := map[string]int{}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		key := fmt.Sprintf("sinks[%d]", i)
@@ -658,13 +659,20 @@ func (c *Config) validateSinks(p *problems, getenv func(string) string) {
 				p.add(key+".name", "%q is taken by metrics_subject: name this sink otherwise", s.Name)
 			}
 			names[s.Name] = i
-			validateSinkURL(p, key+".url", s)
-			env := EnvPrefix + "_SINKS_" + strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_")) + "_TOKEN"
+			env := SinkTokenEnv(s.Name)
+			if j, dup := envs[env]; dup && s.Name != c.Sinks[j].Name {
+				p.add(key+".name", "%q and sinks[%d]'s %q share the token variable %s: name them apart", s.Name, j, c.Sinks[j].Name, env)
+			}
+			envs[env] = i
 			resolveSecret(p, key+".token", &s.Token, s.TokenFile, env, baseDir, getenv)
-			if s.Timeout == 0 {
+			validateSinkURL(p, key+".url", s, env)
+			switch {
+			case s.Timeout == 0:
 				s.Timeout = 10 * time.Second
-			} else if s.Timeout < 0 {
+			case s.Timeout < 0:
 				p.add(key+".timeout", "%s is negative", s.Timeout)
+			case s.Timeout > MaxSinkTimeout:
+				p.add(key+".timeout", "%s is longer than %s (a batch held longer without news goes to another writer)", s.Timeout, MaxSinkTimeout)
 			}
 			if s.BatchRecords == 0 {
 				s.BatchRecords = 500
@@ -677,6 +685,17 @@ func (c *Config) validateSinks(p *problems, getenv func(string) string) {
 			p.add(key+".type", "%q is not a sink type (want stdout, file, %s or %s)", s.Type, SinkPrometheusRemoteWrite, SinkInflux)
 		}
 	}
+}
+
+// MaxSinkTimeout bounds a metric sink's write timeout: a held batch must
+// show progress within the results consumer's ack wait (30 s), and a write
+// plus the longest back-off (10 s) stays below it.
+const MaxSinkTimeout = 15 * time.Second
+
+// SinkTokenEnv is the environment variable that gives metric sink name's
+// token: FLOCK_SINKS_<NAME>_TOKEN, upper-cased, '-' as '_'.
+func SinkTokenEnv(name string) string {
+	return EnvPrefix + "_SINKS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_TOKEN"
 }
 
 // MetricsSubjectSink names the output of metrics_subject (consumer
@@ -695,7 +714,7 @@ func validSinkName(s string) bool {
 // validateSinkURL checks a metric sink's write URL: http or https, a host,
 // and for influx the path and query of v1 (/write?db=) or v2
 // (/api/v2/write?org=&bucket=).
-func validateSinkURL(p *problems, key string, s *Sink) {
+func validateSinkURL(p *problems, key string, s *Sink, tokenEnv string) {
 	if s.URL == "" {
 		example := "http://prometheus.example.net:9090/api/v1/write"
 		if s.Type == SinkInflux {
@@ -728,7 +747,7 @@ func validateSinkURL(p *problems, key string, s *Sink) {
 			p.add(key, "%q: an InfluxDB 2 write URL needs org= and bucket= (…/api/v2/write?org=ORG&bucket=BUCKET)", shown)
 		}
 		if s.Token == "" && s.TokenFile == "" {
-			p.add(key, "%q: InfluxDB 2 needs a token: give token_file", shown)
+			p.add(key, "%q: InfluxDB 2 needs a token: give token_file or %s", shown, tokenEnv)
 		}
 	case strings.HasSuffix(u.Path, "/write"):
 		if q.Get("db") == "" {

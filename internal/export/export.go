@@ -11,8 +11,10 @@
 // sink catches up in order when the output returns. An output that refuses
 // a batch for good (4xx) is not retried: the refusal is logged with the
 // server's answer and the records are acknowledged (they stay in the
-// HostRecords). Each sink has its own Writer and Source, so one sink's
-// outage never stalls another's.
+// HostRecords); a batch refused so is split in halves and sent again, so
+// only the record that holds the refused sample is lost to the sink. Each
+// sink has its own Writer and Source, so one sink's outage never stalls
+// another's.
 package export
 
 import (
@@ -41,8 +43,10 @@ type Msg interface {
 type Source interface {
 	// Fetch appends up to max records to dst, waiting up to wait for them.
 	Fetch(max int, wait time.Duration, dst []Msg) ([]Msg, error)
-	// Pending is how many records the sink has not acknowledged yet.
-	Pending(ctx context.Context) (uint64, error)
+	// Progress says how far the sink has written the stream.
+	Progress(ctx context.Context) (Progress, error)
+	// LastStored is the stream sequence of the last record stored.
+	LastStored(ctx context.Context) (uint64, error)
 }
 
 // Output is one metric output's batch and the way to send it.
@@ -55,6 +59,16 @@ type Output interface {
 	Final(err error) bool
 	// Reset empties the batch.
 	Reset()
+}
+
+// Progress is how far a sink has written the records stored.
+type Progress struct {
+	// Pending counts the records not acknowledged: stored and not yet
+	// delivered, or delivered and not acknowledged.
+	Pending uint64
+	// AckFloor is the stream sequence up to which every record is
+	// acknowledged.
+	AckFloor uint64
 }
 
 // Profiles gives a host's profile (its modules' lookups and info); nil
@@ -86,11 +100,10 @@ const fetchWait = time.Second
 func (w *Writer) Run(ctx context.Context) error {
 	m := w.Metrics.sink(w.Name)
 	go w.watchPending(ctx, m)
+	st := &runState{w: w, m: m, unknown: map[[2]string]bool{}}
 	var (
-		msgs    []Msg
-		samples []sample.Sample
-		down    bool // the output failed its last attempt: an outage is under way
-		since   time.Time
+		msgs       []Msg
+		readFailed bool // the last fetch failed: said once per outage
 	)
 	for ctx.Err() == nil {
 		var err error
@@ -99,15 +112,22 @@ func (w *Writer) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			w.Log.Warn("sink cannot read its records; trying again", "sink", w.Name, "err", err)
+			m.errors.Inc()
+			if !readFailed {
+				readFailed = true
+				w.Log.Warn("sink cannot read its records; trying again every second", "sink", w.Name, "err", err)
+			}
 			sleep(ctx, fetchWait)
 			continue
+		}
+		if readFailed {
+			readFailed = false
+			w.Log.Info("sink reads its records again", "sink", w.Name)
 		}
 		if len(msgs) == 0 {
 			continue
 		}
-		w.Output.Reset()
-		n := 0
+		st.recs, st.held = st.recs[:0], msgs
 		for _, msg := range msgs {
 			rec, err := task.DecodeRecord(msg.Data())
 			if err != nil {
@@ -116,42 +136,10 @@ func (w *Writer) Run(ctx context.Context) error {
 				m.refused.Inc()
 				continue
 			}
-			samples = w.Converter.ConvertWith(&rec, w.Profiles(rec.Site, rec.HostKey), samples[:0])
-			w.Output.Add(&rec, samples)
-			n += len(samples)
+			st.recs = append(st.recs, rec)
 		}
-		for attempt := 0; ; attempt++ {
-			err := w.Output.Send(ctx)
-			if err == nil {
-				m.records.Add(float64(len(msgs)))
-				m.samples.Add(float64(n))
-				break
-			}
-			if ctx.Err() != nil {
-				return nil // held: redelivered to the next writer
-			}
-			m.errors.Inc()
-			if w.Output.Final(err) {
-				w.Log.Error("sink refused a batch: not retried; its records are acknowledged (they stay in the HostRecords)",
-					"sink", w.Name, "records", len(msgs), "samples", n, "err", err)
-				m.rejected.Add(float64(len(msgs)))
-				break
-			}
-			if !down {
-				down, since = true, time.Now()
-				w.Log.Warn("sink cannot write: holding its records in the results stream until it can",
-					"sink", w.Name, "records", len(msgs), "err", err)
-			} else {
-				w.Log.Debug("sink still cannot write", "sink", w.Name, "attempt", attempt+1, "err", err)
-			}
-			for _, msg := range msgs {
-				_ = msg.InProgress()
-			}
-			sleep(ctx, w.backoff(attempt))
-		}
-		if down {
-			down = false
-			w.Log.Info("sink writes again", "sink", w.Name, "outage", time.Since(since).Round(time.Millisecond))
+		if !st.deliver(ctx, st.recs) {
+			return nil // stopped while holding: redelivered to the next writer
 		}
 		for _, msg := range msgs {
 			if err := msg.Ack(); err != nil {
@@ -162,6 +150,92 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// runState is what one writer keeps from batch to batch.
+type runState struct {
+	w       *Writer
+	m       *sinkMetrics
+	recs    []task.HostRecord
+	samples []sample.Sample
+	held    []Msg // the batch's messages, told of progress while held
+	down    bool  // the output failed its last attempt: an outage is under way
+	since   time.Time
+	unknown map[[2]string]bool // hosts not in the inventory, said once each
+}
+
+// deliver writes recs, holding them while the output cannot take them.
+// A batch the output refuses for good is split in halves and each sent
+// again, down to the one record that is refused: one bad sample (out of
+// order, say) costs its own record, not the batch's. False: ctx ended
+// first.
+func (st *runState) deliver(ctx context.Context, recs []task.HostRecord) bool {
+	w, m := st.w, st.m
+	if len(recs) == 0 {
+		return true
+	}
+	w.Output.Reset()
+	n := 0
+	for i := range recs {
+		rec := &recs[i]
+		p := w.Profiles(rec.Site, rec.HostKey)
+		if p == nil {
+			if k := [2]string{rec.Site, rec.HostKey}; !st.unknown[k] && len(st.unknown) < 10_000 {
+				st.unknown[k] = true
+				w.Log.Warn("host not in this writer's inventory: its samples carry no lookups or info (give the writer the dispatcher's configuration)",
+					"sink", w.Name, "host", rec.Host, "site", rec.Site)
+			}
+		}
+		st.samples = w.Converter.ConvertWith(rec, p, st.samples[:0])
+		w.Output.Add(rec, st.samples)
+		n += len(st.samples)
+	}
+	for attempt := 0; ; attempt++ {
+		// Progress before each attempt: a slow write must not let the
+		// source hand the held batch to another writer.
+		if attempt > 0 {
+			for _, msg := range st.held {
+				_ = msg.InProgress()
+			}
+		}
+		err := w.Output.Send(ctx)
+		if err == nil {
+			m.records.Add(float64(len(recs)))
+			m.samples.Add(float64(n))
+			break
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		m.errors.Inc()
+		if w.Output.Final(err) {
+			if len(recs) > 1 {
+				half := len(recs) / 2
+				first, second := recs[:half], recs[half:]
+				return st.deliver(ctx, first) && st.deliver(ctx, second)
+			}
+			w.Log.Error("sink refused a record: not retried; acknowledged unwritten (it stays in the HostRecords)",
+				"sink", w.Name, "host", recs[0].Host, "task_id", recs[0].TaskID, "samples", n, "err", err)
+			m.rejected.Inc()
+			break
+		}
+		if !st.down {
+			st.down, st.since = true, time.Now()
+			w.Log.Warn("sink cannot write: holding its records in the results stream until it can",
+				"sink", w.Name, "records", len(st.held), "err", err)
+		} else {
+			w.Log.Debug("sink still cannot write", "sink", w.Name, "attempt", attempt+1, "err", err)
+		}
+		for _, msg := range st.held {
+			_ = msg.InProgress()
+		}
+		sleep(ctx, w.backoff(attempt))
+	}
+	if st.down {
+		st.down = false
+		w.Log.Info("sink writes again", "sink", w.Name, "outage", time.Since(st.since).Round(time.Millisecond))
+	}
+	return true
 }
 
 // backoff is the wait after the attempt-th failure: 0.5 s doubling to
@@ -176,16 +250,19 @@ func (w *Writer) backoff(attempt int) time.Duration {
 	return d - time.Duration(rand.Int64N(int64(d/5)+1))
 }
 
-// watchPending keeps the sink's pending gauge current.
+// watchPending keeps the sink's pending gauge current. A pending count it
+// cannot read is shown as -1, not as the last one read.
 func (w *Writer) watchPending(ctx context.Context, m *sinkMetrics) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
-		n, err := w.Source.Pending(c)
+		p, err := w.Source.Progress(c)
 		cancel()
 		if err == nil {
-			m.pending.Set(float64(n))
+			m.pending.Set(float64(p.Pending))
+		} else if ctx.Err() == nil {
+			m.pending.Set(-1)
 		}
 		select {
 		case <-ctx.Done():
@@ -195,20 +272,26 @@ func (w *Writer) watchPending(ctx context.Context, m *sinkMetrics) {
 	}
 }
 
-// Drain waits until the sink has acknowledged every record stored so far
-// (Pending is 0) or ctx ends, which it reports with the records left.
+// Drain waits until the sink has acknowledged every record stored when it
+// was called (records stored since do not hold it up), or ctx ends, which
+// it reports with the records left.
 func Drain(ctx context.Context, src Source) (uint64, error) {
+	upTo, err := src.LastStored(ctx)
+	if err != nil {
+		return 0, err
+	}
 	for {
-		n, err := src.Pending(ctx)
-		if err == nil && n == 0 {
+		p, err := src.Progress(ctx)
+		if err == nil && (p.AckFloor >= upTo || p.Pending == 0) {
 			return 0, nil
+		}
+		left := uint64(0)
+		if err == nil && upTo > p.AckFloor {
+			left = upTo - p.AckFloor
 		}
 		select {
 		case <-ctx.Done():
-			if err != nil {
-				return n, errors.Join(ctx.Err(), err)
-			}
-			return n, ctx.Err()
+			return left, errors.Join(ctx.Err(), err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

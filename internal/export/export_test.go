@@ -51,8 +51,8 @@ hosts: [{name: sim-00001, modules: [if-mib]}]
 		}
 		return c
 	}
-	open := func(ctx context.Context, name string) (export.Source, error) {
-		c, err := bus.SinkRecords(ctx, name)
+	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
+		c, err := bus.SinkRecords(ctx, name, batch)
 		if err != nil {
 			return nil, err
 		}

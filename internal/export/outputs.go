@@ -80,6 +80,7 @@ type subjectOutput struct {
 	batch influx.Batch
 	buf   []byte
 	parts []part
+	sent  int // parts published: a retry goes on from there
 }
 
 type part struct {
@@ -95,15 +96,14 @@ func (o *subjectOutput) Add(rec *task.HostRecord, s []sample.Sample) {
 	o.parts = append(o.parts, part{task.MetricsSubject(rec.Site, rec.HostKey), from, len(o.buf)})
 }
 
-func (o *subjectOutput) Reset()           { o.buf, o.parts = o.buf[:0], o.parts[:0] }
+func (o *subjectOutput) Reset()           { o.buf, o.parts, o.sent = o.buf[:0], o.parts[:0], 0 }
 func (o *subjectOutput) Final(error) bool { return false }
 func (o *subjectOutput) Send(ctx context.Context) error {
-	for len(o.parts) > 0 {
-		p := o.parts[0]
+	for ; o.sent < len(o.parts); o.sent++ {
+		p := o.parts[o.sent]
 		if err := o.pub.PublishCore(p.subject, o.buf[p.from:p.to]); err != nil {
 			return err
 		}
-		o.parts = o.parts[1:] // published: not again on a retry
 	}
 	return o.pub.FlushCore(ctx)
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/flock-snmp/flock/internal/sample"
 )
 
-// OpenSource binds to the records of metric sink name (natsbus.Bus's
-// SinkRecords, adapted).
-type OpenSource func(ctx context.Context, name string) (Source, error)
+// OpenSource binds to the records of metric sink name, which writes
+// batches of batch records (natsbus.Bus's SinkRecords, adapted).
+type OpenSource func(ctx context.Context, name string, batch int) (Source, error)
 
 // Sinks are the running writers of a configuration's metric sinks.
 type Sinks struct {
@@ -46,7 +46,7 @@ func Start(ctx context.Context, cfg *config.Config, open OpenSource, pub Publish
 	}
 	profiles := func(site, hostKey string) *sample.Profile { return (*s.profiles.Load())[[2]string{site, hostKey}] }
 	add := func(name string, out Output, batch int) error {
-		src, err := open(ctx, name)
+		src, err := open(ctx, name, batch)
 		if err != nil {
 			return fmt.Errorf("sink %s: %w", name, err)
 		}
@@ -116,12 +116,19 @@ func (s *Sinks) Wait() { s.wg.Wait() }
 // ctx ends: then the error names each sink with the records it has left
 // (they wait in the results stream for the sink's next writer).
 func (s *Sinks) Drain(ctx context.Context) error {
-	var left []string
-	for _, w := range s.writers {
-		if n, err := Drain(ctx, w.Source); err != nil {
-			left = append(left, fmt.Sprintf("%s: %d records not yet written", w.Name, n))
-		}
+	left := make([]string, len(s.writers))
+	var wg sync.WaitGroup
+	for i, w := range s.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n, err := Drain(ctx, w.Source); err != nil {
+				left[i] = fmt.Sprintf("%s: %d records not yet written (%v)", w.Name, n, err)
+			}
+		}()
 	}
+	wg.Wait()
+	left = slices.DeleteFunc(left, func(s string) bool { return s == "" })
 	if len(left) > 0 {
 		return fmt.Errorf("metric sinks not caught up (%s); they wait in the results stream for the sinks' next writer", strings.Join(left, "; "))
 	}

@@ -223,7 +223,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	// The reader as a TSDB writer: a metric sink's durable consumer, its
 	// records fetched and acknowledged, its pending counted; metrics_subject's
 	// line protocol published and read (Telegraf logs in as reader).
-	sinkCons, err := reader.SinkRecords(ctx, "roles")
+	sinkCons, err := reader.SinkRecords(ctx, "roles", 10)
 	if err != nil {
 		t.Fatalf("reader cannot make a metric sink's consumer: %v", err)
 	}
@@ -236,8 +236,11 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 			t.Fatalf("reader cannot acknowledge a sink's record: %v", err)
 		}
 	}
-	if _, err := sinkCons.Pending(ctx); err != nil {
-		t.Fatalf("reader cannot read its sink's pending: %v", err)
+	if _, err := sinkCons.Progress(ctx); err != nil {
+		t.Fatalf("reader cannot read its sink's progress: %v", err)
+	}
+	if last, err := sinkCons.LastStored(ctx); err != nil || last == 0 {
+		t.Fatalf("reader cannot read the results stream's last sequence: %d %v", last, err)
 	}
 	metrics := make(chan *nats.Msg, 1)
 	if _, err := reader.Conn().ChanSubscribe(task.MetricsPrefix+">", metrics); err != nil {

@@ -108,6 +108,7 @@ func sizeVarint(v uint64) int {
 // Client posts WriteRequests to one endpoint.
 type Client struct {
 	url   string
+	shown string // url with any password masked, for messages
 	token string // sent as a bearer token when set
 	http  *http.Client
 	body  []byte // scratch: the compressed request
@@ -123,7 +124,7 @@ func New(endpoint string, timeout time.Duration) (*Client, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("remote write URL %q: want http:// or https:// and a host, e.g. http://prometheus.example.net:9090/api/v1/write", endpoint)
 	}
-	return &Client{url: endpoint, http: &http.Client{Timeout: timeout}}, nil
+	return &Client{url: endpoint, shown: u.Redacted(), http: &http.Client{Timeout: timeout}}, nil
 }
 
 // WithToken has c send token as a bearer token (Authorization: Bearer),
@@ -144,7 +145,7 @@ func (c *Client) Send(ctx context.Context, r *Request) error {
 	c.body = s2.EncodeSnappy(c.body[:cap(c.body)], r.buf)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(c.body))
 	if err != nil {
-		return fmt.Errorf("remote write to %s: %w", c.url, err)
+		return fmt.Errorf("remote write to %s: %w", c.shown, c.redact(err))
 	}
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("Content-Type", "application/x-protobuf")
@@ -155,7 +156,7 @@ func (c *Client) Send(ctx context.Context, r *Request) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("remote write to %s: %w", c.url, err)
+		return fmt.Errorf("remote write to %s: %w", c.shown, c.redact(err))
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -163,7 +164,24 @@ func (c *Client) Send(ctx context.Context, r *Request) error {
 	case resp.StatusCode/100 == 2:
 		return nil
 	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests:
-		return fmt.Errorf("remote write of %d series to %s: %w: %s: %s", r.n, c.url, ErrRejected, resp.Status, strings.TrimSpace(string(answer)))
+		return fmt.Errorf("remote write of %d series to %s: %w: %s: %s", r.n, c.shown, ErrRejected, resp.Status, strings.TrimSpace(string(answer)))
 	}
-	return fmt.Errorf("remote write of %d series to %s: %s: %s", r.n, c.url, resp.Status, strings.TrimSpace(string(answer)))
+	return fmt.Errorf("remote write of %d series to %s: %s: %s", r.n, c.shown, resp.Status, strings.TrimSpace(string(answer)))
 }
+
+// redact is err with the URL (which net/http errors quote) shown masked;
+// errors.Is still sees what err wraps.
+func (c *Client) redact(err error) error {
+	if c.url == c.shown || !strings.Contains(err.Error(), c.url) {
+		return err
+	}
+	return redacted{msg: strings.ReplaceAll(err.Error(), c.url, c.shown), err: err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r redacted) Error() string { return r.msg }
+func (r redacted) Unwrap() error { return r.err }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +109,23 @@ func BenchmarkAddRecord(b *testing.B) {
 		req.AddRecord(&rec, samples)
 	}
 	b.ReportMetric(float64(b.N*len(samples))/b.Elapsed().Seconds(), "series/s")
+}
+
+// A password in the endpoint's URL never shows in an error.
+func TestErrorsHideThePassword(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: the connection is refused
+	c, err := New("http://flock:hunter22@"+addr+"/api/v1/write", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Request
+	err = c.Send(context.Background(), &r)
+	if err == nil || strings.Contains(err.Error(), "hunter22") || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("error %v: want the address, not the password", err)
+	}
 }

@@ -219,7 +219,7 @@ func (c *Converter) ConvertWith(rec *task.HostRecord, p *Profile, dst []Sample) 
 		default:
 			s.Name, s.Table = metricName(o.Name), o.Table
 			idx = o.IndexValues(suffix, idx[:0])
-			s.Labels = rowLabels(idx, looked[row{o.IndexKey, suffix}], 0)
+			s.Labels = rowLabels(idx, looked[row{o.IndexKey, suffix}], 0, "")
 		}
 		dst = append(dst, s)
 	}
@@ -241,7 +241,7 @@ func (c *Converter) appendInfo(dst []Sample, idx []mib.IndexValue, vb *task.Varb
 			s.Labels = []Label{{metricName(o.Name), text(vb.Bytes)}}
 		} else {
 			idx = o.IndexValues(suffix, idx[:0])
-			s.Labels = rowLabels(idx, looked[row{o.IndexKey, suffix}], 1)
+			s.Labels = rowLabels(idx, looked[row{o.IndexKey, suffix}], 1, o.Name)
 			s.Labels = append(s.Labels, Label{metricName(o.Name), text(vb.Bytes)})
 		}
 		return append(dst, s), idx
@@ -249,17 +249,25 @@ func (c *Converter) appendInfo(dst []Sample, idx []mib.IndexValue, vb *task.Varb
 	return dst, idx
 }
 
-// rowLabels are a row's index values, then its lookups, with room for
-// extra more.
-func rowLabels(idx []mib.IndexValue, lk []Label, extra int) []Label {
+// rowLabels are a row's index values, then its lookups but the one named
+// except (an info sample's own object, which it carries as its last label)
+// and those an index value already names, with room for extra more.
+func rowLabels(idx []mib.IndexValue, lk []Label, extra int, except string) []Label {
 	ls := make([]Label, 0, len(idx)+len(lk)+extra)
 	for _, x := range idx {
 		ls = append(ls, Label{metricName(x.Name), x.Value})
 	}
+next:
 	for _, l := range lk {
-		if l.Name != "" {
-			ls = append(ls, Label{metricName(l.Name), l.Value})
+		if l.Name == "" || l.Name == except {
+			continue
 		}
+		for _, x := range idx {
+			if x.Name == l.Name {
+				continue next
+			}
+		}
+		ls = append(ls, Label{metricName(l.Name), l.Value})
 	}
 	return ls
 }

@@ -158,7 +158,8 @@ func TestConvertInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := conv.Profile([]string{"ifName"}, []string{"sysDescr", "IF-MIB::ifDescr", ".1.3.6.1.2.1.31.1.1.1.18"})
+	// ifDescr both a lookup and info, ifIndex (an index) a lookup: no label twice.
+	p, err := conv.Profile([]string{"ifName", "ifDescr", "ifIndex"}, []string{"sysDescr", "IF-MIB::ifDescr", ".1.3.6.1.2.1.31.1.1.1.18"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +170,7 @@ func TestConvertInfo(t *testing.T) {
 		{OID: ".1.3.6.1.2.1.31.1.1.1.1.3", Type: task.TypeOctetString, Bytes: []byte("gi0/1")},
 		{OID: ".1.3.6.1.2.1.31.1.1.1.18.3", Type: task.TypeOctetString, Bytes: []byte{0xff, 0x01}},
 		{OID: ".1.3.6.1.2.1.2.2.1.10.3", Type: task.TypeCounter32, Uint: 99},
+		{OID: ".1.3.6.1.2.1.2.2.1.1.3", Type: task.TypeInteger, Int: 3},
 	}}
 	got := map[string]string{}
 	for _, s := range conv.ConvertWith(&rec, p, nil) {
@@ -179,15 +181,16 @@ func TestConvertInfo(t *testing.T) {
 		sample.Duration: "{} 0.003",
 		"sysDescr_info": "{sysDescr=Linux core-sw1} 1",
 		"ifDescr_info":  "ifTable{ifIndex=3,ifName=gi0/1,ifDescr=Gi0/1} 1",
-		"ifAlias_info":  "ifXTable{ifIndex=3,ifName=gi0/1,ifAlias=0xff01} 1",
-		"ifInOctets":    "ifTable{ifIndex=3,ifName=gi0/1} 99",
+		"ifAlias_info":  "ifXTable{ifIndex=3,ifName=gi0/1,ifDescr=Gi0/1,ifAlias=0xff01} 1",
+		"ifInOctets":    "ifTable{ifIndex=3,ifName=gi0/1,ifDescr=Gi0/1} 99",
+		"ifIndex":       "ifTable{ifIndex=3,ifName=gi0/1,ifDescr=Gi0/1} 3",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("samples:\n got %v\nwant %v", got, want)
 	}
 	// Without the profile: no info, no lookup.
-	if n := len(conv.ConvertWith(&rec, nil, nil)); n != 3 {
-		t.Errorf("no profile: %d samples, want up, duration and ifInOctets", n)
+	if n := len(conv.ConvertWith(&rec, nil, nil)); n != 4 {
+		t.Errorf("no profile: %d samples, want up, duration, ifInOctets and ifIndex", n)
 	}
 	if _, err := conv.Profile(nil, []string{"sysDescr.0"}); err == nil || !strings.Contains(err.Error(), `info "sysDescr.0"`) {
 		t.Errorf("an instance as info: %v", err)
