@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,4 +113,96 @@ hosts: [{name: sim-00001, modules: [if-mib]}]
 	}
 	cancel()
 	sinks.Wait()
+}
+
+// Prometheus refuses a whole request for one sample out of order (400,
+// rolled back): the batch is halved down to the record that holds it, and
+// the rest of the batch is written.
+func TestRefusedBatchIsSplit(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := natstest.RunJetStream(t)
+	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: srv.ClientURL(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	if err := bus.EnsureStreams(ctx, natsbus.StreamOptions{Sites: []string{task.DefaultSite}}); err != nil {
+		t.Fatal(err)
+	}
+	prom := promtest.Start(t)
+	path := filepath.Join(t.TempDir(), "flock.yaml")
+	if err := os.WriteFile(path, []byte(`sinks: [{type: prometheus_remote_write, url: '`+prom.WriteURL()+`', batch_records: 10}]
+hosts: [sim-00001, sim-00002, sim-00003]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
+		c, err := bus.SinkRecords(ctx, name, batch)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	sinks, err := export.Start(ctx, cfg, open, bus, export.NewMetrics(nil), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := recordtest.Router(t, 1)
+	rec := func(host string, at time.Time) task.HostRecord {
+		r := base
+		r.Host, r.HostKey, r.TaskID, r.StartedAt = host, host, host+"@"+at.Format(time.RFC3339Nano), at
+		return r
+	}
+	publish := func(rs ...task.HostRecord) {
+		t.Helper()
+		for _, r := range rs {
+			if err := bus.PublishRecord(ctx, task.ResultSubject(r.Site, r.HostKey), r.TaskID, r.AppendJSON(nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer dcancel()
+		if err := sinks.Drain(dctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	publish(rec("sim-00001", t0.Add(30*time.Second)))
+	// One batch: sim-00001 older than what Prometheus holds, then two others.
+	publish(rec("sim-00001", t0), rec("sim-00002", t0), rec("sim-00003", t0))
+	for host, want := range map[string]int{"sim-00001": 1, "sim-00002": 1, "sim-00003": 1} {
+		rs, err := prom.Query(ctx, `count_over_time(flock_poll_up{host="`+host+`"}[5m])`, t0.Add(40*time.Second))
+		if err != nil || len(rs) != 1 || int(rs[0].Value) != want {
+			t.Errorf("%s: flock_poll_up samples %+v (%v), want %d", host, rs, err, want)
+		}
+	}
+	if n := strings.Count(logs.String(), "sink refused a record"); n != 1 || !strings.Contains(logs.String(), "host=sim-00001") || !strings.Contains(logs.String(), "out of order") {
+		t.Errorf("want one refusal, of sim-00001's old record, with Prometheus's answer:\n%s", logs.String())
+	}
+	cancel()
+	sinks.Wait()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
