@@ -71,9 +71,10 @@ type Progress struct {
 	AckFloor uint64
 }
 
-// Profiles gives a host's profile (its modules' lookups and info); nil
-// for a host it does not know, whose samples then carry neither.
-type Profiles func(site, hostKey string) *sample.Profile
+// Profiles gives a host's profile (its modules' lookups and info; nil:
+// none), and whether the host is missing from a writer's inventory (one
+// with no inventory at all misses none: it was given none on purpose).
+type Profiles func(site, hostKey string) (p *sample.Profile, unknown bool)
 
 // Writer moves one sink's records from its Source to its Output.
 type Writer struct {
@@ -178,8 +179,8 @@ func (st *runState) deliver(ctx context.Context, recs []task.HostRecord) bool {
 	n := 0
 	for i := range recs {
 		rec := &recs[i]
-		p := w.Profiles(rec.Site, rec.HostKey)
-		if p == nil {
+		p, unknown := w.Profiles(rec.Site, rec.HostKey)
+		if unknown {
 			if k := [2]string{rec.Site, rec.HostKey}; !st.unknown[k] && len(st.unknown) < 10_000 {
 				st.unknown[k] = true
 				w.Log.Warn("host not in this writer's inventory: its samples carry no lookups or info (give the writer the dispatcher's configuration)",

@@ -174,10 +174,11 @@ hosts: [sim-00001, sim-00002, sim-00003]
 		}
 	}
 	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
-	publish(rec("sim-00001", t0.Add(30*time.Second)))
+	// And a host not in the inventory, twice: warned about once, written.
+	publish(rec("sim-00001", t0.Add(30*time.Second)), rec("sim-00009", t0), rec("sim-00009", t0.Add(10*time.Second)))
 	// One batch: sim-00001 older than what Prometheus holds, then two others.
 	publish(rec("sim-00001", t0), rec("sim-00002", t0), rec("sim-00003", t0))
-	for host, want := range map[string]int{"sim-00001": 1, "sim-00002": 1, "sim-00003": 1} {
+	for host, want := range map[string]int{"sim-00001": 1, "sim-00002": 1, "sim-00003": 1, "sim-00009": 2} {
 		rs, err := prom.Query(ctx, `count_over_time(flock_poll_up{host="`+host+`"}[5m])`, t0.Add(40*time.Second))
 		if err != nil || len(rs) != 1 || int(rs[0].Value) != want {
 			t.Errorf("%s: flock_poll_up samples %+v (%v), want %d", host, rs, err, want)
@@ -185,6 +186,9 @@ hosts: [sim-00001, sim-00002, sim-00003]
 	}
 	if n := strings.Count(logs.String(), "sink refused a record"); n != 1 || !strings.Contains(logs.String(), "host=sim-00001") || !strings.Contains(logs.String(), "out of order") {
 		t.Errorf("want one refusal, of sim-00001's old record, with Prometheus's answer:\n%s", logs.String())
+	}
+	if n := strings.Count(logs.String(), "host not in this writer's inventory"); n != 1 || !strings.Contains(logs.String(), "inventory: its samples carry no lookups or info (give the writer the dispatcher's configuration)\" sink=prometheus_remote_write host=sim-00009") {
+		t.Errorf("want one warning, of sim-00009:\n%s", logs.String())
 	}
 	cancel()
 	sinks.Wait()

@@ -44,7 +44,14 @@ func Start(ctx context.Context, cfg *config.Config, open OpenSource, pub Publish
 	if err := s.SetHosts(cfg); err != nil {
 		return nil, err
 	}
-	profiles := func(site, hostKey string) *sample.Profile { return (*s.profiles.Load())[[2]string{site, hostKey}] }
+	profiles := func(site, hostKey string) (*sample.Profile, bool) {
+		m := *s.profiles.Load()
+		p, known := m[[2]string{site, hostKey}]
+		return p, !known && len(m) > 0
+	}
+	if len(cfg.Hosts) == 0 {
+		log.Info("metric sinks: this configuration has no hosts, so samples carry no lookups or info (give the writer the dispatcher's inventory for them)")
+	}
 	add := func(name string, out Output, batch int) error {
 		src, err := open(ctx, name, batch)
 		if err != nil {
@@ -136,13 +143,14 @@ func (s *Sinks) Drain(ctx context.Context) error {
 }
 
 // profilesFor gives each host of hosts the profile of its modules' lookups
-// and info; hosts with the same lists share one.
+// and info (nil: none); hosts with the same lists share one.
 func profilesFor(conv *sample.Converter, hosts []config.Host) (map[[2]string]*sample.Profile, error) {
 	byKey := map[[2]string]*sample.Profile{}
 	shared := map[string]*sample.Profile{}
 	for i := range hosts {
 		h := &hosts[i]
 		if len(h.Lookups) == 0 && len(h.Info) == 0 {
+			byKey[[2]string{h.Site, h.Key}] = nil // known, nothing to add
 			continue
 		}
 		k := strings.Join(h.Lookups, ",") + "|" + strings.Join(h.Info, ",")
