@@ -277,6 +277,9 @@ func TestSinkOutageLosesNothing(t *testing.T) {
 	records := filepath.Join(dir, "records.jsonl")
 	// A NATS server of its own: the writer outlives the dispatcher.
 	natsURL := natstest.RunJetStream(t).ClientURL()
+	// The leading dispatcher runs a sink of its own, to VictoriaMetrics,
+	// which stays up: Prometheus's outage does not hold it up.
+	vm := promtest.StartVictoriaMetrics(t)
 	cfgPath, _ := fleetConfig(t, fleet, "", fmt.Sprintf(`poller: {concurrency: 4}
 sinks: [{type: file, path: %s}]`, records))
 	cfg, _ := os.ReadFile(cfgPath)
@@ -284,11 +287,17 @@ sinks: [{type: file, path: %s}]`, records))
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The dispatcher writes the JSON lines; the results command, apart, the
-	// samples: its configuration is the same but for its sink.
+	// The dispatcher writes the JSON lines (and VictoriaMetrics); the
+	// results command, apart, Prometheus: its configuration is the same but
+	// for its sink.
+	dispCfg := bytes.Replace(cfg, []byte("sinks: [{type: file, path: "+records+"}]"),
+		[]byte("sinks: [{type: file, path: "+records+"}, {type: prometheus_remote_write, name: vm, url: '"+vm.WriteURL()+"'}]"), 1)
+	if err := os.WriteFile(cfgPath, dispCfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	writerCfg := filepath.Join(dir, "writer.yaml")
 	cfg = bytes.Replace(cfg, []byte("sinks: [{type: file, path: "+records+"}]"),
-		[]byte("sinks: [{type: prometheus_remote_write, url: '"+prom.WriteURL()+"', timeout: 2s}]"), 1)
+		[]byte("sinks: [{type: prometheus_remote_write, url: '"+prom.WriteURL()+"', timeout: 2s, batch_records: 20}]"), 1)
 	if err := os.WriteFile(writerCfg, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -309,9 +318,8 @@ sinks: [{type: file, path: %s}]`, records))
 
 	prom.Stop()
 	stopped := time.Now()
-	waitUntil(t, "the writer's warning", func() bool {
-		return strings.Contains(writer.stderr.String(), "sink cannot write")
-	})
+	logs := writer.stderr.String
+	waitUntil(t, "a writer's warning", func() bool { return strings.Contains(logs(), "sink cannot write") })
 	time.Sleep(20*time.Second - time.Since(stopped))
 	m := scrape(t, metrics)
 	if pending := metricValue(m, `flock_sink_pending{sink="prometheus_remote_write"}`); pending < 20 {
@@ -321,9 +329,11 @@ sinks: [{type: file, path: %s}]`, records))
 		t.Errorf("flock_sink_errors_total = %v, want failed writes counted", errs)
 	}
 	prom.Restart()
-	waitUntil(t, "the sink to write again", func() bool {
-		return strings.Contains(writer.stderr.String(), "sink writes again")
-	})
+	waitUntil(t, "the sink to write again", func() bool { return strings.Contains(logs(), "sink writes again") })
+	// The dispatcher's own sink is judged up to a few seconds before it
+	// stopped: what it collected in its last second need not have reached
+	// its sink (the sink's consumer keeps it for the next leader).
+	judged := time.Now().Add(-3 * time.Second)
 	_ = disp.cmd.Process.Signal(syscall.SIGTERM)
 	if code := disp.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("dispatcher exit %d", code)
@@ -331,8 +341,13 @@ sinks: [{type: file, path: %s}]`, records))
 	waitUntil(t, "the writer to catch up", func() bool {
 		return metricValue(scrape(t, metrics), `flock_sink_pending{sink="prometheus_remote_write"}`) == 0
 	})
-	if n := strings.Count(writer.stderr.String(), "sink cannot write"); n != 1 {
-		t.Errorf("the writer warned %d times of one outage, want once:\n%s", n, writer.stderr.String())
+	// One warning for the outage; after it nothing reached Prometheus out
+	// of order (it would have refused it).
+	if n := strings.Count(logs(), "sink cannot write"); n != 1 {
+		t.Errorf("the writer warned %d times of one outage, want once:\n%s", n, logs())
+	}
+	if strings.Contains(logs(), "sink refused a record") {
+		t.Errorf("Prometheus refused records:\n%s", logs())
 	}
 	data, err := os.ReadFile(records)
 	if err != nil {
@@ -350,6 +365,16 @@ sinks: [{type: file, path: %s}]`, records))
 		}
 		if got, want := count(d.Name, now), len(byHost[d.Name]); got != want {
 			t.Errorf("%s: %d flock_poll_up samples in Prometheus, want one per record: %d", d.Name, got, want)
+		}
+		before := 0
+		for _, r := range byHost[d.Name] {
+			if r.StartedAt.Before(judged) {
+				before++
+			}
+		}
+		rs, err := vm.Query(ctx, `count_over_time(flock_poll_up{host="`+d.Name+`"}[10m])`, judged)
+		if err != nil || len(rs) != 1 || int(rs[0].Value) != before {
+			t.Errorf("%s: VictoriaMetrics, written by the leading dispatcher: %+v %v, want %d samples", d.Name, rs, err, before)
 		}
 	}
 	if during < 30 {

@@ -19,8 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/flock-snmp/flock/internal/cli"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
@@ -103,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	sinkCtx, stopSinks := context.WithCancel(ctx)
 	defer stopSinks()
-	metricSinks, err := startMetricSinks(sinkCtx, bus, cfg, nil, log)
+	metricSinks, err := startMetricSinks(sinkCtx, bus, cfg, export.NewMetrics(nil), log)
 	if err != nil {
 		return err
 	}
@@ -193,25 +191,49 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 	elector := lease.New(lease.Options{ID: name, Key: key, TTL: ttl, Store: leases, Log: log, Connected: bus.Connected,
 		Fence: func() { r.Fence() }})
 	reg := telemetry.NewRegistry()
-	// Metric sinks run in every dispatcher, leader or standby: each sink's
-	// durable consumer hands each record to one of them.
-	sinkCtx, stopSinks := context.WithCancel(ctx)
-	metricSinks, err := startMetricSinks(sinkCtx, bus, cfg, reg, log)
-	if err != nil {
-		stopSinks()
-		return err
-	}
-	defer func() {
-		stopSinks() // on every way out, not only when ctx ends
-		metricSinks.Wait()
-	}()
-	// A reload gives the metric sinks the hosts' new lookups and info too.
+	// The leading dispatcher runs the metric sinks, one writer per sink at a
+	// time (a sink's samples reach its database in order), and hands them
+	// over with the lease; each term starts them with the latest inventory.
+	sinkMetrics := export.NewMetrics(reg)
+	var (
+		sinksMu sync.Mutex
+		running *export.Sinks // this term's, nil while standing by
+		latest  = cfg         // the inventory the last applied reload read
+	)
 	reloadConfig := func() (*config.Config, error) {
 		c, err := load()
-		if err == nil {
-			err = metricSinks.SetHosts(c)
+		if err != nil {
+			return c, err
+		}
+		sinksMu.Lock()
+		defer sinksMu.Unlock()
+		latest = c
+		if running != nil {
+			err = running.SetHosts(c)
 		}
 		return c, err
+	}
+	lead := func(ctx context.Context) error {
+		sinkCtx, stopSinks := context.WithCancel(ctx)
+		defer stopSinks()
+		sinksMu.Lock()
+		ms, err := startMetricSinks(sinkCtx, bus, cfg, sinkMetrics, log)
+		if err == nil {
+			err = ms.SetHosts(latest)
+			running = ms
+		}
+		sinksMu.Unlock()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			stopSinks() // each finishes the batch in hand first
+			ms.Wait()
+			sinksMu.Lock()
+			running = nil
+			sinksMu.Unlock()
+		}()
+		return r.Run(ctx)
 	}
 	r = dispatch.NewRunner(bus, cfg, dispatch.RunOptions{
 		Sinks: sinks, State: states, Reload: reload, LoadConfig: reloadConfig, Log: log, Registerer: reg,
@@ -256,7 +278,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 	}
 	defer stopPollNow()
 	log.Info("standing for election", "lease_ttl", cfg.Dispatcher.LeaseTTL, "sites", r.Sites())
-	err = elector.Run(ctx, r.Run, r.Standby)
+	err = elector.Run(ctx, lead, r.Standby)
 	st := r.Stats()
 	log.Info("stopped", "published", st.Published, "overruns", st.Overruns, "queue_full", st.QueueFull, "failed", st.Failed, "interrupted", st.Interrupted,
 		"exhausted", st.Exhausted, "missed", st.Missed, "records", st.Records, "possible_duplicates", st.PossibleDuplicates, "terms", st.Terms,
@@ -269,7 +291,7 @@ func runContinuously(ctx context.Context, bus *natsbus.Bus, streams natsbus.Stre
 const onceSinkWait = 30 * time.Second
 
 // startMetricSinks runs the configuration's metric sinks (none: nothing).
-func startMetricSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*export.Sinks, error) {
+func startMetricSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, m *export.Metrics, log *slog.Logger) (*export.Sinks, error) {
 	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
 		c, err := bus.SinkRecords(ctx, name, batch)
 		if err != nil {
@@ -277,7 +299,7 @@ func startMetricSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config,
 		}
 		return c, nil
 	}
-	return export.Start(ctx, cfg, open, bus, export.NewMetrics(reg), log)
+	return export.Start(ctx, cfg, open, bus, m, log)
 }
 
 // connect joins the configured NATS, or starts the embedded server and

@@ -36,6 +36,8 @@ type Msg interface {
 	// InProgress tells the source the record is still being worked on, so
 	// it is not handed to another writer while its output is down.
 	InProgress() error
+	// Nak hands the record back at once, for the sink's next writer.
+	Nak() error
 }
 
 // Source delivers a sink's records (internal/natsbus adapts a durable
@@ -96,8 +98,10 @@ type Writer struct {
 // may add while the sink is quiet, and how long a stopping writer waits.
 const fetchWait = time.Second
 
-// Run writes records until ctx ends. The batch in hand when it ends is not
-// acknowledged: the source delivers it again, to this sink's next writer.
+// Run writes records until ctx ends. The batch in hand when it ends gets
+// one more attempt (a write's timeout at most): written, it is
+// acknowledged; not, it is handed back at once, so that the sink's next
+// writer starts with it and the database still gets the records in order.
 func (w *Writer) Run(ctx context.Context) error {
 	m := w.Metrics.sink(w.Name)
 	go w.watchPending(ctx, m)
@@ -140,7 +144,10 @@ func (w *Writer) Run(ctx context.Context) error {
 			st.recs = append(st.recs, rec)
 		}
 		if !st.deliver(ctx, st.recs) {
-			return nil // stopped while holding: redelivered to the next writer
+			for _, msg := range msgs {
+				_ = msg.Nak() // stopped while holding: to the next writer, first
+			}
+			return nil
 		}
 		for _, msg := range msgs {
 			if err := msg.Ack(); err != nil {
@@ -199,7 +206,10 @@ func (st *runState) deliver(ctx context.Context, recs []task.HostRecord) bool {
 				_ = msg.InProgress()
 			}
 		}
-		err := w.Output.Send(ctx)
+		// Not cancelled with ctx: a stopping writer finishes the write under
+		// way (bounded by the output's timeout) rather than leave it to the
+		// source's ack wait, after which it would land behind newer records.
+		err := w.Output.Send(context.WithoutCancel(ctx))
 		if err == nil {
 			m.records.Add(float64(len(recs)))
 			m.samples.Add(float64(n))
