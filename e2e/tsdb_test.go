@@ -287,21 +287,22 @@ sinks: [{type: file, path: %s}]`, records))
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The dispatcher writes the JSON lines (and VictoriaMetrics); the
-	// results command, apart, Prometheus: its configuration is the same but
-	// for its sink.
+	// The leading dispatcher writes the JSON lines, VictoriaMetrics, and
+	// Prometheus; the results command, apart, runs the same Prometheus sink:
+	// the two share its consumer, which serves one of them at a time.
+	promSink := "{type: prometheus_remote_write, url: '" + prom.WriteURL() + "', timeout: 2s, batch_records: 20}"
 	dispCfg := bytes.Replace(cfg, []byte("sinks: [{type: file, path: "+records+"}]"),
-		[]byte("sinks: [{type: file, path: "+records+"}, {type: prometheus_remote_write, name: vm, url: '"+vm.WriteURL()+"'}]"), 1)
+		[]byte("sinks: [{type: file, path: "+records+"}, {type: prometheus_remote_write, name: vm, url: '"+vm.WriteURL()+"'}, "+promSink+"]"), 1)
 	if err := os.WriteFile(cfgPath, dispCfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	writerCfg := filepath.Join(dir, "writer.yaml")
-	cfg = bytes.Replace(cfg, []byte("sinks: [{type: file, path: "+records+"}]"),
-		[]byte("sinks: [{type: prometheus_remote_write, url: '"+prom.WriteURL()+"', timeout: 2s, batch_records: 20}]"), 1)
+	cfg = bytes.Replace(cfg, []byte("sinks: [{type: file, path: "+records+"}]"), []byte("sinks: ["+promSink+"]"), 1)
 	if err := os.WriteFile(writerCfg, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	disp := start(t, "dispatcher", "dispatcher", []string{"FLOCK_NATS_URL=" + natsURL}, "--config", cfgPath)
+	dispMetrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	disp := start(t, "dispatcher", "dispatcher", []string{"FLOCK_NATS_URL=" + natsURL, "FLOCK_METRICS_LISTEN=" + dispMetrics}, "--config", cfgPath)
 	start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + natsURL}, "--config", cfgPath)
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	writer := start(t, "results", "results", []string{"FLOCK_NATS_URL=" + natsURL, "FLOCK_METRICS_LISTEN=" + metrics}, "--config", writerCfg)
@@ -318,15 +319,18 @@ sinks: [{type: file, path: %s}]`, records))
 
 	prom.Stop()
 	stopped := time.Now()
-	logs := writer.stderr.String
+	logs := func() string { return writer.stderr.String() + disp.stderr.String() }
 	waitUntil(t, "a writer's warning", func() bool { return strings.Contains(logs(), "sink cannot write") })
 	time.Sleep(20*time.Second - time.Since(stopped))
-	m := scrape(t, metrics)
+	// Pending is the sink consumer's, the same from either writer; errors
+	// are counted by the writer that was served.
+	m, dm := scrape(t, metrics), scrape(t, dispMetrics)
 	if pending := metricValue(m, `flock_sink_pending{sink="prometheus_remote_write"}`); pending < 20 {
 		t.Errorf("after 20 s down, flock_sink_pending = %v, want the records of 20 s of 3 hosts at 1 s held", pending)
 	}
-	if errs := metricValue(m, `flock_sink_errors_total{sink="prometheus_remote_write"}`); errs < 1 {
-		t.Errorf("flock_sink_errors_total = %v, want failed writes counted", errs)
+	if errs := metricValue(m, `flock_sink_errors_total{sink="prometheus_remote_write"}`) +
+		metricValue(dm, `flock_sink_errors_total{sink="prometheus_remote_write"}`); errs < 1 {
+		t.Errorf("flock_sink_errors_total = %v in all, want failed writes counted", errs)
 	}
 	prom.Restart()
 	waitUntil(t, "the sink to write again", func() bool { return strings.Contains(logs(), "sink writes again") })
@@ -338,23 +342,52 @@ sinks: [{type: file, path: %s}]`, records))
 	if code := disp.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("dispatcher exit %d", code)
 	}
-	waitUntil(t, "the writer to catch up", func() bool {
-		return metricValue(scrape(t, metrics), `flock_sink_pending{sink="prometheus_remote_write"}`) == 0
-	})
-	// One warning for the outage; after it nothing reached Prometheus out
-	// of order (it would have refused it).
-	if n := strings.Count(logs(), "sink cannot write"); n != 1 {
-		t.Errorf("the writer warned %d times of one outage, want once:\n%s", n, logs())
-	}
-	if strings.Contains(logs(), "sink refused a record") {
-		t.Errorf("Prometheus refused records:\n%s", logs())
-	}
+	// The results command goes on alone: it is served once the stopping
+	// dispatcher releases the consumer, and writes what is left.
 	data, err := os.ReadFile(records)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	byHost := decodeAll(t, lines)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, d := range fleet.Devices() {
+				t.Logf("%s: %d records, %d samples in Prometheus", d.Name, len(byHost[d.Name]), count(d.Name, time.Now()))
+				for _, r := range byHost[d.Name] {
+					rs, err := prom.Query(ctx, `timestamp(flock_poll_up{host="`+d.Name+`"})`, r.StartedAt)
+					if err != nil || len(rs) != 1 || int64(rs[0].Value*1000) != r.StartedAt.UnixMilli() {
+						t.Logf("  missing %s (started %s, stopped at %s): %+v %v", r.TaskID, r.StartedAt.Format("15:04:05.000"), stopped.Format("15:04:05.000"), rs, err)
+					}
+				}
+			}
+			for _, l := range strings.Split(scrape(t, metrics), "\n") {
+				if strings.HasPrefix(l, "flock_sink") {
+					t.Log(l)
+				}
+			}
+		}
+	})
+	waitUntil(t, "every record's samples in Prometheus", func() bool {
+		for _, d := range fleet.Devices() {
+			if count(d.Name, time.Now()) < len(byHost[d.Name]) {
+				return false
+			}
+		}
+		return true
+	})
+	waitUntil(t, "the writer to catch up", func() bool {
+		return metricValue(scrape(t, metrics), `flock_sink_pending{sink="prometheus_remote_write"}`) == 0
+	})
+	// One writer served: one warning for the outage in all; nothing reached
+	// Prometheus out of order (it would have refused it), also after the
+	// dispatcher stopped and the results command went on alone.
+	if n := strings.Count(logs(), "sink cannot write"); n != 1 {
+		t.Errorf("the writers warned %d times of one outage, want once:\n%s", n, logs())
+	}
+	if strings.Contains(logs(), "sink refused a record") {
+		t.Errorf("Prometheus refused records:\n%s", logs())
+	}
 	now := time.Now()
 	during := 0
 	for _, d := range fleet.Devices() {

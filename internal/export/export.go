@@ -1,20 +1,21 @@
 // Package export delivers HostRecords to one metric output at least once.
 //
 // A Writer reads the records of its sink from a Source (the sink's own
-// durable consumer on the results stream), turns each into samples
+// durable consumer on the results stream, which serves one writer at a
+// time: the one it is pinned to), turns each into samples
 // (internal/sample, with the host's lookups and info), adds them to its
-// Output's batch and sends the batch; only a batch the output accepted is
-// acknowledged. While the output cannot write (no connection, 5xx, 429)
-// the batch is held, unacknowledged, and sent again with a growing back-off:
-// the records behind it wait in the results stream, not in memory, so an
-// outage costs a bounded amount of memory however long it lasts, and the
-// sink catches up in order when the output returns. An output that refuses
-// a batch for good (4xx) is not retried: the refusal is logged with the
-// server's answer and the records are acknowledged (they stay in the
-// HostRecords); a batch refused so is split in halves and sent again, so
-// only the record that holds the refused sample is lost to the sink. Each
-// sink has its own Writer and Source, so one sink's outage never stalls
-// another's.
+// Output's batch and sends the batch; only what the output accepted is
+// acknowledged. While the output cannot write (no connection, 5xx, 429) the
+// batch is handed back and fetched again after a growing back-off: the
+// records wait in the results stream, not in memory, so an outage costs a
+// bounded amount of memory however long it lasts, and since only the
+// pinned writer is served and handed-back records come first, the database
+// gets them in order when it returns, however many writers run the sink.
+// An output that refuses a batch for good (4xx) is not retried: the batch
+// is halved and each half sent again, so only the record that holds the
+// refused sample is lost to the sink (logged with the server's answer; it
+// stays in the HostRecords). Each sink has its own Writer and Source, so
+// one sink's outage never stalls another's.
 package export
 
 import (
@@ -22,6 +23,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/flock-snmp/flock/internal/sample"
@@ -33,10 +35,8 @@ type Msg interface {
 	Subject() string
 	Data() []byte
 	Ack() error
-	// InProgress tells the source the record is still being worked on, so
-	// it is not handed to another writer while its output is down.
-	InProgress() error
-	// Nak hands the record back at once, for the sink's next writer.
+	// Nak hands the record back at once: the sink's next fetch gets it
+	// again, before any newer record.
 	Nak() error
 }
 
@@ -49,6 +49,9 @@ type Source interface {
 	Progress(ctx context.Context) (Progress, error)
 	// LastStored is the stream sequence of the last record stored.
 	LastStored(ctx context.Context) (uint64, error)
+	// Release lets another writer of the sink be served at once (a
+	// stopping writer's last word).
+	Release(ctx context.Context) error
 }
 
 // Output is one metric output's batch and the way to send it.
@@ -90,7 +93,8 @@ type Writer struct {
 	Log     *slog.Logger
 	Metrics *Metrics
 	// MaxBackoff bounds the wait between attempts while the output is
-	// down (default 10s; it must stay below the source's ack wait).
+	// down (default 10s; with a write's timeout it must stay below the time
+	// the source keeps a silent writer pinned).
 	MaxBackoff time.Duration
 }
 
@@ -99,16 +103,24 @@ type Writer struct {
 const fetchWait = time.Second
 
 // Run writes records until ctx ends. The batch in hand when it ends gets
-// one more attempt (a write's timeout at most): written, it is
-// acknowledged; not, it is handed back at once, so that the sink's next
-// writer starts with it and the database still gets the records in order.
+// one more attempt (a write's timeout at most); what is not written is
+// handed back, and the source released, so that the sink's next writer
+// starts with it at once.
 func (w *Writer) Run(ctx context.Context) error {
 	m := w.Metrics.sink(w.Name)
 	go w.watchPending(ctx, m)
 	st := &runState{w: w, m: m, unknown: map[[2]string]bool{}}
+	defer func() {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := w.Source.Release(c); err != nil {
+			w.Log.Debug("sink could not release its records for the next writer", "sink", w.Name, "err", err)
+		}
+	}()
 	var (
 		msgs       []Msg
 		readFailed bool // the last fetch failed: said once per outage
+		attempt    int  // failed attempts in a row (the back-off)
 	)
 	for ctx.Err() == nil {
 		var err error
@@ -132,60 +144,89 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		st.recs, st.held = st.recs[:0], msgs
+		st.items = st.items[:0]
 		for _, msg := range msgs {
 			rec, err := task.DecodeRecord(msg.Data())
 			if err != nil {
 				// Delivering it again would not make it readable.
 				w.Log.Error("unreadable record refused by the sink; not written", "sink", w.Name, "subject", msg.Subject(), "err", err)
 				m.refused.Inc()
+				_ = msg.Ack()
 				continue
 			}
-			st.recs = append(st.recs, rec)
+			st.items = append(st.items, item{rec: rec, msg: msg})
 		}
-		if !st.deliver(ctx, st.recs) {
-			for _, msg := range msgs {
-				_ = msg.Nak() // stopped while holding: to the next writer, first
+		// Oldest poll first: records handed back come again mixed with newer
+		// ones, and a database that takes a series' samples only in order
+		// (Prometheus drops the older one of a request silently) must get
+		// each host's in the order they were polled.
+		slices.SortStableFunc(st.items, func(a, b item) int { return a.rec.StartedAt.Compare(b.rec.StartedAt) })
+		out := st.deliver(ctx, st.items)
+		for i := range st.items {
+			it := &st.items[i]
+			if it.done {
+				if err := it.msg.Ack(); err != nil {
+					// Delivered again later and written twice: the samples are
+					// the same, the databases keep one.
+					w.Log.Debug("sink could not acknowledge a written record", "sink", w.Name, "subject", it.msg.Subject(), "err", err)
+				}
+			} else {
+				_ = it.msg.Nak() // first again, on the next fetch
 			}
+		}
+		switch out {
+		case stopped:
 			return nil
-		}
-		for _, msg := range msgs {
-			if err := msg.Ack(); err != nil {
-				// Delivered again later and written twice: the samples are the
-				// same, the databases keep one.
-				w.Log.Debug("sink could not acknowledge a written record", "sink", w.Name, "subject", msg.Subject(), "err", err)
-			}
+		case again:
+			sleep(ctx, w.backoff(attempt))
+			attempt++
+		default:
+			attempt = 0
 		}
 	}
 	return nil
 }
 
+// item is one record of a batch and the message it came in.
+type item struct {
+	rec  task.HostRecord
+	msg  Msg
+	done bool // written, or refused for good: acknowledged
+}
+
+// outcome is how a delivery ended.
+type outcome int
+
+const (
+	written outcome = iota // every item done
+	again                  // the output is down: the rest is handed back
+	stopped                // ctx ended first: the rest is handed back
+)
+
 // runState is what one writer keeps from batch to batch.
 type runState struct {
 	w       *Writer
 	m       *sinkMetrics
-	recs    []task.HostRecord
+	items   []item
 	samples []sample.Sample
-	held    []Msg // the batch's messages, told of progress while held
-	down    bool  // the output failed its last attempt: an outage is under way
+	down    bool // the output failed its last attempt: an outage is under way
 	since   time.Time
 	unknown map[[2]string]bool // hosts not in the inventory, said once each
 }
 
-// deliver writes recs, holding them while the output cannot take them.
-// A batch the output refuses for good is split in halves and each sent
-// again, down to the one record that is refused: one bad sample (out of
-// order, say) costs its own record, not the batch's. False: ctx ended
-// first.
-func (st *runState) deliver(ctx context.Context, recs []task.HostRecord) bool {
+// deliver writes items in one request. A batch the output refuses for
+// good is split in halves and each sent again, down to the one record
+// that is refused: one bad sample (out of order, say) costs its own
+// record, not the batch's.
+func (st *runState) deliver(ctx context.Context, items []item) outcome {
 	w, m := st.w, st.m
-	if len(recs) == 0 {
-		return true
+	if len(items) == 0 {
+		return written
 	}
 	w.Output.Reset()
 	n := 0
-	for i := range recs {
-		rec := &recs[i]
+	for i := range items {
+		rec := &items[i].rec
 		p, unknown := w.Profiles(rec.Site, rec.HostKey)
 		if unknown {
 			if k := [2]string{rec.Site, rec.HostKey}; !st.unknown[k] && len(st.unknown) < 10_000 {
@@ -198,55 +239,47 @@ func (st *runState) deliver(ctx context.Context, recs []task.HostRecord) bool {
 		w.Output.Add(rec, st.samples)
 		n += len(st.samples)
 	}
-	for attempt := 0; ; attempt++ {
-		// Progress before each attempt: a slow write must not let the
-		// source hand the held batch to another writer.
-		if attempt > 0 {
-			for _, msg := range st.held {
-				_ = msg.InProgress()
-			}
+	// Not cancelled with ctx: a stopping writer finishes the write under way
+	// (bounded by the output's timeout) rather than leave a half-sent batch.
+	err := w.Output.Send(context.WithoutCancel(ctx))
+	if err == nil {
+		for i := range items {
+			items[i].done = true
 		}
-		// Not cancelled with ctx: a stopping writer finishes the write under
-		// way (bounded by the output's timeout) rather than leave it to the
-		// source's ack wait, after which it would land behind newer records.
-		err := w.Output.Send(context.WithoutCancel(ctx))
-		if err == nil {
-			m.records.Add(float64(len(recs)))
-			m.samples.Add(float64(n))
-			break
+		m.records.Add(float64(len(items)))
+		m.samples.Add(float64(n))
+		if st.down {
+			st.down = false
+			w.Log.Info("sink writes again", "sink", w.Name, "outage", time.Since(st.since).Round(time.Millisecond))
 		}
-		if ctx.Err() != nil {
-			return false
-		}
-		m.errors.Inc()
-		if w.Output.Final(err) {
-			if len(recs) > 1 {
-				half := len(recs) / 2
-				first, second := recs[:half], recs[half:]
-				return st.deliver(ctx, first) && st.deliver(ctx, second)
-			}
-			w.Log.Error("sink refused a record: not retried; acknowledged unwritten (it stays in the HostRecords)",
-				"sink", w.Name, "host", recs[0].Host, "task_id", recs[0].TaskID, "samples", n, "err", err)
-			m.rejected.Inc()
-			break
-		}
-		if !st.down {
-			st.down, st.since = true, time.Now()
-			w.Log.Warn("sink cannot write: holding its records in the results stream until it can",
-				"sink", w.Name, "records", len(st.held), "err", err)
-		} else {
-			w.Log.Debug("sink still cannot write", "sink", w.Name, "attempt", attempt+1, "err", err)
-		}
-		for _, msg := range st.held {
-			_ = msg.InProgress()
-		}
-		sleep(ctx, w.backoff(attempt))
+		return written
 	}
-	if st.down {
-		st.down = false
-		w.Log.Info("sink writes again", "sink", w.Name, "outage", time.Since(st.since).Round(time.Millisecond))
+	m.errors.Inc()
+	if w.Output.Final(err) {
+		if len(items) > 1 {
+			half := len(items) / 2
+			if out := st.deliver(ctx, items[:half]); out != written {
+				return out
+			}
+			return st.deliver(ctx, items[half:])
+		}
+		w.Log.Error("sink refused a record: not retried; acknowledged unwritten (it stays in the HostRecords)",
+			"sink", w.Name, "host", items[0].rec.Host, "task_id", items[0].rec.TaskID, "samples", n, "err", err)
+		m.rejected.Inc()
+		items[0].done = true
+		return written
 	}
-	return true
+	if ctx.Err() != nil {
+		return stopped
+	}
+	if !st.down {
+		st.down, st.since = true, time.Now()
+		w.Log.Warn("sink cannot write: holding its records in the results stream until it can",
+			"sink", w.Name, "records", len(items), "err", err)
+	} else {
+		w.Log.Debug("sink still cannot write", "sink", w.Name, "err", err)
+	}
+	return again
 }
 
 // backoff is the wait after the attempt-th failure: 0.5 s doubling to

@@ -210,6 +210,7 @@ const reader = `    {
             "$JS.API.CONSUMER.INFO.FLOCK_RESULTS.>",
             "$JS.API.CONSUMER.DELETE.FLOCK_RESULTS.>",
             "$JS.API.CONSUMER.MSG.NEXT.FLOCK_RESULTS.>",
+            "$JS.API.CONSUMER.UNPIN.FLOCK_RESULTS.>",
             "$JS.ACK.FLOCK_RESULTS.>",
             "$JS.FC.FLOCK_RESULTS.>",
             "flock.metrics.>",

@@ -242,6 +242,9 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 	if last, err := sinkCons.LastStored(ctx); err != nil || last == 0 {
 		t.Fatalf("reader cannot read the results stream's last sequence: %d %v", last, err)
 	}
+	if err := sinkCons.Release(ctx); err != nil {
+		t.Fatalf("reader cannot release its sink's consumer for the next writer: %v", err)
+	}
 	metrics := make(chan *nats.Msg, 1)
 	if _, err := reader.Conn().ChanSubscribe(task.MetricsPrefix+">", metrics); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,25 +14,37 @@ import (
 )
 
 // SinkConsumer reads HostRecords for one metric sink through its own
-// durable consumer on FLOCK_RESULTS (sink-<name>): every process running
-// that sink shares it (an export.Source), so each record goes to one of
-// them, and a record not acknowledged (its sink could not write it) stays
-// pending there. The consumer lets one batch out at a time (MaxAckPending
-// is the batch size), so a sink's records reach its database in order
-// however many processes run it: Prometheus refuses a series' samples out
-// of order. More writers give failover, not parallel writes.
+// durable consumer on FLOCK_RESULTS (sink-<name>), an export.Source. Every
+// process running that sink shares the consumer, which serves one of them
+// at a time (JetStream's pinned-client priority policy): records a writer
+// hands back go to it again, before newer ones, so a sink's records reach
+// its database in order (Prometheus refuses a series' samples out of
+// order) however many dispatchers and writers run it. The others stand by;
+// one takes over when the serving writer releases the consumer (stopping)
+// or has not asked for records for sinkPinnedTTL (it died). A record not
+// acknowledged (its sink could not write it) stays in the stream.
 type SinkConsumer struct {
-	cons jetstream.Consumer
-	js   jetstream.JetStream
-	name string
+	cons   jetstream.Consumer
+	js     jetstream.JetStream
+	name   string
+	served atomic.Bool // a fetch got records: this writer was the one served
 }
+
+// sinkGroup is the priority group a sink's writers pull in.
+const sinkGroup = "writers"
+
+// sinkPinnedTTL is how long a writer that stopped asking for records keeps
+// the consumer: above a writer's longest silence (a write's 15 s timeout,
+// the 10 s back-off and a fetch's second), and above the ack wait, so that
+// a dead writer's records are due again when the next writer is served.
 
 // SinkConsumerName is the durable consumer of the metric sink name.
 func SinkConsumerName(name string) string { return "sink-" + name }
 
-// sinkAckWait is how long a fetched record may go unacknowledged (and
-// without a progress report) before it goes to another writer of the sink:
-// above a write's longest timeout (15 s) plus the longest back-off (10 s).
+const sinkPinnedTTL = 35 * time.Second
+
+// sinkAckWait is how long a fetched record may go unacknowledged before it
+// is delivered again: above a write's longest timeout (15 s).
 const sinkAckWait = 30 * time.Second
 
 // SinkRecords binds to (creating if needed) the durable consumer of the
@@ -52,6 +65,10 @@ func (b *Bus) SinkRecords(ctx context.Context, name string, batch int) (*SinkCon
 		OptStartTime:  &start,
 		AckWait:       sinkAckWait,
 		MaxAckPending: max(batch, 1),
+		// One writer served at a time: see SinkConsumer.
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{sinkGroup},
+		PinnedTTL:      sinkPinnedTTL,
 	}
 	if err := waitFor(ctx, b.log, "waiting for the results stream (a dispatcher creates it)", func() error {
 		_, err := b.js.Stream(ctx, ResultStream)
@@ -68,8 +85,10 @@ func (b *Bus) SinkRecords(ctx context.Context, name string, batch int) (*SinkCon
 	case err == nil:
 		// An existing one keeps its place; the batch size and ack wait follow
 		// the configuration.
-		if have := cons.CachedInfo().Config; have.MaxAckPending != cfg.MaxAckPending || have.AckWait != cfg.AckWait {
+		if have := cons.CachedInfo().Config; have.MaxAckPending != cfg.MaxAckPending || have.AckWait != cfg.AckWait ||
+			have.PriorityPolicy != cfg.PriorityPolicy || have.PinnedTTL != cfg.PinnedTTL {
 			have.MaxAckPending, have.AckWait = cfg.MaxAckPending, cfg.AckWait
+			have.PriorityPolicy, have.PriorityGroups, have.PinnedTTL = cfg.PriorityPolicy, cfg.PriorityGroups, cfg.PinnedTTL
 			cons, err = b.js.UpdateConsumer(ctx, ResultStream, have)
 		}
 	}
@@ -79,16 +98,33 @@ func (b *Bus) SinkRecords(ctx context.Context, name string, batch int) (*SinkCon
 	return &SinkConsumer{cons: cons, js: b.js, name: durable}, nil
 }
 
+// Release unpins this writer, if it was the one served, so that another
+// writer of the sink is served at once rather than after sinkPinnedTTL.
+func (s *SinkConsumer) Release(ctx context.Context) error {
+	if !s.served.Load() {
+		return nil // a standby: unpinning would take the consumer from the writer served
+	}
+	st, err := s.js.Stream(ctx, ResultStream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", ResultStream, err)
+	}
+	if err := st.UnpinConsumer(ctx, s.name, sinkGroup); err != nil {
+		return fmt.Errorf("unpin %s: %w", s.name, err)
+	}
+	return nil
+}
+
 // Fetch returns up to max records, waiting up to wait for them: fewer (or
 // none) when the wait ends first. Keep wait short (a second): it is how
 // long a stopping writer may wait.
 func (s *SinkConsumer) Fetch(max int, wait time.Duration, dst []export.Msg) ([]export.Msg, error) {
-	batch, err := s.cons.Fetch(max, jetstream.FetchMaxWait(wait))
+	batch, err := s.cons.Fetch(max, jetstream.FetchMaxWait(wait), jetstream.FetchPriorityGroup(sinkGroup))
 	if err != nil {
 		return dst, fmt.Errorf("fetch from %s: %w", s.name, err)
 	}
 	for m := range batch.Messages() {
 		dst = append(dst, m)
+		s.served.Store(true)
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 		return dst, fmt.Errorf("fetch from %s: %w", s.name, err)
