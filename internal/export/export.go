@@ -98,6 +98,10 @@ type Writer struct {
 	MaxBackoff time.Duration
 }
 
+// splitBudget bounds the time one batch may spend in halving a refused
+// batch, well inside the source's ack wait (30 s) and pin time (35 s).
+const splitBudget = 15 * time.Second
+
 // fetchWait is how long a fetch waits for records: the latency a record
 // may add while the sink is quiet, and how long a stopping writer waits.
 const fetchWait = time.Second
@@ -161,6 +165,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		// (Prometheus drops the older one of a request silently) must get
 		// each host's in the order they were polled.
 		slices.SortStableFunc(st.items, func(a, b item) int { return a.rec.StartedAt.Compare(b.rec.StartedAt) })
+		st.until = time.Now().Add(splitBudget)
 		out := st.deliver(ctx, st.items)
 		for i := range st.items {
 			it := &st.items[i]
@@ -201,6 +206,7 @@ const (
 	written outcome = iota // every item done
 	again                  // the output is down: the rest is handed back
 	stopped                // ctx ended first: the rest is handed back
+	later                  // splitting a refused batch took too long: the rest is handed back, fetched again at once
 )
 
 // runState is what one writer keeps from batch to batch.
@@ -209,7 +215,8 @@ type runState struct {
 	m       *sinkMetrics
 	items   []item
 	samples []sample.Sample
-	down    bool // the output failed its last attempt: an outage is under way
+	down    bool      // the output failed its last attempt: an outage is under way
+	until   time.Time // splitting a refused batch stops here (splitBudget)
 	since   time.Time
 	unknown map[[2]string]bool // hosts not in the inventory, said once each
 }
@@ -257,6 +264,12 @@ func (st *runState) deliver(ctx context.Context, items []item) outcome {
 	m.errors.Inc()
 	if w.Output.Final(err) {
 		if len(items) > 1 {
+			if time.Now().After(st.until) {
+				// Acknowledge what is done, hand back the rest and fetch it
+				// again: a writer must keep asking for records to stay the
+				// one served, and answer them within the ack wait.
+				return later
+			}
 			half := len(items) / 2
 			if out := st.deliver(ctx, items[:half]); out != written {
 				return out

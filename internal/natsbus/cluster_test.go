@@ -105,7 +105,15 @@ func TestReplicatedStreamsSurviveTheirLeader(t *testing.T) {
 			t.Fatalf("no publication after the leader's node stopped: %v", errs)
 		}
 	}
-	q, err := d.Queue(ctx, task.DefaultSite)
+	// The consumer elects its own leader apart from the stream's: until it
+	// has one its info answers 503 (seen on CI), so ask again meanwhile.
+	var q natsbus.QueueStats
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		q, err = d.Queue(ctx, task.DefaultSite)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil || q.Queued != 15 || q.Pending != 15 {
 		t.Fatalf("queue after losing the stream leader: %+v, %v; want the 10 tasks from before and 5 new", q, err)
 	}

@@ -24,23 +24,22 @@ import (
 // or has not asked for records for sinkPinnedTTL (it died). A record not
 // acknowledged (its sink could not write it) stays in the stream.
 type SinkConsumer struct {
-	cons   jetstream.Consumer
-	js     jetstream.JetStream
-	name   string
-	served atomic.Bool // a fetch got records: this writer was the one served
+	cons  jetstream.Consumer
+	js    jetstream.JetStream
+	name  string
+	pinID atomic.Pointer[string] // the pin this writer was last served under
 }
 
 // sinkGroup is the priority group a sink's writers pull in.
 const sinkGroup = "writers"
 
+// SinkConsumerName is the durable consumer of the metric sink name.
+func SinkConsumerName(name string) string { return "sink-" + name }
+
 // sinkPinnedTTL is how long a writer that stopped asking for records keeps
 // the consumer: above a writer's longest silence (a write's 15 s timeout,
 // the 10 s back-off and a fetch's second), and above the ack wait, so that
 // a dead writer's records are due again when the next writer is served.
-
-// SinkConsumerName is the durable consumer of the metric sink name.
-func SinkConsumerName(name string) string { return "sink-" + name }
-
 const sinkPinnedTTL = 35 * time.Second
 
 // sinkAckWait is how long a fetched record may go unacknowledged before it
@@ -98,11 +97,25 @@ func (b *Bus) SinkRecords(ctx context.Context, name string, batch int) (*SinkCon
 	return &SinkConsumer{cons: cons, js: b.js, name: durable}, nil
 }
 
-// Release unpins this writer, if it was the one served, so that another
+// Release unpins this writer, if it is the one served, so that another
 // writer of the sink is served at once rather than after sinkPinnedTTL.
 func (s *SinkConsumer) Release(ctx context.Context) error {
-	if !s.served.Load() {
-		return nil // a standby: unpinning would take the consumer from the writer served
+	// Unpinning is unconditional on the server: only the writer served now
+	// may do it, or it would take the consumer from another in mid-batch.
+	id := s.pinID.Load()
+	if id == nil {
+		return nil
+	}
+	info, err := s.cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", s.name, err)
+	}
+	pinned := false
+	for _, g := range info.PriorityGroups {
+		pinned = pinned || (g.Group == sinkGroup && g.PinnedClientID == *id)
+	}
+	if !pinned {
+		return nil
 	}
 	st, err := s.js.Stream(ctx, ResultStream)
 	if err != nil {
@@ -124,9 +137,18 @@ func (s *SinkConsumer) Fetch(max int, wait time.Duration, dst []export.Msg) ([]e
 	}
 	for m := range batch.Messages() {
 		dst = append(dst, m)
-		s.served.Store(true)
+		if id := m.Headers().Get("Nats-Pin-Id"); id != "" {
+			s.pinID.Store(&id)
+		}
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+	err = batch.Error()
+	if errors.Is(err, jetstream.ErrPinIDMismatch) {
+		// Another writer is served now (after a NATS restart, say): this one
+		// stands by, as it would have from the start.
+		s.pinID.Store(nil)
+		return dst, nil
+	}
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 		return dst, fmt.Errorf("fetch from %s: %w", s.name, err)
 	}
 	return dst, nil
