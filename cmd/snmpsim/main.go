@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.SlowEvery, "slow-every", 0, "every Nth device answers after --slow-delay")
 	fs.DurationVar(&cfg.SlowDelay, "slow-delay", 300*time.Millisecond, "delay of the slow devices")
 	fs.IntVar(&cfg.BrokenEvery, "broken-every", 0, "every Nth device answers walks with genErr")
+	fs.IntVar(&cfg.SilentAbove, "silent-above", 0, "devices ignore requests for more than N varbinds (a GETBULK: non-repeaters + repeaters x max-repetitions), as some agents do; 0: none")
 	fs.BoolVar(&cfg.AllowNonLoopback, "allow-non-loopback", false, "allow --listen on a non-loopback address (the simulator's own container)")
 	fs.Func("allow-from", "answer only requests from these `addresses` (comma-separated), as an agent with an access list", func(v string) error {
 		for _, a := range strings.Split(v, ",") {

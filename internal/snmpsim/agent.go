@@ -44,6 +44,12 @@ type Config struct {
 	// walks with genErr (0: none).
 	DeadEvery, SlowEvery, BrokenEvery int
 	SlowDelay                         time.Duration
+	// SilentAbove, when positive, makes every device ignore requests that ask
+	// for more than this many varbinds, as some real agents do with large
+	// requests (no answer, not even tooBig): a GET or GETNEXT with more
+	// varbinds, a GETBULK whose answer would hold more (non-repeaters plus
+	// repeaters times max-repetitions). Counted: Silenced.
+	SilentAbove int
 	// AllowFrom, when not empty, are the only addresses the devices answer,
 	// as an agent with an access list does; requests from any other are
 	// dropped without an answer (and counted: Refused).
@@ -121,6 +127,8 @@ type Device struct {
 	lossPct   atomic.Int32 // drop this percentage of requests
 	lossSeq   atomic.Uint64
 	tooBig    atomic.Int32 // >0: a GETBULK answer with more varbinds is tooBig
+	silentAbv atomic.Int32 // >0: requests for more varbinds get no answer
+	silenced  atomic.Uint64
 	other     *net.UDPConn // FaultOtherPort answers from here
 	dead      atomic.Bool
 	answers   atomic.Int64 // >0: answer this many more requests, then go silent
@@ -144,6 +152,24 @@ func (d *Device) SetLoss(pct int) { d.lossPct.Store(int32(pct)) }
 // SetTooBigAbove makes GETBULK answers with more than n varbinds tooBig
 // (0: truncate them instead, as RFC 3416 allows).
 func (d *Device) SetTooBigAbove(n int) { d.tooBig.Store(int32(n)) }
+
+// SetSilentAbove makes the device ignore requests for more than n
+// varbinds (see Config.SilentAbove; 0: answer every size).
+func (d *Device) SetSilentAbove(n int) { d.silentAbv.Store(int32(n)) }
+
+// Silenced counts the requests ignored for their size (SetSilentAbove).
+func (d *Device) Silenced() uint64 { return d.silenced.Load() }
+
+// asked is how many varbinds a request asks for: its varbinds, or for a
+// GETBULK what its answer would hold at most.
+func asked(req *gosnmp.SnmpPacket) int {
+	n := len(req.Variables)
+	if req.PDUType != gosnmp.GetBulkRequest {
+		return n
+	}
+	nonRep := min(int(req.NonRepeaters), n)
+	return nonRep + (n-nonRep)*int(req.MaxRepetitions)
+}
 
 // StopAfter makes the device answer n more requests and then stop answering,
 // like an agent that dies in the middle of a walk.
@@ -210,6 +236,7 @@ func Start(cfg Config) (*Fleet, error) {
 			bootTime: boot, maxResp: cfg.MaxResponseBytes, allow: cfg.AllowFrom,
 		}
 		d.delay.Store(int64(cfg.Delay))
+		d.silentAbv.Store(int32(max(cfg.SilentAbove, 0)))
 		d.jitter, d.rng = cfg.Jitter, uint64(i)*0x9E3779B97F4A7C15+1
 		n := i + 1
 		switch {
@@ -305,6 +332,10 @@ func (d *Device) serve() {
 		}
 		if req.PDUType == gosnmp.GetBulkRequest && Fault(d.fault.Load()) == FaultNoBulk {
 			continue
+		}
+		if limit := int(d.silentAbv.Load()); limit > 0 && asked(req) > limit {
+			d.silenced.Add(1)
+			continue // too large for this agent: no answer at all
 		}
 		// A wrong community gets no answer, as on real agents: the manager sees a timeout.
 		if req.Version == gosnmp.Version3 || req.Community != d.Community {

@@ -113,3 +113,44 @@ func TestRejectsNonLoopback(t *testing.T) {
 		t.Fatal("the simulator must only listen on loopback")
 	}
 }
+
+// A device with SilentAbove answers requests up to that many varbinds and
+// ignores larger ones, GETs and GETBULKs alike, as seen through a real
+// client (gosnmp) over UDP.
+func TestSilentAbove(t *testing.T) {
+	f, err := Start(Config{Devices: 1, Interfaces: 4, SilentAbove: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	d := f.Devices()[0]
+	g := &gosnmp.GoSNMP{Target: d.AddrPort().Addr().String(), Port: d.AddrPort().Port(), Community: "public",
+		Version: gosnmp.Version2c, Timeout: 300 * time.Millisecond, Retries: 0, MaxOids: 60}
+	if err := g.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Conn.Close()
+	const sysDescr, sysUpTime, sysName, ifDescr, ifInOctets = ".1.3.6.1.2.1.1.1.0", ".1.3.6.1.2.1.1.3.0", ".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.2.2.1.2", ".1.3.6.1.2.1.2.2.1.10"
+	if r, err := g.Get([]string{sysDescr, sysUpTime, sysName}); err != nil || len(r.Variables) != 3 {
+		t.Fatalf("GET of 3 varbinds (limit 4): %v", err)
+	}
+	if _, err := g.Get([]string{sysDescr, sysUpTime, sysName, sysDescr, sysUpTime}); err == nil {
+		t.Fatal("GET of 5 varbinds (limit 4) was answered")
+	}
+	if r, err := g.GetBulk([]string{ifDescr, ifInOctets}, 0, 2); err != nil || len(r.Variables) != 4 {
+		t.Fatalf("GETBULK of 2 columns x 2 (limit 4): %v", err)
+	}
+	if _, err := g.GetBulk([]string{ifDescr, ifInOctets}, 0, 3); err == nil {
+		t.Fatal("GETBULK of 2 columns x 3 (limit 4) was answered")
+	}
+	if _, err := g.GetBulk([]string{ifDescr}, 0, 25); err == nil {
+		t.Fatal("GETBULK of 1 column x 25 (limit 4) was answered")
+	}
+	if n := d.Silenced(); n != 3 {
+		t.Errorf("Silenced = %d, want the 3 requests ignored", n)
+	}
+	d.SetSilentAbove(0)
+	if _, err := g.Get([]string{sysDescr, sysUpTime, sysName, sysDescr, sysUpTime}); err != nil {
+		t.Errorf("with the limit lifted, a GET of 5: %v", err)
+	}
+}
