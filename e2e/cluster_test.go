@@ -174,8 +174,22 @@ func slotOf(t *testing.T, id string) time.Time {
 func waitCurrent(t *testing.T, c *natstest.Cluster, i int) {
 	t.Helper()
 	c.WaitForLeader()
+	// Every stream and bucket, as an operator's rolling restart waits for:
+	// restarting the next node while the lease bucket is current on one
+	// node only leaves it without a quorum, and the lease runs out (seen on
+	// CI when only the task stream was waited for).
+	streams := []string{natsbus.TaskStream, natsbus.ResultStream, natsbus.PollerStream,
+		"KV_" + natsbus.LeaseBucket, "KV_" + natsbus.HostStateBucket, "KV_" + natsbus.DeviceBucket}
 	waitUntil(t, fmt.Sprintf("n%d current", i+1), func() bool {
 		s := c.Nodes[i]
-		return s.JetStreamIsCurrent() && s.JetStreamIsStreamCurrent("$G", natsbus.TaskStream)
+		if !s.JetStreamIsCurrent() {
+			return false
+		}
+		for _, name := range streams {
+			if !s.JetStreamIsStreamCurrent("$G", name) {
+				return false
+			}
+		}
+		return true
 	})
 }
