@@ -292,14 +292,7 @@ const onceSinkWait = 30 * time.Second
 
 // startMetricSinks runs the configuration's metric sinks (none: nothing).
 func startMetricSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, m *export.Metrics, log *slog.Logger) (*export.Sinks, error) {
-	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
-		c, err := bus.SinkRecords(ctx, name, batch)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-	return export.Start(ctx, cfg, open, bus, m, log)
+	return export.Start(ctx, cfg, bus.OpenSink, bus, m, log)
 }
 
 // connect joins the configured NATS, or starts the embedded server and

@@ -76,14 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // writeSinks runs the metric sinks until ctx ends.
 func writeSinks(ctx context.Context, bus *natsbus.Bus, cfg *config.Config, log *slog.Logger) error {
 	reg := telemetry.NewRegistry()
-	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
-		c, err := bus.SinkRecords(ctx, name, batch)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-	sinks, err := export.Start(ctx, cfg, open, bus, export.NewMetrics(reg), log)
+	sinks, err := export.Start(ctx, cfg, bus.OpenSink, bus, export.NewMetrics(reg), log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the results stream

@@ -28,15 +28,7 @@ import (
 func TestSinkWritesWithReloadedLookups(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := natstest.RunJetStream(t)
-	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: srv.ClientURL(), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
-	if err := bus.EnsureStreams(ctx, natsbus.StreamOptions{Sites: []string{task.DefaultSite}}); err != nil {
-		t.Fatal(err)
-	}
+	bus := startBus(t)
 	vm := promtest.StartVictoriaMetrics(t)
 	load := func(lookup string) *config.Config {
 		path := filepath.Join(t.TempDir(), "flock.yaml")
@@ -54,14 +46,7 @@ hosts: [{name: sim-00001, modules: [if-mib]}]
 		}
 		return c
 	}
-	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
-		c, err := bus.SinkRecords(ctx, name, batch)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-	sinks, err := export.Start(ctx, load("ifName"), open, bus, export.NewMetrics(nil), slog.Default())
+	sinks, err := export.Start(ctx, load("ifName"), bus.OpenSink, bus, export.NewMetrics(nil), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,15 +107,7 @@ hosts: [{name: sim-00001, modules: [if-mib]}]
 func TestRefusedBatchIsSplit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := natstest.RunJetStream(t)
-	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: srv.ClientURL(), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
-	if err := bus.EnsureStreams(ctx, natsbus.StreamOptions{Sites: []string{task.DefaultSite}}); err != nil {
-		t.Fatal(err)
-	}
+	bus := startBus(t)
 	prom := promtest.Start(t)
 	path := filepath.Join(t.TempDir(), "flock.yaml")
 	if err := os.WriteFile(path, []byte(`sinks: [{type: prometheus_remote_write, url: '`+prom.WriteURL()+`', batch_records: 10}]
@@ -144,14 +121,7 @@ hosts: [sim-00001, sim-00002, sim-00003]
 	}
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
-		c, err := bus.SinkRecords(ctx, name, batch)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-	sinks, err := export.Start(ctx, cfg, open, bus, export.NewMetrics(nil), log)
+	sinks, err := export.Start(ctx, cfg, bus.OpenSink, bus, export.NewMetrics(nil), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,6 +165,22 @@ hosts: [sim-00001, sim-00002, sim-00003]
 	sinks.Wait()
 }
 
+// startBus runs a JetStream server for the test and connects to it, the
+// streams made as a dispatcher makes them.
+func startBus(tb testing.TB) *natsbus.Bus {
+	tb.Helper()
+	srv := natstest.RunJetStream(tb)
+	bus, err := natsbus.Connect(context.Background(), natsbus.ConnectOptions{URL: srv.ClientURL(), Timeout: 5 * time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = bus.Close() })
+	if err := bus.EnsureStreams(context.Background(), natsbus.StreamOptions{Sites: []string{task.DefaultSite}}); err != nil {
+		tb.Fatal(err)
+	}
+	return bus
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
@@ -220,15 +206,7 @@ func (s *syncBuffer) String() string {
 func BenchmarkWriterToVictoriaMetrics(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := natstest.RunJetStream(b)
-	bus, err := natsbus.Connect(ctx, natsbus.ConnectOptions{URL: srv.ClientURL(), Timeout: 5 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bus.Close()
-	if err := bus.EnsureStreams(ctx, natsbus.StreamOptions{Sites: []string{task.DefaultSite}}); err != nil {
-		b.Fatal(err)
-	}
+	bus := startBus(b)
 	vm := promtest.StartVictoriaMetrics(b)
 	path := filepath.Join(b.TempDir(), "flock.yaml")
 	if err := os.WriteFile(path, []byte(`modules: [{name: if-mib, walk: [IF-MIB::ifTable, IF-MIB::ifXTable], lookups: [ifName, ifDescr, ifAlias]}]
@@ -252,16 +230,9 @@ hosts: [{name: sim-00001, modules: [if-mib]}]
 			b.Fatal(err)
 		}
 	}
-	open := func(ctx context.Context, name string, batch int) (export.Source, error) {
-		c, err := bus.SinkRecords(ctx, name, batch)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
 	b.ResetTimer()
 	start := time.Now()
-	sinks, err := export.Start(ctx, cfg, open, bus, export.NewMetrics(nil), slog.New(slog.DiscardHandler))
+	sinks, err := export.Start(ctx, cfg, bus.OpenSink, bus, export.NewMetrics(nil), slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,11 +9,9 @@
 package influx
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -21,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flock-snmp/flock/internal/httpwrite"
 	"github.com/flock-snmp/flock/internal/sample"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -142,10 +141,8 @@ func appendEscaped(b []byte, s, special string) []byte {
 
 // Client posts batches to one InfluxDB write URL.
 type Client struct {
-	url   string
-	shown string // url with any password in its query masked, for messages
-	token string
-	http  *http.Client
+	target *httpwrite.Target
+	header http.Header // the same for every request
 }
 
 // New checks the full write URL (http://host:8086/write?db=flock for
@@ -179,7 +176,11 @@ func New(writeURL, token string, timeout time.Duration) (*Client, error) {
 	}
 	shown := *u
 	shown.RawQuery, shown.User = q.Encode(), nil
-	return &Client{url: writeURL, shown: shown.String(), token: token, http: &http.Client{Timeout: timeout}}, nil
+	header := http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "User-Agent": {"flock"}}
+	if token != "" {
+		header.Set("Authorization", "Token "+token)
+	}
+	return &Client{target: httpwrite.New(writeURL, shown.String(), timeout), header: header}, nil
 }
 
 // ErrRejected is wrapped when the database refused a write for good (4xx).
@@ -188,34 +189,5 @@ var ErrRejected = errors.New("rejected by InfluxDB")
 // Send posts b. An error wrapping ErrRejected is final (the server's answer
 // is in it); any other (5xx, no connection) may pass if retried.
 func (c *Client) Send(ctx context.Context, b *Batch) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(b.buf))
-	if err != nil {
-		return fmt.Errorf("influx write to %s: %w", c.shown, redactErr(err, c.url, c.shown))
-	}
-	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	req.Header.Set("User-Agent", "flock")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Token "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("influx write to %s: %w", c.shown, redactErr(err, c.url, c.shown))
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch {
-	case resp.StatusCode/100 == 2:
-		return nil
-	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests:
-		return fmt.Errorf("influx write of %d lines to %s: %w: %s: %s", b.lines, c.shown, ErrRejected, resp.Status, strings.TrimSpace(string(answer)))
-	}
-	return fmt.Errorf("influx write of %d lines to %s: %s: %s", b.lines, c.shown, resp.Status, strings.TrimSpace(string(answer)))
-}
-
-// redactErr is err with the URL (which net/http errors quote) shown masked.
-func redactErr(err error, raw, shown string) error {
-	if raw == shown || !strings.Contains(err.Error(), raw) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), raw, shown))
+	return c.target.Post(ctx, b.buf, c.header, fmt.Sprintf("influx write of %d lines", b.lines), ErrRejected)
 }

@@ -154,6 +154,15 @@ func (s *SinkConsumer) Fetch(max int, wait time.Duration, dst []export.Msg) ([]e
 	return dst, nil
 }
 
+// OpenSink is SinkRecords as an export.OpenSource (export.Start's).
+func (b *Bus) OpenSink(ctx context.Context, name string, batch int) (export.Source, error) {
+	c, err := b.SinkRecords(ctx, name, batch)
+	if err != nil {
+		return nil, err // not a nil *SinkConsumer in a non-nil interface
+	}
+	return c, nil
+}
+
 // Progress says how far the sink has written: its records not yet
 // acknowledged, and the stream sequence up to which all are.
 func (s *SinkConsumer) Progress(ctx context.Context) (export.Progress, error) {

@@ -8,12 +8,10 @@
 package promwrite
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/klauspost/compress/s2"
 
+	"github.com/flock-snmp/flock/internal/httpwrite"
 	"github.com/flock-snmp/flock/internal/sample"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -107,11 +106,9 @@ func sizeVarint(v uint64) int {
 
 // Client posts WriteRequests to one endpoint.
 type Client struct {
-	url   string
-	shown string // url with any password masked, for messages
-	token string // sent as a bearer token when set
-	http  *http.Client
-	body  []byte // scratch: the compressed request
+	target *httpwrite.Target
+	header http.Header // the same for every request
+	body   []byte      // scratch: the compressed request
 }
 
 // New checks the endpoint's URL (http or https, with a host) and returns
@@ -124,13 +121,20 @@ func New(endpoint string, timeout time.Duration) (*Client, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("remote write URL %q: want http:// or https:// and a host, e.g. http://prometheus.example.net:9090/api/v1/write", endpoint)
 	}
-	return &Client{url: endpoint, shown: u.Redacted(), http: &http.Client{Timeout: timeout}}, nil
+	return &Client{target: httpwrite.New(endpoint, u.Redacted(), timeout), header: http.Header{
+		"Content-Encoding":                  {"snappy"},
+		"Content-Type":                      {"application/x-protobuf"},
+		"X-Prometheus-Remote-Write-Version": {"0.1.0"},
+		"User-Agent":                        {"flock"},
+	}}, nil
 }
 
 // WithToken has c send token as a bearer token (Authorization: Bearer),
 // as Mimir's and VictoriaMetrics' authenticating proxies take it.
 func (c *Client) WithToken(token string) *Client {
-	c.token = token
+	if token != "" {
+		c.header.Set("Authorization", "Bearer "+token)
+	}
 	return c
 }
 
@@ -143,45 +147,5 @@ var ErrRejected = errors.New("rejected by the remote write endpoint")
 // Not safe for concurrent use.
 func (c *Client) Send(ctx context.Context, r *Request) error {
 	c.body = s2.EncodeSnappy(c.body[:cap(c.body)], r.buf)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(c.body))
-	if err != nil {
-		return fmt.Errorf("remote write to %s: %w", c.shown, c.redact(err))
-	}
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	req.Header.Set("User-Agent", "flock")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("remote write to %s: %w", c.shown, c.redact(err))
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch {
-	case resp.StatusCode/100 == 2:
-		return nil
-	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests:
-		return fmt.Errorf("remote write of %d series to %s: %w: %s: %s", r.n, c.shown, ErrRejected, resp.Status, strings.TrimSpace(string(answer)))
-	}
-	return fmt.Errorf("remote write of %d series to %s: %s: %s", r.n, c.shown, resp.Status, strings.TrimSpace(string(answer)))
+	return c.target.Post(ctx, c.body, c.header, fmt.Sprintf("remote write of %d series", r.n), ErrRejected)
 }
-
-// redact is err with the URL (which net/http errors quote) shown masked;
-// errors.Is still sees what err wraps.
-func (c *Client) redact(err error) error {
-	if c.url == c.shown || !strings.Contains(err.Error(), c.url) {
-		return err
-	}
-	return redacted{msg: strings.ReplaceAll(err.Error(), c.url, c.shown), err: err}
-}
-
-type redacted struct {
-	msg string
-	err error
-}
-
-func (r redacted) Error() string { return r.msg }
-func (r redacted) Unwrap() error { return r.err }
