@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/flock-snmp/flock/harness/natstest"
 	"github.com/flock-snmp/flock/harness/procs"
 	"github.com/flock-snmp/flock/harness/simtest"
+	"github.com/flock-snmp/flock/harness/syncbuf"
 	"github.com/flock-snmp/flock/internal/natsbus"
 	"github.com/flock-snmp/flock/internal/snmpsim"
 	"github.com/flock-snmp/flock/internal/task"
@@ -49,31 +49,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Lines() []string {
-	out := strings.TrimSpace(s.String())
-	if out == "" {
-		return nil
-	}
-	return strings.Split(out, "\n")
-}
+// syncBuffer is safe to read while a process writes to it.
+type syncBuffer = syncbuf.Buffer
 
 type proc struct {
 	name           string

@@ -1,7 +1,6 @@
 package dispatch_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/flock-snmp/flock/harness/natstest"
 	"github.com/flock-snmp/flock/harness/simtest"
+	"github.com/flock-snmp/flock/harness/syncbuf"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/dispatch"
 	"github.com/flock-snmp/flock/internal/natsbus"
@@ -25,23 +25,8 @@ import (
 	"github.com/flock-snmp/flock/internal/task"
 )
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is safe for a writer and a reader.
+type lockedBuffer = syncbuf.Buffer
 
 func withInterval(cfg *config.Config, iv time.Duration) *config.Config {
 	for i := range cfg.Hosts {

@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/flock-snmp/flock/harness/natstest"
 	"github.com/flock-snmp/flock/harness/promtest"
 	"github.com/flock-snmp/flock/harness/recordtest"
+	"github.com/flock-snmp/flock/harness/syncbuf"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/export"
 	"github.com/flock-snmp/flock/internal/natsbus"
@@ -119,7 +119,7 @@ hosts: [sim-00001, sim-00002, sim-00003]
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	sinks, err := export.Start(ctx, cfg, bus.OpenSink, bus, export.NewMetrics(nil), log)
 	if err != nil {
@@ -179,23 +179,6 @@ func startBus(tb testing.TB) *natsbus.Bus {
 		tb.Fatal(err)
 	}
 	return bus
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // One writer's throughput, end to end: records of a 48-interface router
