@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory).WithCounters(counters)
+	p := poll.New(name, cfg.Credentials, nil).WithMemory(memory).WithCounters(counters).WithPacketRate(cfg.Poller.MaxPacketsPerSecond)
 	if src, err := netip.ParseAddr(cfg.Poller.SourceAddress); err == nil { // validated: empty or an address
 		p = p.WithSource(src)
 	}

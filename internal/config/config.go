@@ -123,6 +123,9 @@ type Poller struct {
 	SourceAddress string `mapstructure:"source_address"`
 	// Concurrency is how many polls run at once.
 	Concurrency int `mapstructure:"concurrency"`
+	// MaxPacketsPerSecond bounds the SNMP requests the poller sends per
+	// second, retries included, so a slow link is not flooded; 0: unbounded.
+	MaxPacketsPerSecond float64 `mapstructure:"max_packets_per_second"`
 	// Name identifies the poller in HostRecords and logs; default host name and pid.
 	Name string `mapstructure:"name"`
 	// ShutdownGrace is how long in-flight polls may run after SIGTERM before they are handed back.
@@ -196,6 +199,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("defaults.port", 161)
 	v.SetDefault("defaults.timeout", "2s")
 	v.SetDefault("defaults.retries", 1)
+	v.SetDefault("defaults.max_outstanding", 1)
+	v.SetDefault("poller.max_packets_per_second", 0)
 	v.SetDefault("defaults.get", []string{"1.3.6.1.2.1.1.1.0"})
 	v.SetDefault("defaults.walk", []string{})
 	v.SetDefault("defaults.max_oids", 32)

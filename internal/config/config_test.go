@@ -28,13 +28,13 @@ func TestLoadGood(t *testing.T) {
 	want := []Host{
 		{Name: "localhost", Key: "localhost", Site: "default", Address: "localhost", Port: 161, Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
 			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
-			Interval: time.Minute, Bulk: true},
+			Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
 		{Name: "lab-sw1", Key: "lab-sw1", Site: "default", Address: "127.0.0.1", Port: 16100, Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
 			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
-			Interval: time.Minute, Bulk: true},
+			Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
 		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Site: "default", Address: "core-sw1.example.net", Port: 161, Credentials: "public",
 			Timeout: 500 * time.Millisecond, Retries: 0, Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.3.0"},
-			MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second, Interval: time.Minute, Bulk: true},
+			MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second, Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
 	}
 	// A walk of ifTable is a multi-column table walk.
 	if tb := c.Hosts[2].Tables; len(tb) != 1 || tb[0].Root != ".1.3.6.1.2.1.2.2" || len(tb[0].Columns) != 22 {
@@ -122,7 +122,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-credentials.yaml", []string{`testdata/bad-credentials.yaml: hosts[0].credentials: "core-v2" is not a defined credential profile (defined: public)`}},
 		{"bad-duplicate.yaml", []string{`testdata/bad-duplicate.yaml: hosts[2].name: host "Core-SW1.Example.Net" has host key "core-sw1-example-net", the same as hosts[0] ("core-sw1.example.net"): host names must differ in more than case, '.', ':' and '-'`}},
 		{"bad-unknown-key.yaml", []string{`testdata/bad-unknown-key.yaml: nats: unknown key(s) urll`}},
-		{"bad-host-key.yaml", []string{`testdata/bad-host-key.yaml: hosts[0]: unknown key(s) adress (known: name, address, groups, site, credentials, port, timeout, retries, get, walk, modules, max_oids, max_repetitions, poll_timeout, interval, jitter, bulk, allow_nonincreasing_oids, unconnected_udp)`}},
+		{"bad-host-key.yaml", []string{`testdata/bad-host-key.yaml: hosts[0]: unknown key(s) adress (known: name, address, groups, site, credentials, port, timeout, retries, get, walk, modules, max_oids, max_repetitions, poll_timeout, interval, jitter, bulk, allow_nonincreasing_oids, unconnected_udp, max_outstanding)`}},
 		{"bad-duration.yaml", []string{`testdata/bad-duration.yaml: defaults.timeout: "2 seconds" is not a duration (write it like 2s, 500ms or 1m30s)`}},
 		{"bad-host-types.yaml", []string{
 			`testdata/bad-host-types.yaml: hosts[0].port: "abc" is not a whole number`,
@@ -179,10 +179,12 @@ func TestLoadBad(t *testing.T) {
 		}},
 		{"bad-values.yaml", []string{
 			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
+			`testdata/bad-values.yaml: poller.max_packets_per_second: -5 is out of range 0..10000000 (0: unbounded)`,
 			`testdata/bad-values.yaml: credentials[1].version: "4" is not an SNMP version (want 1, 2c or 3)`,
 			`testdata/bad-values.yaml: credentials[2].community: is empty (SNMP v1 needs a community, or community_file, or FLOCK_CREDENTIALS_NOCOMM_COMMUNITY)`,
 			`testdata/bad-values.yaml: defaults.timeout: 0s is not positive`,
 			`testdata/bad-values.yaml: hosts[0].port: 70000 is not a port number (1..65535)`,
+			`testdata/bad-values.yaml: hosts[1].max_outstanding: 0 is out of range 1..256`,
 		}},
 	}
 	for _, tc := range tests {

@@ -58,6 +58,10 @@ type HostDefaults struct {
 	AllowNonIncreasingOIDs bool `mapstructure:"allow_nonincreasing_oids"`
 	// UnconnectedUDP accepts answers from another address than the one asked (multi-homed agents).
 	UnconnectedUDP bool `mapstructure:"unconnected_udp"`
+	// MaxOutstanding bounds the requests in flight to one agent address
+	// (hosts that share an address and port share it), as net-snmp's tools
+	// send one at a time.
+	MaxOutstanding int `mapstructure:"max_outstanding"`
 }
 
 // overrides are the settings a group or a host may set; nil means "inherit".
@@ -78,10 +82,12 @@ type overrides struct {
 	Bulk                   *bool          `mapstructure:"bulk"`
 	AllowNonIncreasingOIDs *bool          `mapstructure:"allow_nonincreasing_oids"`
 	UnconnectedUDP         *bool          `mapstructure:"unconnected_udp"`
+	MaxOutstanding         *int           `mapstructure:"max_outstanding"`
 }
 
 var overrideKeys = []string{"site", "credentials", "port", "timeout", "retries", "get", "walk", "modules", "max_oids",
-	"max_repetitions", "poll_timeout", "interval", "jitter", "bulk", "allow_nonincreasing_oids", "unconnected_udp"}
+	"max_repetitions", "poll_timeout", "interval", "jitter", "bulk", "allow_nonincreasing_oids", "unconnected_udp",
+	"max_outstanding"}
 
 func (o *overrides) applyTo(s *HostDefaults) {
 	override(&s.Site, o.Site)
@@ -97,6 +103,7 @@ func (o *overrides) applyTo(s *HostDefaults) {
 	override(&s.Bulk, o.Bulk)
 	override(&s.AllowNonIncreasingOIDs, o.AllowNonIncreasingOIDs)
 	override(&s.UnconnectedUDP, o.UnconnectedUDP)
+	override(&s.MaxOutstanding, o.MaxOutstanding)
 	if o.Get != nil {
 		s.Get = o.Get
 	}
@@ -150,6 +157,7 @@ type Host struct {
 	Bulk                   bool
 	AllowNonIncreasingOIDs bool
 	UnconnectedUDP         bool
+	MaxOutstanding         int
 }
 
 // checkLevel validates the settings a level sets: every one for defaults
@@ -171,6 +179,9 @@ func (c *Config) checkLevel(p *problems, key string, s *HostDefaults, set *overr
 	}
 	if (all || set.Retries != nil) && (s.Retries < 0 || s.Retries > 100) {
 		p.add(key+".retries", "%d is out of range 0..100", s.Retries)
+	}
+	if (all || set.MaxOutstanding != nil) && (s.MaxOutstanding < 1 || s.MaxOutstanding > 256) {
+		p.add(key+".max_outstanding", "%d is out of range 1..256", s.MaxOutstanding)
 	}
 	if (all || set.MaxOids != nil) && (s.MaxOids < 1 || s.MaxOids > 128) {
 		p.add(key+".max_oids", "%d is out of range 1..128", s.MaxOids)
@@ -410,7 +421,7 @@ func (c *Config) buildHosts(p *problems) {
 			Credentials: s.Credentials, Timeout: s.Timeout, Retries: s.Retries, Modules: s.Modules,
 			MaxOids: s.MaxOids, MaxRepetitions: s.MaxRepetitions, PollTimeout: s.PollTimeout,
 			Interval: s.Interval, Jitter: s.Jitter, Bulk: s.Bulk, AllowNonIncreasingOIDs: s.AllowNonIncreasingOIDs,
-			UnconnectedUDP: s.UnconnectedUDP}
+			UnconnectedUDP: s.UnconnectedUDP, MaxOutstanding: s.MaxOutstanding}
 		if h.Address == "" {
 			h.Address = h.Name
 		}

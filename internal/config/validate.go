@@ -38,6 +38,9 @@ func (c *Config) validate(file string, getenv func(string) string) error {
 	if c.Poller.Concurrency < 1 || c.Poller.Concurrency > 100_000 {
 		p.add("poller.concurrency", "%d is out of range 1..100000", c.Poller.Concurrency)
 	}
+	if c.Poller.MaxPacketsPerSecond < 0 || c.Poller.MaxPacketsPerSecond > 10_000_000 {
+		p.add("poller.max_packets_per_second", "%g is out of range 0..10000000 (0: unbounded)", c.Poller.MaxPacketsPerSecond)
+	}
 	if err := task.CheckSite(c.Poller.Site); err != nil {
 		p.add("poller.site", "%v", err)
 	}

@@ -187,7 +187,7 @@ func newTask(h *config.Host, slot, scheduled, deadline time.Time) task.PollTask 
 		Get: h.Get, Walk: h.Walk, Tables: h.Tables, TimeoutMS: h.Timeout.Milliseconds(),
 		PollTimeoutMS: min(h.PollTimeout, deadline.Sub(scheduled)).Milliseconds(),
 		Retries:       h.Retries, MaxOids: h.MaxOids, MaxRepetitions: h.MaxRepetitions,
-		NoBulk: !h.Bulk, AllowNonIncreasingOIDs: h.AllowNonIncreasingOIDs, UnconnectedUDP: h.UnconnectedUDP,
+		NoBulk: !h.Bulk, AllowNonIncreasingOIDs: h.AllowNonIncreasingOIDs, UnconnectedUDP: h.UnconnectedUDP, MaxOutstanding: h.MaxOutstanding,
 		ScheduledAt: scheduled, Deadline: deadline,
 	}
 }

@@ -5,11 +5,13 @@
 package poll
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/flock-snmp/flock/internal/config"
@@ -18,16 +20,21 @@ import (
 )
 
 // Poller polls tasks with the credential profiles of its own configuration.
-// It is safe for concurrent use: every Poll opens its own session.
+// It is safe for concurrent use. Its polls run on one snmp.Engine: state
+// machines on a few shared sockets, not a goroutine each.
 type Poller struct {
 	name     string
 	creds    map[string]*config.Credential
 	resolver *net.Resolver
 	engines  *snmp.EngineCache
-	sessions snmp.Pool
 	memory   Memory
 	counters *snmp.Counters
 	source   netip.Addr
+	maxPPS   float64
+
+	once   sync.Once
+	engine *snmp.Engine
+	learns sync.WaitGroup // device memory being written
 }
 
 // WithSource makes the poller send its requests from addr (to agents of
@@ -37,9 +44,16 @@ func (p *Poller) WithSource(addr netip.Addr) *Poller {
 	return p
 }
 
-// WithCounters makes the poller's sessions count packets and retries into c.
+// WithCounters makes the poller count packets, retries and stray answers into c.
 func (p *Poller) WithCounters(c *snmp.Counters) *Poller {
 	p.counters = c
+	return p
+}
+
+// WithPacketRate bounds the SNMP requests the poller sends per second,
+// retries included (0: unbounded).
+func (p *Poller) WithPacketRate(perSecond float64) *Poller {
+	p.maxPPS = perSecond
 	return p
 }
 
@@ -66,8 +80,22 @@ func New(name string, creds []config.Credential, resolver *net.Resolver) *Poller
 	return &Poller{name: name, creds: m, resolver: resolver, engines: snmp.NewEngineCache(200_000)}
 }
 
-// Close closes the sockets the poller keeps for reuse. Polls must have ended.
-func (p *Poller) Close() { p.sessions.Close() }
+func (p *Poller) eng() *snmp.Engine {
+	p.once.Do(func() {
+		p.engine = snmp.NewEngine(snmp.EngineOptions{Source: p.source, Counters: p.counters, Engines: p.engines,
+			MaxPacketsPerSecond: p.maxPPS})
+	})
+	return p.engine
+}
+
+// Close closes the poller's sockets. Polls must have ended.
+func (p *Poller) Close() {
+	p.once.Do(func() {})
+	if p.engine != nil {
+		_ = p.engine.Close()
+	}
+	p.learns.Wait()
+}
 
 // Engines is the poller's cache of SNMPv3 engines.
 func (p *Poller) Engines() *snmp.EngineCache { return p.engines }
@@ -76,98 +104,140 @@ func (p *Poller) Engines() *snmp.EngineCache { return p.engines }
 // only when ctx was cancelled (the poller is shutting down), so the caller
 // can hand the task back; device failures are in rec.Error.
 func (p *Poller) Poll(ctx context.Context, t *task.PollTask, attempt int, rec *task.HostRecord) error {
+	done := make(chan error, 1)
+	p.Start(ctx, t, attempt, rec, func(err error) { done <- err })
+	return <-done
+}
+
+// Start is Poll without the wait: it returns at once and calls done when
+// rec is complete, with Poll's error. done runs on the engine's goroutines
+// and must not block.
+func (p *Poller) Start(ctx context.Context, t *task.PollTask, attempt int, rec *task.HostRecord, done func(error)) {
 	start := time.Now()
 	vbs := rec.Varbinds[:0]
 	*rec = task.NewRecord(t, p.name, attempt, start)
 	rec.Varbinds = vbs
-	err := p.poll(ctx, t, start, rec)
-	rec.DurationMS = float64(time.Since(start).Microseconds()) / 1000
-	if err != nil && errors.Is(err, context.Canceled) {
-		return err
-	}
-	if err != nil && rec.Error == nil {
-		rec.Error = &task.Error{Kind: Kind(err), Message: err.Error()}
-		if rec.Error.Kind == task.KindTimeout && !t.PollDeadline(start).Before(t.Deadline) {
-			// The slot ended, not the device's patience: say so, or the device gets the blame.
-			rec.Error.Message += fmt.Sprintf(" (the poll started %s after its slot and reached the slot's end: "+
-				"pollers may be too few or too busy)", start.Sub(t.ScheduledAt).Round(time.Millisecond))
-		}
-	}
-	return nil
-}
-
-func (p *Poller) poll(ctx context.Context, t *task.PollTask, start time.Time, rec *task.HostRecord) error {
+	r := &run{p: p, ctx: ctx, t: t, rec: rec, start: start, done: done}
 	cred, ok := p.creds[t.Credentials]
 	if !ok {
 		rec.Error = &task.Error{Kind: task.KindBadTask,
 			Message: fmt.Sprintf("host %s: credential profile %q is not defined on poller %s", t.Host, t.Credentials, p.name)}
-		return nil
+		r.end(nil)
+		return
 	}
-	ctx, cancel := context.WithDeadline(ctx, t.PollDeadline(start))
-	defer cancel()
-	ip, err := snmp.Resolve(ctx, p.resolver, t.Address)
-	if err != nil {
-		return err
+	if ip, err := netip.ParseAddr(t.Address); err == nil {
+		r.startJob(ip, cred)
+		return
 	}
+	go func() { // a name to look up: the one step that may block
+		ctx, cancel := context.WithDeadline(ctx, t.PollDeadline(start))
+		defer cancel()
+		ip, err := snmp.Resolve(ctx, p.resolver, t.Address)
+		if err != nil {
+			r.end(err)
+			return
+		}
+		r.startJob(ip, cred)
+	}()
+}
+
+// reprobeAfter is how long a learnt request size holds before a poll tries
+// the configured size again: agents get upgraded, or their silence was a
+// passing loss.
+const reprobeAfter = 6 * time.Hour
+
+// run is one poll on its way through the engine: it fills the record.
+type run struct {
+	p      *Poller
+	ctx    context.Context
+	t      *task.PollTask
+	rec    *task.HostRecord
+	start  time.Time
+	done   func(error)
+	memKey string
+	known  task.Quirks
+	first  error
+	job    snmp.Job
+}
+
+func (r *run) startJob(ip netip.Addr, cred *config.Credential) {
+	t, p := r.t, r.p
 	opts := snmp.Options{
 		Timeout: t.Timeout(), Retries: t.Retries, MaxOids: t.MaxOids, MaxRepetitions: t.MaxRepetitions,
 		NoBulk: t.NoBulk, AllowNonIncreasing: t.AllowNonIncreasingOIDs, UnconnectedUDP: t.UnconnectedUDP,
-		Engines: p.engines, Counters: p.counters, Source: p.source,
+		MaxOutstanding: t.MaxOutstanding,
 	}
-	memKey := task.HostStateKey(t.Site, t.HostKey)
-	var known task.Quirks
 	if p.memory != nil {
-		known, _ = p.memory.Quirks(memKey)
-		opts.NoBulk = opts.NoBulk || known.NoBulk
-		if known.MaxRepetitions > 0 {
-			opts.MaxRepetitions = min(opts.MaxRepetitions, known.MaxRepetitions)
+		r.memKey = task.HostStateKey(t.Site, t.HostKey)
+		r.known, _ = p.memory.Quirks(r.memKey)
+		opts.NoBulk = opts.NoBulk || r.known.NoBulk
+		if r.known.MaxRepetitions > 0 {
+			opts.MaxRepetitions = min(opts.MaxRepetitions, r.known.MaxRepetitions)
+		}
+		if r.known.MaxVarbinds > 0 && time.Since(r.known.LearnedAt) < reprobeAfter {
+			opts.MaxVarbindsPerRequest = r.known.MaxVarbinds
 		}
 	}
-	sess, err := p.sessions.Dial(t.Host, netip.AddrPortFrom(ip, t.Port), cred, opts)
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	defer func() { p.remember(ctx, memKey, known, sess.Learned()) }() // Learned after the poll, not now
-	add := func(vb *task.Varbind) { rec.Varbinds = append(rec.Varbinds, *vb) }
-
-	// Each part (the GETs, each walk, each table) runs even when an earlier
-	// one failed with a protocol error, so one bad table does not empty the
-	// record; each failure is listed. A timeout or unreachable host ends the
-	// poll: the other parts would only wait too.
-	var first error
-	failed := func(part string, err error) (stop bool) {
-		if errors.Is(err, context.Canceled) {
-			first = err
-			return true
-		}
-		if first == nil {
-			first = err
-		}
-		rec.Errors = append(rec.Errors, task.PartError{Part: part, Kind: Kind(err), Message: err.Error()})
-		return errors.Is(err, snmp.ErrTimeout) || errors.Is(err, snmp.ErrUnreachable)
-	}
-	if len(t.Get) > 0 {
-		if err := sess.Get(ctx, t.Get, add); err != nil && failed("get", err) {
-			return first
+	r.job = snmp.Job{Name: t.Host, Addr: netip.AddrPortFrom(ip, t.Port), Cred: cred, Opts: opts,
+		Deadline: t.PollDeadline(r.start), Get: t.Get, Walk: t.Walk}
+	if len(t.Tables) > 0 {
+		r.job.Tables = make([]snmp.Table, len(t.Tables))
+		for i, tb := range t.Tables {
+			r.job.Tables[i] = snmp.Table{Root: tb.Root, Columns: tb.Columns}
 		}
 	}
-	for _, root := range t.Walk {
-		if err := sess.Walk(ctx, root, add); err != nil && failed("walk "+root, err) {
-			return first
-		}
-	}
-	for _, tb := range t.Tables {
-		if err := sess.WalkTable(ctx, tb.Root, tb.Columns, add); err != nil && failed("table "+tb.Root, err) {
-			return first
-		}
-	}
-	return first
+	p.eng().Start(r.ctx, &r.job, r)
 }
 
-// remember stores what this poll taught about the device, when it is news.
-func (p *Poller) remember(ctx context.Context, key string, known, learned task.Quirks) {
-	if p.memory == nil {
+// Varbind implements snmp.Sink.
+func (r *run) Varbind(vb *task.Varbind) { r.rec.Varbinds = append(r.rec.Varbinds, *vb) }
+
+// PartFailed implements snmp.Sink. Each part (the GETs, each walk, each
+// table) runs even when an earlier one failed with a protocol error, so
+// one bad table does not empty the record; each failure is listed. A
+// timeout or unreachable host ends the poll: the other parts would only
+// wait too.
+func (r *run) PartFailed(part string, err error) (stop bool) {
+	if r.first == nil {
+		r.first = err
+	}
+	r.rec.Errors = append(r.rec.Errors, task.PartError{Part: part, Kind: Kind(err), Message: err.Error()})
+	return errors.Is(err, snmp.ErrTimeout) || errors.Is(err, snmp.ErrUnreachable)
+}
+
+// Done implements snmp.Sink.
+func (r *run) Done(learned task.Quirks, err error) {
+	if err == nil || !errors.Is(err, context.Canceled) {
+		err = cmp.Or(r.first, err)
+	}
+	r.p.remember(r.memKey, r.known, learned)
+	r.end(err)
+}
+
+// end completes the record with err, the poll's first failure.
+func (r *run) end(err error) {
+	rec, t := r.rec, r.t
+	rec.DurationMS = float64(time.Since(r.start).Microseconds()) / 1000
+	if err != nil && errors.Is(err, context.Canceled) {
+		r.done(err)
+		return
+	}
+	if err != nil && rec.Error == nil {
+		rec.Error = &task.Error{Kind: Kind(err), Message: err.Error()}
+		if rec.Error.Kind == task.KindTimeout && !t.PollDeadline(r.start).Before(t.Deadline) {
+			// The slot ended, not the device's patience: say so, or the device gets the blame.
+			rec.Error.Message += fmt.Sprintf(" (the poll started %s after its slot and reached the slot's end: "+
+				"pollers may be too few or too busy)", r.start.Sub(t.ScheduledAt).Round(time.Millisecond))
+		}
+	}
+	r.done(nil)
+}
+
+// remember stores what this poll taught about the device, when it is news,
+// in the background: the device memory is a network store, and the engine's
+// goroutines must not wait for it.
+func (p *Poller) remember(key string, known, learned task.Quirks) {
+	if p.memory == nil || key == "" {
 		return
 	}
 	news := known
@@ -177,13 +247,24 @@ func (p *Poller) remember(ctx context.Context, key string, known, learned task.Q
 	if learned.MaxRepetitions > 0 && (known.MaxRepetitions == 0 || learned.MaxRepetitions < known.MaxRepetitions) {
 		news.MaxRepetitions = learned.MaxRepetitions
 	}
+	switch {
+	case learned.MaxVarbinds > 0 && (known.MaxVarbinds == 0 || learned.MaxVarbinds < known.MaxVarbinds ||
+		time.Since(known.LearnedAt) >= reprobeAfter):
+		news.MaxVarbinds = learned.MaxVarbinds // smaller, or learnt again after a probe back up
+	case learned.MaxVarbinds == 0 && known.MaxVarbinds > 0 && time.Since(known.LearnedAt) >= reprobeAfter:
+		news.MaxVarbinds = 0 // the configured size worked again
+	}
 	if news == known {
 		return
 	}
 	news.Poller, news.LearnedAt = p.name, time.Now()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = p.memory.Learn(ctx, key, news) // a failure only means the next poll learns it again
+	p.learns.Add(1)
+	go func() {
+		defer p.learns.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.memory.Learn(ctx, key, news) // a failure only means the next poll learns it again
+	}()
 }
 
 // Kind maps an error from a poll to a HostRecord error kind.

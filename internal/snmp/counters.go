@@ -10,6 +10,7 @@ import (
 // One atomic add per packet; safe for concurrent use.
 type Counters struct {
 	sent, retries   atomic.Uint64
+	stray           atomic.Uint64
 	onSent, onRetry func(*gosnmp.GoSNMP) // made once, not per session
 }
 
@@ -26,6 +27,29 @@ func (c *Counters) Sent() uint64 { return c.sent.Load() }
 
 // Retries is the number of requests sent again after a timeout.
 func (c *Counters) Retries() uint64 { return c.retries.Load() }
+
+// Stray is the number of datagrams that answered no request in flight:
+// late or duplicate answers, answers from another address than the agent
+// asked, garbage.
+func (c *Counters) Stray() uint64 { return c.stray.Load() }
+
+func (c *Counters) sentOne() {
+	if c != nil {
+		c.sent.Add(1)
+	}
+}
+
+func (c *Counters) retryOne() {
+	if c != nil {
+		c.retries.Add(1)
+	}
+}
+
+func (c *Counters) strayOne() {
+	if c != nil {
+		c.stray.Add(1)
+	}
+}
 
 // attach makes g count into c (or into nothing when c is nil).
 func (c *Counters) attach(g *gosnmp.GoSNMP) {

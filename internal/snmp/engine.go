@@ -1,73 +1,553 @@
 package snmp
 
 import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/gosnmp/gosnmp"
+	"github.com/flock-snmp/flock/internal/config"
+	"github.com/flock-snmp/flock/internal/task"
 )
 
-// EngineCache remembers, per agent address, the SNMPv3 engine id, boots and
-// time learnt by the last session. A new session starts from it, with the
-// engine time advanced by the seconds elapsed since, so it pays neither an
-// engine-id discovery nor a notInTimeWindow round trip. If the agent
-// rebooted or was replaced, its report makes gosnmp resynchronise once.
-// It is safe for concurrent use; a nil *EngineCache caches nothing.
-type EngineCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[netip.AddrPort]engine
+// Engine runs polls as small state machines over a few shared UDP sockets,
+// not as a goroutine and a session per poll: a poll holds its state (the
+// request in flight, the walk's cursor) and moves on when its answer, its
+// timeout or an ICMP error arrives. Each socket has one reader goroutine;
+// one timer goroutine drives every timeout, retry and paced send. SNMPv1
+// and v2c run here; SNMPv3 polls run on a gosnmp session each (see Start).
+//
+// Answers are matched by request id (unique among the requests in flight)
+// and by source address (any address with Options.UnconnectedUDP); late,
+// duplicate and misaddressed answers are dropped and counted (Counters.Stray).
+//
+// Pacing: at most Options.MaxOutstanding requests in flight to one agent
+// address (polls of hosts sharing an address and port queue for it), and
+// at most EngineOptions.MaxPacketsPerSecond requests sent by the engine.
+type Engine struct {
+	o EngineOptions
+
+	mu      sync.Mutex
+	pending map[uint32]*machine // requests in flight, by request id
+	timers  timerHeap           // the same requests, by when they time out
+	agents  map[netip.AddrPort]agent
+	waiting map[netip.AddrPort][]*machine // requests queued for an agent's slot
+	paced   []*machine                    // requests queued for the packet rate
+	nextTx  time.Time                     // when the packet rate allows the next send
+	clockAt time.Time                     // when the timer goroutine wakes next
+
+	nextID  atomic.Uint32
+	sockMu  sync.Mutex
+	socks   [2][]*socket // IPv4, IPv6; opened on first use
+	rr      atomic.Uint32
+	wake    chan struct{}
+	closing chan struct{}
+	wg      sync.WaitGroup
+	v3      sync.WaitGroup // SNMPv3 polls' goroutines
 }
 
-type engine struct {
-	id    string
-	boots uint32
-	time  uint32
-	at    time.Time
+// agent is what the engine keeps per agent address while requests to it
+// are in flight.
+type agent struct {
+	inflight int32
+	bad      string // the last datagram from it that did not decode, while requests were in flight
 }
 
-// NewEngineCache holds at most max agents (one entry is about 100 bytes).
-func NewEngineCache(max int) *EngineCache {
-	return &EngineCache{max: max, m: make(map[netip.AddrPort]engine)}
+// EngineOptions configure an Engine.
+type EngineOptions struct {
+	// Source, when valid, is the local address requests to agents of its
+	// family are sent from (net-snmp's clientaddr).
+	Source netip.Addr
+	// Counters count requests, retries and stray answers; may be nil.
+	Counters *Counters
+	// Engines remembers SNMPv3 engines across polls; may be nil.
+	Engines *EngineCache
+	// Sockets per address family; default: the number of CPUs, at most 4.
+	Sockets int
+	// MaxPacketsPerSecond bounds the requests sent, retries included; 0: unbounded.
+	MaxPacketsPerSecond float64
 }
 
-// Len is the number of agents remembered.
-func (c *EngineCache) Len() int {
-	if c == nil {
-		return 0
+// NewEngine starts an engine: its timer goroutine now, its sockets on
+// first use. Close it.
+func NewEngine(o EngineOptions) *Engine {
+	if o.Sockets <= 0 {
+		o.Sockets = min(runtime.GOMAXPROCS(0), 4)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
+	e := &Engine{o: o, pending: make(map[uint32]*machine), agents: make(map[netip.AddrPort]agent),
+		waiting: make(map[netip.AddrPort][]*machine), wake: make(chan struct{}, 1), closing: make(chan struct{})}
+	e.nextID.Store(uint32(time.Now().UnixNano()) & 0x7fffffff)
+	e.wg.Add(1)
+	go e.clock()
+	return e
 }
 
-func (c *EngineCache) seed(addr netip.AddrPort, sp *gosnmp.UsmSecurityParameters, now time.Time) {
-	if c == nil {
+// Close stops the engine. Polls must have ended.
+func (e *Engine) Close() error {
+	select {
+	case <-e.closing:
+		return nil
+	default:
+	}
+	close(e.closing)
+	e.sockMu.Lock()
+	for _, fam := range e.socks {
+		for _, s := range fam {
+			_ = s.conn.Close()
+		}
+	}
+	e.sockMu.Unlock()
+	e.wg.Wait()
+	e.v3.Wait()
+	return nil
+}
+
+// Table is a table walked column by column together (see Job.Tables).
+type Table struct {
+	Root    string
+	Columns []string
+}
+
+// Sink receives a poll's results. Its methods are called one at a time,
+// on the engine's goroutines: they must not block.
+type Sink interface {
+	// Varbind is one varbind, in order; vb is reused after the call.
+	Varbind(vb *task.Varbind)
+	// PartFailed reports a part ("get", "walk <root>", "table <root>") that
+	// failed; true ends the poll, false goes on with the next part.
+	PartFailed(part string, err error) (stop bool)
+	// Done ends the poll: what it learnt of the agent, and the error that
+	// ended it (the first part's failure, or the context's).
+	Done(learned task.Quirks, err error)
+}
+
+// Job is one poll: the GETs, then each walk, then each table.
+type Job struct {
+	Name     string // the host, for errors
+	Addr     netip.AddrPort
+	Cred     *config.Credential
+	Opts     Options
+	Deadline time.Time // the whole poll's
+	Get      []string
+	Walk     []string
+	Tables   []Table
+}
+
+// Start runs j and reports to sink; ctx cancels it (Done with ctx's error).
+// It returns at once: an SNMPv1/v2c poll is a state machine on the
+// engine's sockets; an SNMPv3 poll runs on its own gosnmp session and
+// goroutine, which keeps USM (keys, engine discovery, time windows) in
+// gosnmp's hands.
+func (e *Engine) Start(ctx context.Context, j *Job, sink Sink) {
+	if j.Cred.Version == config.Version3 {
+		e.v3.Add(1)
+		go func() {
+			defer e.v3.Done()
+			e.runV3(ctx, j, sink)
+		}()
 		return
 	}
-	c.mu.Lock()
-	e, ok := c.m[addr]
-	c.mu.Unlock()
+	m := newMachine(e, ctx, j, sink)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sock, err := e.socket(j.Addr.Addr().Is6())
+	if err != nil {
+		m.finish(fmt.Errorf("poll %s (%s): %w: %w", j.Name, j.Addr, ErrUnreachable, err))
+		return
+	}
+	m.sock = sock
+	if ctx.Done() != nil {
+		m.stopCtx = context.AfterFunc(ctx, func() { e.cancel(m) })
+	}
+	m.next()
+}
+
+// socket returns one of the shared sockets of a family, opening them the
+// first time.
+func (e *Engine) socket(v6 bool) (*socket, error) {
+	fam := 0
+	if v6 {
+		fam = 1
+	}
+	e.sockMu.Lock()
+	defer e.sockMu.Unlock()
+	select {
+	case <-e.closing:
+		return nil, fmt.Errorf("the engine is closed")
+	default:
+	}
+	if e.socks[fam] == nil {
+		for range e.o.Sockets {
+			s, err := openSocket(e, v6, e.o.Source)
+			if err != nil {
+				for _, s := range e.socks[fam] {
+					_ = s.conn.Close()
+				}
+				e.socks[fam] = nil
+				return nil, err
+			}
+			e.socks[fam] = append(e.socks[fam], s)
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				s.read()
+			}()
+		}
+	}
+	socks := e.socks[fam]
+	return socks[int(e.rr.Add(1))%len(socks)], nil
+}
+
+// Where a machine is, as the engine sees it (under e.mu).
+const (
+	atOwner   = iota // being moved on by one goroutine
+	atPending        // its request is in flight
+	atAgent          // its request waits for the agent's slot
+	atPace           // its request waits for the packet rate
+	atDone
+)
+
+// transmit sends m's request (m.req, encoded) under the agent's limit and
+// the packet rate. Called by m's owner; afterwards m belongs to whoever
+// takes it from the engine.
+func (e *Engine) transmit(m *machine, first bool) {
+	e.mu.Lock()
+	if m.cancelled {
+		e.mu.Unlock()
+		m.finish(m.ctx.Err())
+		return
+	}
+	if first {
+		a := e.agents[m.addr]
+		if a.inflight >= m.maxOutstanding() {
+			e.waiting[m.addr] = append(e.waiting[m.addr], m)
+			m.where = atAgent
+			e.mu.Unlock()
+			return
+		}
+		a.inflight++
+		e.agents[m.addr] = a
+		m.holdsSlot = true
+	}
+	if e.o.MaxPacketsPerSecond > 0 {
+		now := time.Now()
+		interval := time.Duration(float64(time.Second) / e.o.MaxPacketsPerSecond)
+		if e.nextTx.Before(now.Add(-10 * time.Millisecond)) { // at most 10 ms of credit
+			e.nextTx = now.Add(-10 * time.Millisecond)
+		}
+		if len(e.paced) > 0 || e.nextTx.After(now) {
+			e.paced = append(e.paced, m)
+			m.where = atPace
+			e.wakeAt(e.nextTx)
+			e.mu.Unlock()
+			return
+		}
+		e.nextTx = e.nextTx.Add(interval)
+	}
+	e.register(m)
+	e.mu.Unlock()
+	e.send(m)
+}
+
+// register puts m's request in flight: pending by id, timed out by due.
+// Under e.mu.
+func (e *Engine) register(m *machine) {
+	now := time.Now()
+	m.req.due = now.Add(m.opts.Timeout)
+	if m.deadline.Before(m.req.due) {
+		m.req.due = m.deadline
+	}
+	if !m.req.due.After(now) {
+		m.req.due = now
+	}
+	e.pending[m.req.id] = m
+	heap.Push(&e.timers, m)
+	m.where = atPending
+	e.wakeAt(m.req.due)
+}
+
+// send writes m's registered request. A send that fails takes m back, if
+// nobody else did, and fails its request.
+func (e *Engine) send(m *machine) {
+	err := m.sock.send(m.req.buf, m.addr)
+	if err == nil {
+		e.o.Counters.sentOne()
+		return
+	}
+	if e.claim(m) {
+		m.requestEnded()
+		m.fail(m.opErr(fmt.Errorf("%w: %w", ErrUnreachable, err)))
+	}
+}
+
+// claim takes m's request out of flight; false when another goroutine took
+// it first (its answer, its timeout, a cancel).
+func (e *Engine) claim(m *machine) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if m.where != atPending || e.pending[m.req.id] != m {
+		return false
+	}
+	e.unpend(m)
+	return true
+}
+
+// unpend takes m's request out of flight; m now belongs to the caller.
+// Under e.mu.
+func (e *Engine) unpend(m *machine) {
+	delete(e.pending, m.req.id)
+	heap.Remove(&e.timers, m.heapIdx)
+	m.where = atOwner
+}
+
+// newID is a request id no request in flight has.
+func (e *Engine) newID() uint32 {
+	for {
+		id := e.nextID.Add(1) & 0x7fffffff
+		if id == 0 {
+			continue
+		}
+		e.mu.Lock()
+		_, used := e.pending[id]
+		e.mu.Unlock()
+		if !used {
+			return id
+		}
+	}
+}
+
+// release gives back m's slot at its agent and starts the request that
+// waited longest for it. Called by m's owner when a request ends.
+func (e *Engine) release(m *machine) {
+	if !m.holdsSlot {
+		return
+	}
+	m.holdsSlot = false
+	e.mu.Lock()
+	a := e.agents[m.addr]
+	a.inflight--
+	var next *machine
+	if q := e.waiting[m.addr]; len(q) > 0 {
+		next = q[0]
+		q[0] = nil
+		if len(q) == 1 {
+			delete(e.waiting, m.addr)
+		} else {
+			e.waiting[m.addr] = q[1:]
+		}
+		next.where = atOwner
+	}
+	if a.inflight <= 0 && next == nil {
+		delete(e.agents, m.addr)
+	} else {
+		e.agents[m.addr] = a
+	}
+	e.mu.Unlock()
+	if next != nil {
+		next.mu.Lock()
+		e.transmit(next, true)
+		next.mu.Unlock()
+	}
+}
+
+// answer is a datagram from an agent: the poll it answers moves on.
+func (e *Engine) answer(s *socket, b []byte, from netip.Addr, port uint16) {
+	src := netip.AddrPortFrom(from, port)
+	version, id, ok := messageID(b)
+	e.mu.Lock()
+	m := e.pending[id]
+	if !ok || m == nil || (src != m.addr && !m.opts.UnconnectedUDP) || int(m.version) != version {
+		if !ok {
+			// Not a message we can read: if requests to that agent are in
+			// flight, their timeout says what it sent instead.
+			if a, inflight := e.agents[src]; inflight {
+				a.bad = fmt.Sprintf("%d-byte datagram that is not an SNMPv1/v2c message", len(b))
+				e.agents[src] = a
+			}
+		}
+		e.mu.Unlock()
+		e.o.Counters.strayOne()
+		return
+	}
+	e.unpend(m)
+	e.mu.Unlock()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// The decoder keeps slices of what it decodes: a copy of the datagram,
+	// not the socket's buffer, goes into the record.
+	pkt, err := s.dec.SnmpDecodePacket(append([]byte(nil), b...))
+	if err != nil {
+		m.undecodable(err)
+		return
+	}
+	m.onAnswer(pkt)
+}
+
+// icmpError is an ICMP error for a request sent to to: its poll learns the
+// agent is unreachable.
+func (e *Engine) icmpError(payload []byte, to netip.AddrPort, errno syscall.Errno) {
+	_, id, ok := messageID(payload)
 	if !ok {
 		return
 	}
-	sp.AuthoritativeEngineID = e.id
-	sp.AuthoritativeEngineBoots = e.boots
-	sp.AuthoritativeEngineTime = e.time + uint32(now.Sub(e.at)/time.Second)
-}
-
-func (c *EngineCache) store(addr netip.AddrPort, sp *gosnmp.UsmSecurityParameters, now time.Time) {
-	if c == nil || sp.AuthoritativeEngineID == "" {
+	e.mu.Lock()
+	m := e.pending[id]
+	if m == nil || m.addr != to {
+		e.mu.Unlock()
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[addr]; !ok && len(c.m) >= c.max {
-		for k := range c.m { // evict an arbitrary agent: it only costs a rediscovery
-			delete(c.m, k)
-			break
+	e.unpend(m)
+	e.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.requestEnded()
+	m.fail(m.opErr(fmt.Errorf("%w: %w", ErrUnreachable, errno)))
+}
+
+// cancel ends m for its context: at once if its request is in flight or
+// queued, else when its owner next tries to send.
+func (e *Engine) cancel(m *machine) {
+	if !errors.Is(m.ctx.Err(), context.Canceled) {
+		return // a deadline: the poll's own timeouts end it, as a timeout
+	}
+	e.mu.Lock()
+	m.cancelled = true
+	switch m.where {
+	case atPending:
+		delete(e.pending, m.req.id)
+		heap.Remove(&e.timers, m.heapIdx)
+	case atAgent:
+		q := e.waiting[m.addr]
+		for i, w := range q {
+			if w == m {
+				q = append(q[:i], q[i+1:]...)
+				break
+			}
+		}
+		if len(q) == 0 {
+			delete(e.waiting, m.addr)
+		} else {
+			e.waiting[m.addr] = q
+		}
+	case atPace:
+		for i, w := range e.paced {
+			if w == m {
+				e.paced = append(e.paced[:i], e.paced[i+1:]...)
+				break
+			}
+		}
+	default:
+		e.mu.Unlock()
+		return
+	}
+	m.where = atOwner
+	e.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.requestEnded()
+	m.finish(m.ctx.Err())
+}
+
+// wakeAt makes the timer goroutine wake by t. Under e.mu.
+func (e *Engine) wakeAt(t time.Time) {
+	if e.clockAt.IsZero() || t.Before(e.clockAt) {
+		e.clockAt = t
+		select {
+		case e.wake <- struct{}{}:
+		default:
 		}
 	}
-	c.m[addr] = engine{id: sp.AuthoritativeEngineID, boots: sp.AuthoritativeEngineBoots, time: sp.AuthoritativeEngineTime, at: now}
+}
+
+// clock is the timer goroutine: timeouts, retries and paced sends.
+func (e *Engine) clock() {
+	defer e.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var expired, paced []*machine
+	for {
+		select {
+		case <-e.closing:
+			return
+		case <-timer.C:
+		case <-e.wake:
+		}
+		now := time.Now()
+		e.mu.Lock()
+		for len(e.timers) > 0 && !e.timers[0].req.due.After(now) {
+			m := heap.Pop(&e.timers).(*machine)
+			delete(e.pending, m.req.id)
+			m.where = atOwner
+			expired = append(expired, m)
+		}
+		if len(e.paced) > 0 {
+			interval := time.Duration(float64(time.Second) / e.o.MaxPacketsPerSecond)
+			for len(e.paced) > 0 && !e.nextTx.After(now) {
+				m := e.paced[0]
+				e.paced[0] = nil
+				e.paced = e.paced[1:]
+				e.nextTx = e.nextTx.Add(interval)
+				e.register(m)
+				paced = append(paced, m)
+			}
+		}
+		next := now.Add(time.Hour)
+		if len(e.timers) > 0 {
+			next = e.timers[0].req.due
+		}
+		if len(e.paced) > 0 && e.nextTx.Before(next) {
+			next = e.nextTx
+		}
+		e.clockAt = next
+		e.mu.Unlock()
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(max(next.Sub(now), time.Millisecond))
+		for i, m := range paced {
+			e.send(m)
+			paced[i] = nil
+		}
+		paced = paced[:0]
+		for i, m := range expired {
+			m.mu.Lock()
+			m.onTimeout()
+			m.mu.Unlock()
+			expired[i] = nil
+		}
+		expired = expired[:0]
+	}
+}
+
+// timerHeap orders requests in flight by due time.
+type timerHeap []*machine
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].req.due.Before(h[j].req.due) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *timerHeap) Push(x any) {
+	m := x.(*machine)
+	m.heapIdx = len(*h)
+	*h = append(*h, m)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	m := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	m.heapIdx = -1
+	return m
 }

@@ -1,7 +1,8 @@
-// Package snmp adapts gosnmp to Flock: it builds a session from a
-// credential profile, runs GETs and walks under a context deadline, turns
-// gosnmp's errors into Flock's error sentinels and its PDUs into
-// task.Varbinds. It does not log; it returns errors.
+// Package snmp adapts gosnmp to Flock: it runs a poll's GETs and walks
+// against an agent, with gosnmp's packet codec on shared sockets (Engine)
+// or, for SNMPv3, on a gosnmp session, and turns gosnmp's errors into
+// Flock's error sentinels and its PDUs into task.Varbinds. It does not
+// log; it returns errors.
 package snmp
 
 import (
@@ -57,6 +58,12 @@ type Options struct {
 	MaxVarbinds int
 	// Counters count packets and retries; may be nil.
 	Counters *Counters
+	// MaxOutstanding bounds the requests in flight to one agent address
+	// (the engine's; hosts sharing an address and port share it); 0 means 1.
+	MaxOutstanding int
+	// MaxVarbindsPerRequest, when positive, bounds the varbinds one request
+	// asks for (the engine's; learnt from agents silent on larger ones).
+	MaxVarbindsPerRequest int
 	// Source, when valid, is the local address requests are sent from (to
 	// agents of its address family), for agents that answer only certain
 	// addresses (net-snmp's clientaddr).
@@ -91,7 +98,6 @@ type Session struct {
 	addr    netip.AddrPort
 	opts    Options
 	learned task.Quirks
-	pool    *Pool          // where Close returns the session, if it came from one
 	waking  sync.WaitGroup // a context's wake-up of a blocked read, while it runs
 }
 
@@ -251,11 +257,6 @@ func (s *Session) bind(ctx context.Context) (release func()) {
 func (s *Session) Close() error {
 	if sp, ok := s.g.SecurityParameters.(*gosnmp.UsmSecurityParameters); ok && s.g.Version == gosnmp.Version3 {
 		s.opts.Engines.store(s.addr, sp, time.Now())
-	}
-	if s.pool != nil { // keep the session, its buffer and its socket for the next poll
-		s.g.Context = nil
-		s.pool.put(s)
-		return nil
 	}
 	return s.g.Close()
 }

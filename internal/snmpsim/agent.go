@@ -102,6 +102,9 @@ const (
 	FaultEndless
 	// FaultHugeValue answers every OctetString with 60,000 bytes.
 	FaultHugeValue
+	// FaultDuplicate sends every answer twice, as a network that duplicates
+	// datagrams does.
+	FaultDuplicate
 )
 
 // Device is one simulated agent.
@@ -134,7 +137,13 @@ type Device struct {
 	answers   atomic.Int64 // >0: answer this many more requests, then go silent
 	requests  atomic.Uint64
 	malformed atomic.Uint64
+	waiting   atomic.Int64 // delayed answers not yet sent
+	mostWait  atomic.Int64 // the most at once
 }
+
+// MostInFlight is the most requests the device held at once, waiting for
+// their delayed answers: how many a manager had outstanding to it.
+func (d *Device) MostInFlight() int { return int(d.mostWait.Load()) }
 
 // AddrPort is where the device listens.
 func (d *Device) AddrPort() netip.AddrPort { return d.addr }
@@ -370,10 +379,22 @@ func (d *Device) serve() {
 				d.rng ^= d.rng << 17
 				delay += time.Duration(d.rng%uint64(2*d.jitter+1)) - d.jitter
 			}
-			time.AfterFunc(delay, func() { _, _ = conn.WriteToUDPAddrPort(out, from) })
+			if n := d.waiting.Add(1); n > d.mostWait.Load() {
+				d.mostWait.Store(n) // only this goroutine raises it
+			}
+			time.AfterFunc(delay, func() {
+				d.waiting.Add(-1)
+				_, _ = conn.WriteToUDPAddrPort(out, from)
+				if fault == FaultDuplicate {
+					_, _ = conn.WriteToUDPAddrPort(out, from)
+				}
+			})
 			continue
 		}
 		_, _ = conn.WriteToUDPAddrPort(out, from)
+		if fault == FaultDuplicate {
+			_, _ = conn.WriteToUDPAddrPort(out, from)
+		}
 	}
 }
 

@@ -51,11 +51,14 @@ type PollTask struct {
 	// NoBulk walks with GETNEXT even on v2c/v3; AllowNonIncreasingOIDs lets
 	// walks pass OIDs out of order; UnconnectedUDP accepts answers from any
 	// address. All false by default.
-	NoBulk                 bool      `json:"no_bulk,omitempty"`
-	AllowNonIncreasingOIDs bool      `json:"allow_nonincreasing_oids,omitempty"`
-	UnconnectedUDP         bool      `json:"unconnected_udp,omitempty"`
-	ScheduledAt            time.Time `json:"scheduled_at"`
-	Deadline               time.Time `json:"deadline"` // the result is useless after this: the poll ends by then whatever its budget
+	NoBulk                 bool `json:"no_bulk,omitempty"`
+	AllowNonIncreasingOIDs bool `json:"allow_nonincreasing_oids,omitempty"`
+	UnconnectedUDP         bool `json:"unconnected_udp,omitempty"`
+	// MaxOutstanding bounds the requests in flight to the agent's address
+	// (0 means 1).
+	MaxOutstanding int       `json:"max_outstanding,omitempty"`
+	ScheduledAt    time.Time `json:"scheduled_at"`
+	Deadline       time.Time `json:"deadline"` // the result is useless after this: the poll ends by then whatever its budget
 }
 
 // Table is a conceptual table to walk: its root and the columns to fetch.
@@ -326,7 +329,10 @@ type Quirks struct {
 	// NoBulk: the agent does not answer GETBULK but does answer GETNEXT.
 	NoBulk bool `json:"no_bulk,omitempty"`
 	// MaxRepetitions is the largest max-repetitions the agent answered without tooBig.
-	MaxRepetitions int       `json:"max_repetitions,omitempty"`
-	Poller         string    `json:"poller,omitempty"`
-	LearnedAt      time.Time `json:"learned_at"`
+	MaxRepetitions int `json:"max_repetitions,omitempty"`
+	// MaxVarbinds is the most varbinds one request may ask for: the agent
+	// stayed silent on larger requests (and answered smaller ones).
+	MaxVarbinds int       `json:"max_varbinds,omitempty"`
+	Poller      string    `json:"poller,omitempty"`
+	LearnedAt   time.Time `json:"learned_at"`
 }

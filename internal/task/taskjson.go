@@ -89,6 +89,8 @@ func (d *scanner) taskField(key []byte, t *PollTask) bool {
 		return d.bool(&t.AllowNonIncreasingOIDs)
 	case "unconnected_udp":
 		return d.bool(&t.UnconnectedUDP)
+	case "max_outstanding":
+		return d.int(&t.MaxOutstanding)
 	case "scheduled_at":
 		return d.time(&t.ScheduledAt)
 	case "deadline":
@@ -160,6 +162,10 @@ func (t *PollTask) AppendJSON(b []byte) []byte {
 	}
 	if t.UnconnectedUDP {
 		b = append(b, `,"unconnected_udp":true`...)
+	}
+	if t.MaxOutstanding != 0 {
+		b = append(b, `,"max_outstanding":`...)
+		b = appendInt(b, int64(t.MaxOutstanding))
 	}
 	b = append(b, `,"scheduled_at":`...)
 	b = appendTime(b, t.ScheduledAt)

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package snmp
+
+import (
+	"net"
+	"net/netip"
+	"syscall"
+)
+
+// recvErrors: only Linux queues ICMP errors for unconnected sockets; here an
+// unreachable agent is reported as a timeout.
+func recvErrors(*net.UDPConn, bool) error { return nil }
+
+type errQueue struct{}
+
+func (*errQueue) drain(*net.UDPConn, func([]byte, netip.AddrPort, syscall.Errno)) int { return 0 }
