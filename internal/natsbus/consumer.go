@@ -103,11 +103,16 @@ func drain(cc jetstream.ConsumeContext) {
 	}
 }
 
-// waitFor calls try until it succeeds or ctx ends, backing off from 250 ms
-// to 5 s, and logs the first failure once (msg, args and its error): for
+// waitFor calls try until it succeeds or ctx ends, every 50 ms for 3 s,
+// then backing off to 5 s, and logs the first failure once (msg, args and its error): for
 // what a poller needs and the dispatcher creates.
 func waitFor(ctx context.Context, log *slog.Logger, msg string, try func() error, args ...any) error {
-	backoff := 250 * time.Millisecond
+	// Every 50 ms at first: a poller started with its dispatcher (--once,
+	// compose up) finds the consumer as soon as it is made, not after a
+	// back-off. Then less and less often, up to every 5 s.
+	const quick, quickFor = 50 * time.Millisecond, 3 * time.Second
+	start := time.Now()
+	backoff := quick
 	for warned := false; ; warned = true {
 		err := try()
 		if err == nil {
@@ -124,7 +129,9 @@ func waitFor(ctx context.Context, log *slog.Logger, msg string, try func() error
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		if time.Since(start) >= quickFor {
+			backoff = min(backoff*2, 5*time.Second)
+		}
 	}
 }
 
