@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	loop := poller.New(poller.Options{
 		Name: name, Workers: cfg.Poller.Concurrency, AckWait: tasks.AckWait(), MaxDeliver: tasks.MaxDeliver(),
 		ShutdownGrace: cfg.Poller.ShutdownGrace, Log: log, Hooks: metrics,
-	}, p.Poll, bus)
+	}, p.Start, bus)
 	stopPollNow, err := bus.ServePollTasks(site, func(r *natsbus.Request) { loop.PollNow(ctx, r) })
 	if err != nil {
 		_ = closeParts()

@@ -15,7 +15,7 @@ import (
 // serves its tasks with poll in the background until ctx ends; AckWait and
 // MaxDeliver default to the consumer's. done receives Serve's result. The
 // loop is returned for poll-now wiring.
-func Serve(tb testing.TB, ctx context.Context, b *natsbus.Bus, site string, o poller.Options, poll poller.PollFunc) (loop *poller.Loop, done <-chan error) {
+func Serve(tb testing.TB, ctx context.Context, b *natsbus.Bus, site string, o poller.Options, start poller.StartFunc) (loop *poller.Loop, done <-chan error) {
 	tb.Helper()
 	tasks, err := b.BindTasks(ctx, site, o.Log)
 	if err != nil {
@@ -27,7 +27,7 @@ func Serve(tb testing.TB, ctx context.Context, b *natsbus.Bus, site string, o po
 	if o.MaxDeliver == 0 {
 		o.MaxDeliver = tasks.MaxDeliver()
 	}
-	loop = poller.New(o, poll, b)
+	loop = poller.New(o, start, b)
 	ch := make(chan error, 1)
 	go func() {
 		ch <- loop.Serve(ctx, func(buffer int, deliver func(poller.Delivery)) (func(), error) {

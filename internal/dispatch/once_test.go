@@ -54,7 +54,7 @@ func servePoller(t *testing.T, srv *natsbus.Embedded, cfg *config.Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	_, done := pollertest.Serve(t, ctx, natstest.Connect(t, srv, "poller"), task.DefaultSite,
-		poller.Options{Name: "p", Workers: 4, ShutdownGrace: time.Second, Log: quiet}, poll.New("p", cfg.Credentials, nil).Poll)
+		poller.Options{Name: "p", Workers: 4, ShutdownGrace: time.Second, Log: quiet}, poll.New("p", cfg.Credentials, nil).Start)
 	t.Cleanup(func() { cancel(); <-done })
 }
 

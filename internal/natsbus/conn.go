@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,6 +23,10 @@ type Bus struct {
 	log *slog.Logger
 	// replicas of the buckets this connection makes (EnsureStreams sets it).
 	replicas int
+	// acks carries asynchronous record publications to their acknowledgement
+	// goroutine (PublishRecordAsync), started on first use.
+	acksOnce sync.Once
+	acks     chan pendingAck
 }
 
 // ConnectOptions configure Connect.

@@ -99,6 +99,44 @@ func (b *Bus) PublishRecord(ctx context.Context, subject, id string, data []byte
 	return nil
 }
 
+// PublishRecordAsync stores a record as PublishRecord does, without
+// waiting: done is called once with the outcome, in publication order, on
+// the bus's acknowledgement goroutine (it must not block). data must stay
+// untouched until then: the client keeps it to send again.
+func (b *Bus) PublishRecordAsync(subject, id string, data []byte, done func(error)) {
+	b.acksOnce.Do(func() {
+		b.acks = make(chan pendingAck, 1<<16)
+		go awaitAcks(b.acks)
+	})
+	msg := &nats.Msg{Subject: subject, Data: data}
+	f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(ResultStream))
+	if err != nil {
+		done(fmt.Errorf("publish record to %s: %w", subject, err))
+		return
+	}
+	b.acks <- pendingAck{f: f, subject: subject, done: done}
+}
+
+type pendingAck struct {
+	f       jetstream.PubAckFuture
+	subject string
+	done    func(error)
+}
+
+// awaitAcks reports each asynchronous publication's acknowledgement, in
+// order. None waits forever: the client fails one unacknowledged within
+// publishAckTimeout, and every one when the connection closes.
+func awaitAcks(acks <-chan pendingAck) {
+	for p := range acks {
+		select {
+		case <-p.f.Ok():
+			p.done(nil)
+		case err := <-p.f.Err():
+			p.done(fmt.Errorf("publish record to %s: %w", p.subject, err))
+		}
+	}
+}
+
 // PublishCore publishes data on subject without storing it (core NATS:
 // whoever subscribes gets it, no one else): metrics_subject's line protocol.
 func (b *Bus) PublishCore(subject string, data []byte) error {

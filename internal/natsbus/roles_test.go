@@ -156,7 +156,7 @@ func TestRolesOfShippedServerConfig(t *testing.T) {
 		t.Fatalf("poller cannot record what a device taught it: %v", err)
 	}
 	serveCtx, stopServe := context.WithCancel(ctx)
-	loop, served := pollertest.Serve(t, serveCtx, pol, task.DefaultSite, poller.Options{Name: "poller-sec", Workers: 4, ShutdownGrace: time.Second}, p.Poll)
+	loop, served := pollertest.Serve(t, serveCtx, pol, task.DefaultSite, poller.Options{Name: "poller-sec", Workers: 4, ShutdownGrace: time.Second}, p.Start)
 	beats := make(chan *nats.Msg, 256)
 	if _, err := disp.Conn().ChanSubscribe(task.HeartbeatPrefix+">", beats); err != nil {
 		t.Fatal(err)

@@ -74,7 +74,7 @@ func (c *collector) waitFor(t *testing.T, n int, within time.Duration) {
 func servePoller(t *testing.T, ctx context.Context, b *natsbus.Bus, name string, workers int, grace time.Duration) <-chan error {
 	t.Helper()
 	p := poll.New(name, creds, nil)
-	_, done := pollertest.Serve(t, ctx, b, task.DefaultSite, poller.Options{Name: name, Workers: workers, ShutdownGrace: grace}, p.Poll)
+	_, done := pollertest.Serve(t, ctx, b, task.DefaultSite, poller.Options{Name: name, Workers: workers, ShutdownGrace: grace}, p.Start)
 	return done
 }
 
@@ -324,7 +324,7 @@ func TestUnpublishableRecordComesBack(t *testing.T) {
 	defer cancel()
 	p := poll.New("p1", creds, nil)
 	pollertest.Serve(t, ctx, pb, task.DefaultSite, poller.Options{Name: "p1", Workers: 1, ShutdownGrace: time.Second,
-		PublishTimeout: 300 * time.Millisecond}, p.Poll)
+		PublishTimeout: 300 * time.Millisecond}, p.Start)
 	tasks := simtest.Tasks(fleet.Devices(), 1, 5*time.Second)
 	tasks[0].Walk, tasks[0].TimeoutMS = nil, 2000
 	if errs := disp.PublishTasks(context.Background(), tasks); errs[0] != nil {

@@ -7,7 +7,7 @@
 //
 // It declares what it needs: the deliveries (Delivery, taken through a
 // Consume func), a Publisher for records, poll-now Requests and the poll
-// itself (PollFunc, poll.Poller.Poll). It imports no NATS package;
+// itself (StartFunc, poll.Poller.Start). It imports no NATS package;
 // internal/natsbus satisfies them, and cmd/poller wires the two.
 package poller
 
@@ -44,16 +44,21 @@ type Publisher interface {
 	// PublishRecord stores record on subject, with id as its deduplication
 	// id, and returns once the store has acknowledged it.
 	PublishRecord(ctx context.Context, subject, id string, record []byte) error
+	// PublishRecordAsync is PublishRecord without the wait: done gets the
+	// outcome, once, and must not block; record stays untouched until then.
+	PublishRecordAsync(subject, id string, record []byte, done func(error))
 	// MaxPayload is the largest message the bus carries.
 	MaxPayload() int
 	// Connected reports whether the bus is connected now.
 	Connected() bool
 }
 
-// PollFunc polls one task into rec (poll.Poller.Poll). Device failures go
-// into rec.Error and return nil; an error means the poll was interrupted
-// (the poller is stopping), and the task is handed back.
-type PollFunc func(ctx context.Context, t *task.PollTask, attempt int, rec *task.HostRecord) error
+// StartFunc starts polling one task into rec and returns at once
+// (poll.Poller.Start); done is called once when rec is complete, on another
+// goroutine, and must not block. Device failures go into rec.Error and
+// done(nil); an error means the poll was interrupted (the poller is
+// stopping), and the task is handed back.
+type StartFunc func(ctx context.Context, t *task.PollTask, attempt int, rec *task.HostRecord, done func(error))
 
 // Consume starts taking tasks from the queue: it calls deliver for each,
 // with at most buffer taken and not yet answered, until stop is called.
@@ -61,8 +66,8 @@ type PollFunc func(ctx context.Context, t *task.PollTask, attempt int, rec *task
 // it returns, when they can still be handed back.
 type Consume func(buffer int, deliver func(Delivery)) (stop func(), err error)
 
-// Hooks observe the polls (metrics). They are called on the worker's
-// goroutine and must be cheap.
+// Hooks observe the polls (metrics). They are called on the goroutines
+// that move polls on, concurrently, and must be cheap.
 type Hooks interface {
 	// PollStarted: a task was taken and its poll begins.
 	PollStarted()
@@ -80,7 +85,8 @@ func (noHooks) PollDone(*task.HostRecord, int) {}
 type Options struct {
 	// Name is the poller's, written into its records.
 	Name string
-	// Workers is how many polls run at once.
+	// Workers is how many polls run at once (each a state machine, not a
+	// goroutine: tens of thousands are fine).
 	Workers int
 	// AckWait is the queue's: a poll reports progress every third of it, so
 	// a live poller's long walk is never mistaken for a dead poller's.
@@ -101,7 +107,8 @@ type Options struct {
 // Loop is a poller's loop over the tasks delivered to it.
 type Loop struct {
 	o     Options
-	poll  PollFunc
+	start StartFunc
+	jobs  sync.Pool // *job, with their buffers
 	pub   Publisher
 	hooks Hooks
 	log   *slog.Logger
@@ -112,8 +119,8 @@ type Loop struct {
 	requests sync.WaitGroup
 }
 
-// New returns a Loop that polls with poll and stores records through pub.
-func New(o Options, poll PollFunc, pub Publisher) *Loop {
+// New returns a Loop that polls with start and stores records through pub.
+func New(o Options, start StartFunc, pub Publisher) *Loop {
 	o.Workers = max(o.Workers, 1)
 	o.PublishTimeout = cmp.Or(o.PublishTimeout, 10*time.Second)
 	if o.Log == nil {
@@ -123,31 +130,24 @@ func New(o Options, poll PollFunc, pub Publisher) *Loop {
 	if o.Hooks != nil {
 		hooks = o.Hooks
 	}
-	return &Loop{o: o, poll: poll, pub: pub, hooks: hooks, log: o.Log,
+	return &Loop{o: o, start: start, pub: pub, hooks: hooks, log: o.Log,
 		stopping: make(chan struct{}), pollNow: make(chan struct{}, pollNowLimit)}
 }
 
 // Serve takes tasks through consume with at most Workers polls at once,
 // until ctx ends. For each task it polls, stores the HostRecord and acks
 // the task only once the record is stored; a poller that dies before then
-// leaves the task to be delivered again. On shutdown it stops taking tasks,
-// hands back the ones it had taken but not started, lets in-flight polls
-// finish for ShutdownGrace and hands back whatever is still running.
+// leaves the task to be delivered again. No goroutine waits for a poll:
+// a poll moves on on the SNMP engine's goroutines, its record is published
+// without waiting and the task acked when the store acknowledges it. On
+// shutdown it stops taking tasks, hands back the ones it had taken but not
+// started, lets in-flight polls finish for ShutdownGrace and hands back
+// whatever is still running.
 func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	work := make(chan Delivery)
-	var wg sync.WaitGroup
-	for i := 0; i < l.o.Workers; i++ {
-		w := &worker{l: l, progressEvery: max(l.o.AckWait/3, 100*time.Millisecond), log: l.log.With("worker", i)}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for d := range work {
-				w.handle(workCtx, d)
-			}
-		}()
-	}
+	slots := make(chan struct{}, l.o.Workers)
+	var inflight sync.WaitGroup
 	stop, err := consume(l.o.Workers, func(d Delivery) {
 		select {
 		case <-l.stopping:
@@ -156,14 +156,18 @@ func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 		default:
 		}
 		select {
-		case work <- d:
+		case slots <- struct{}{}:
 		case <-l.stopping:
 			_ = d.Nak(0)
+			return
 		}
+		inflight.Add(1)
+		l.begin(workCtx, d, func() {
+			<-slots
+			inflight.Done()
+		})
 	})
 	if err != nil {
-		close(work)
-		wg.Wait()
 		return err
 	}
 	l.log.Info("taking tasks", "workers", l.o.Workers, "ack_wait", l.o.AckWait)
@@ -174,10 +178,9 @@ func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 	close(l.stopping)
 	l.mu.Unlock()
 	stop() // the tasks taken and not started reach deliver, which hands them back
-	close(work)
 	grace := time.AfterFunc(l.o.ShutdownGrace, cancelWork)
 	defer grace.Stop()
-	wg.Wait()
+	inflight.Wait()
 	l.requests.Wait()
 	return nil
 }

@@ -57,7 +57,9 @@ func (l *Loop) pollOnRequest(ctx context.Context, r Request) {
 		return
 	}
 	var rec task.HostRecord
-	if err := l.poll(ctx, &t, 1, &rec); err != nil {
+	polled := make(chan error, 1)
+	l.start(ctx, &t, 1, &rec, func(err error) { polled <- err })
+	if err := <-polled; err != nil {
 		_ = r.Refuse(fmt.Sprintf("poller %s: poll of %s interrupted: %v", l.o.Name, t.Host, err))
 		return
 	}

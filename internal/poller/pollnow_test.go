@@ -38,12 +38,12 @@ func TestPollNowTasksAreBounded(t *testing.T) {
 	defer cancel()
 	release := make(chan struct{})
 	started := make(chan struct{}, pollNowLimit+1)
-	loop := New(Options{Name: "p1"}, func(ctx context.Context, tk *task.PollTask, _ int, rec *task.HostRecord) error {
+	loop := New(Options{Name: "p1"}, blocking(func(ctx context.Context, tk *task.PollTask, _ int, rec *task.HostRecord) error {
 		started <- struct{}{}
 		<-release
 		*rec = task.HostRecord{Schema: task.Schema, TaskID: tk.ID, Host: tk.Host}
 		return nil
-	}, b)
+	}), b)
 	servePollNow(t, ctx, b, loop)
 	tk := pollNowTask()
 	data, _ := json.Marshal(&tk)
@@ -77,6 +77,13 @@ func TestPollNowTasksAreBounded(t *testing.T) {
 	}
 }
 
+// blocking turns a poll that blocks into a StartFunc, on a goroutine of its own.
+func blocking(poll func(ctx context.Context, tk *task.PollTask, attempt int, rec *task.HostRecord) error) StartFunc {
+	return func(ctx context.Context, tk *task.PollTask, attempt int, rec *task.HostRecord, done func(error)) {
+		go func() { done(poll(ctx, tk, attempt, rec)) }()
+	}
+}
+
 func TestFailedOID(t *testing.T) {
 	for part, want := range map[string]string{"walk .1.3.6.1.2.1.2.2": ".1.3.6.1.2.1.2.2", "table .1.3.6.1.2.1.31.1.1": ".1.3.6.1.2.1.31.1.1", "get": "", "record": ""} {
 		rec := &task.HostRecord{Errors: []task.PartError{{Part: part}, {Part: "walk .9"}}}
@@ -96,13 +103,13 @@ func TestPollNowRecordTooLarge(t *testing.T) {
 	b := natstest.Connect(t, srv, "p1")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	loop := New(Options{Name: "p1"}, func(ctx context.Context, tk *task.PollTask, _ int, rec *task.HostRecord) error {
+	loop := New(Options{Name: "p1"}, blocking(func(ctx context.Context, tk *task.PollTask, _ int, rec *task.HostRecord) error {
 		*rec = task.NewRecord(tk, "p1", 1, time.Now())
 		for i := range 5000 {
 			rec.Varbinds = append(rec.Varbinds, task.Varbind{OID: fmt.Sprintf(".1.3.6.1.2.1.2.2.1.2.%d", i), Type: task.TypeOctetString, Bytes: []byte("GigabitEthernet0/1")})
 		}
 		return nil
-	}, b)
+	}), b)
 	servePollNow(t, ctx, b, loop)
 	tk := pollNowTask()
 	resp, err := b.Conn().RequestWithContext(ctx, natsbus.PollTaskPrefix+"default", tk.AppendJSON(nil))

@@ -3,7 +3,6 @@ package poller
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -11,62 +10,129 @@ import (
 	"github.com/flock-snmp/flock/internal/task"
 )
 
-// worker owns the buffers of one poll slot, reused from task to task.
-type worker struct {
-	l             *Loop
-	progressEvery time.Duration
-	log           *slog.Logger
-	rec           task.HostRecord
-	buf           []byte
+// job is one task on its way through the loop: polled, its record
+// published, the task answered. Its buffers are reused (Loop.jobs).
+type job struct {
+	l       *Loop
+	d       Delivery
+	t       task.PollTask
+	attempt int
+	rec     task.HostRecord
+	buf     []byte
+	subject string
+	id      string
+	final   bool // the record answers the last delivery: terminate, not ack
+	ka      *keepAliveTimer
+	release func()
+	polled  func(error) // j.afterPoll, bound once per job
+	stored  func(error) // j.afterStore, bound once per job
 }
 
-// handle answers one delivery: a stored record and an ack, a hand-back, or
-// (for a task that cannot be polled, or its last delivery) an error record
-// and a termination.
-func (w *worker) handle(ctx context.Context, d Delivery) {
+// begin answers one delivery, without waiting: a stored record and an ack,
+// a hand-back, or (for a task that cannot be polled, or its last delivery)
+// an error record and a termination. release is called when the delivery
+// is answered.
+func (l *Loop) begin(ctx context.Context, d Delivery, release func()) {
 	attempt := d.Attempt()
 	t, err := task.DecodeTask(d.Data())
 	if err != nil {
-		w.badTask(ctx, d, &t, attempt, err)
+		l.badTask(ctx, d, &t, attempt, err)
+		release()
 		return
 	}
-	subject, id := task.ResultSubject(t.Site, t.HostKey), t.ID // the record answers the task, whatever the poll wrote
-	rec := &w.rec
-	*rec = task.HostRecord{Varbinds: rec.Varbinds[:0]}
-	w.l.hooks.PollStarted()
-	ka := keepAlive(d, w.progressEvery)
-	perr := w.l.poll(ctx, &t, attempt, rec)
-	ka.stop()
+	j, _ := l.jobs.Get().(*job)
+	if j == nil {
+		j = &job{l: l}
+		j.polled, j.stored = j.afterPoll, j.afterStore
+	}
+	j.d, j.t, j.attempt, j.release, j.final = d, t, attempt, release, false
+	j.subject, j.id = task.ResultSubject(t.Site, t.HostKey), t.ID // the record answers the task, whatever the poll wrote
+	j.rec = task.HostRecord{Varbinds: j.rec.Varbinds[:0]}
+	l.hooks.PollStarted()
+	j.ka = keepAlive(d, max(l.o.AckWait/3, 100*time.Millisecond))
+	l.start(ctx, &j.t, attempt, &j.rec, j.polled)
+}
+
+// afterPoll: the poll ended; its record goes to the store.
+func (j *job) afterPoll(perr error) {
+	j.ka.stop()
+	l, t, rec := j.l, &j.t, &j.rec
 	if perr != nil {
-		if w.l.o.MaxDeliver > 0 && attempt >= w.l.o.MaxDeliver {
+		if l.o.MaxDeliver > 0 && j.attempt >= l.o.MaxDeliver {
 			// No delivery is left: handing it back would leave it stuck in the
 			// queue. Answer it with a final error instead.
-			*rec = task.Undelivered(&t, w.l.o.Name, attempt, "the last delivery was interrupted: "+perr.Error(), time.Now())
-			if err := w.publish(ctx, subject, id, rec); err == nil {
-				_ = d.Term("max deliveries")
-				w.l.hooks.PollDone(rec, attempt)
-				return
-			}
+			*rec = task.Undelivered(t, l.o.Name, j.attempt, "the last delivery was interrupted: "+perr.Error(), time.Now())
+			j.final = true
+			j.publish()
+			return
 		}
-		w.log.Info("handing task back", "host", t.Host, "task_id", t.ID, "err", perr)
-		_ = d.Nak(0)
-		w.l.hooks.PollDone(nil, attempt)
+		l.log.Info("handing task back", "host", t.Host, "task_id", t.ID, "err", perr)
+		_ = j.d.Nak(0)
+		l.hooks.PollDone(nil, j.attempt)
+		j.done()
 		return
 	}
-	if err := w.publish(ctx, subject, id, rec); err != nil {
-		w.log.Error("cannot publish host record; the task will be redelivered", "host", t.Host, "task_id", t.ID, "err", err)
-		_ = d.Nak(time.Second)
-		w.l.hooks.PollDone(nil, attempt)
+	j.publish()
+}
+
+// publish stores the record on the host's result subject with the task id
+// as message id, so a redelivered task's second record is stored once. A
+// record larger than the bus carries is stored without its varbinds, as a
+// too_large error, so the poll is answered rather than lost.
+func (j *job) publish() {
+	l, rec := j.l, &j.rec
+	j.buf = rec.AppendJSON(j.buf[:0])
+	if why := l.tooLarge(rec, len(j.buf)); why != "" {
+		l.log.Error("record too large; published without its varbinds", "host", rec.Host, "task_id", j.id, "bytes", len(j.buf))
+		rec.Varbinds = rec.Varbinds[:0]
+		rec.Error = &task.Error{Kind: task.KindTooLarge, Message: why}
+		rec.Errors = append(rec.Errors, task.PartError{Part: "record", Kind: task.KindTooLarge, Message: why})
+		j.buf = rec.AppendJSON(j.buf[:0])
+	}
+	if l.shuttingDown() && !l.pub.Connected() {
+		// Shutting down and the server is gone: waiting for it would only
+		// delay the exit. The task, never acked, goes to another poller.
+		j.afterStore(fmt.Errorf("publish record to %s: not connected to NATS while shutting down", j.subject))
 		return
 	}
-	w.l.hooks.PollDone(rec, attempt)
-	if err := d.Ack(); err != nil {
-		w.log.Warn("ack failed; the task may be polled again, its record is deduplicated", "host", t.Host, "task_id", t.ID, "err", err)
+	l.pub.PublishRecordAsync(j.subject, j.id, j.buf, j.stored)
+}
+
+// afterStore: the store answered; so is the task.
+func (j *job) afterStore(err error) {
+	l, t, rec := j.l, &j.t, &j.rec
+	switch {
+	case err != nil && j.final:
+		l.log.Info("handing task back", "host", t.Host, "task_id", t.ID, "err", err)
+		_ = j.d.Nak(0)
+		l.hooks.PollDone(nil, j.attempt)
+	case err != nil:
+		l.log.Error("cannot publish host record; the task will be redelivered", "host", t.Host, "task_id", t.ID, "err", err)
+		_ = j.d.Nak(time.Second)
+		l.hooks.PollDone(nil, j.attempt)
+	case j.final:
+		_ = j.d.Term("max deliveries")
+		l.hooks.PollDone(rec, j.attempt)
+	default:
+		l.hooks.PollDone(rec, j.attempt)
+		if err := j.d.Ack(); err != nil {
+			l.log.Warn("ack failed; the task may be polled again, its record is deduplicated", "host", t.Host, "task_id", t.ID, "err", err)
+		}
+		if rec.Error != nil { // one line per failed poll, never per retry
+			l.log.Warn("poll failed", "host", t.Host, "site", t.Site, "task_id", t.ID, "oid", failedOID(rec), "attempt", j.attempt,
+				"kind", rec.Error.Kind, "err", rec.Error.Message)
+		}
 	}
-	if rec.Error != nil { // one line per failed poll, never per retry
-		w.log.Warn("poll failed", "host", t.Host, "site", t.Site, "task_id", t.ID, "oid", failedOID(rec), "attempt", attempt,
-			"kind", rec.Error.Kind, "err", rec.Error.Message)
-	}
+	j.done()
+}
+
+// done returns the job's slot and its buffers.
+func (j *job) done() {
+	release := j.release
+	j.d, j.release, j.ka = nil, nil, nil
+	j.t = task.PollTask{}
+	j.l.jobs.Put(j)
+	release()
 }
 
 // failedOID is the walk or table root of the poll's first failed part
@@ -82,52 +148,33 @@ func failedOID(rec *task.HostRecord) string {
 // badTask answers an unusable task with an error record on the host's result
 // subject (taken from the task subject when the body is unreadable) and
 // terminates it, so it is neither retried nor silently dropped.
-func (w *worker) badTask(ctx context.Context, d Delivery, t *task.PollTask, attempt int, cause error) {
+func (l *Loop) badTask(ctx context.Context, d Delivery, t *task.PollTask, attempt int, cause error) {
 	site, key, ok := task.ParseTaskSubject(d.Subject())
 	host := t.Host
 	if host == "" {
 		host = key
 	}
-	w.log.Error("bad task terminated", "subject", d.Subject(), "host", host, "err", cause)
+	l.log.Error("bad task terminated", "subject", d.Subject(), "host", host, "err", cause)
 	if ok {
 		now := time.Now()
-		rec := task.NewRecord(t, w.l.o.Name, attempt, now)
+		rec := task.NewRecord(t, l.o.Name, attempt, now)
 		rec.Site, rec.Host, rec.HostKey = site, host, key
 		if rec.TaskID == "" {
 			rec.TaskID = fmt.Sprintf("bad.%s.%s", key, now.UTC().Format("20060102T150405.000000000"))
 		}
 		rec.Error = &task.Error{Kind: task.KindBadTask, Message: cause.Error()}
-		if err := w.publish(ctx, task.ResultSubject(site, key), rec.TaskID, &rec); err != nil {
-			w.log.Error("cannot publish bad-task record", "subject", d.Subject(), "err", err)
+		data := rec.AppendJSON(nil)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.o.PublishTimeout)
+		err := l.pub.PublishRecord(pctx, task.ResultSubject(site, key), rec.TaskID, data)
+		cancel()
+		if err != nil {
+			l.log.Error("cannot publish bad-task record", "subject", d.Subject(), "err", err)
 		} else {
-			w.l.hooks.PollStarted() // counted as a poll that ended at once, with kind bad_task
-			w.l.hooks.PollDone(&rec, attempt)
+			l.hooks.PollStarted() // counted as a poll that ended at once, with kind bad_task
+			l.hooks.PollDone(&rec, attempt)
 		}
 	}
 	_ = d.Term("bad task: " + truncate(cause.Error(), 200))
-}
-
-// publish stores rec on subject (its host's result subject) with id (its
-// task id) as message id, so a redelivered task's second record is stored
-// once. A record larger than the bus carries is stored without its
-// varbinds, as a too_large error, so the poll is answered rather than lost.
-func (w *worker) publish(ctx context.Context, subject, id string, rec *task.HostRecord) error {
-	w.buf = rec.AppendJSON(w.buf[:0])
-	if why := w.l.tooLarge(rec, len(w.buf)); why != "" {
-		w.log.Error("record too large; published without its varbinds", "host", rec.Host, "task_id", id, "bytes", len(w.buf))
-		rec.Varbinds = rec.Varbinds[:0]
-		rec.Error = &task.Error{Kind: task.KindTooLarge, Message: why}
-		rec.Errors = append(rec.Errors, task.PartError{Part: "record", Kind: task.KindTooLarge, Message: why})
-		w.buf = rec.AppendJSON(w.buf[:0])
-	}
-	if w.l.shuttingDown() && !w.l.pub.Connected() {
-		// Shutting down and the server is gone: waiting for it would only
-		// delay the exit. The task, never acked, goes to another poller.
-		return fmt.Errorf("publish record to %s: not connected to NATS while shutting down", subject)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.l.o.PublishTimeout)
-	defer cancel()
-	return w.l.pub.PublishRecord(ctx, subject, id, w.buf)
 }
 
 // payloadHeadroom is what a record may not take of the bus's max_payload:
