@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -36,6 +37,12 @@ type Scenario struct {
 	Timeout     time.Duration
 	Retries     int
 	Concurrency int // the poller's
+	// HostsPerDevice > 1 names each simulated device that many times (hosts
+	// sharing an agent address), with MaxOutstanding requests allowed to it.
+	HostsPerDevice, MaxOutstanding int
+	// Snmpd > 0 polls that many Debian snmpd agents instead of the
+	// simulator, Devices hosts spread over them.
+	Snmpd int
 	// Replicas > 1 runs that many nats-servers as a JetStream cluster with
 	// nats.replicas at that number; the line's scenario gets "-r<N>".
 	Replicas int
@@ -54,6 +61,15 @@ func Scenarios() []Scenario {
 		// poller's memory figure; max_in_flight shows it was reached.
 		{Name: "mem5k", Devices: 10_000, Interfaces: 1, Get: []string{"sysDescr.0"}, Delay: 1500 * time.Millisecond,
 			Timeout: 5 * time.Second, Retries: 0, Concurrency: 5000},
+		// mem50k: 50,000 in flight (3 s answers): 10,000 simulated devices,
+		// each polled as 5 hosts with max_outstanding 5.
+		{Name: "mem50k", Devices: 10_000, HostsPerDevice: 5, MaxOutstanding: 5, Interfaces: 1, Get: []string{"sysDescr.0"},
+			Delay: 3 * time.Second, Timeout: 10 * time.Second, Retries: 0, Concurrency: 50_000},
+		// once10k: dispatcher --once of 10,000 hosts on two Debian snmpd
+		// agents (max_outstanding 1 each): the command's wall time against
+		// the cycle it reports.
+		{Name: "once10k", Devices: 10_000, Snmpd: 2, Get: []string{"sysDescr.0", "sysUpTime.0"}, Timeout: 2 * time.Second,
+			Retries: 1, Concurrency: 10_000},
 	}
 }
 
@@ -67,7 +83,11 @@ type Result struct {
 	NATSCPU, SimCPU          time.Duration
 	PollerRSS, DispatcherRSS float64 // MB
 	Errors                   int
-	MaxInFlight              int // most polls running at once, from the records' start times and durations
+	MaxInFlight              int     // most polls running at once, from the records' start times and durations
+	CycleSecs                float64 // the dispatcher's own elapsed= (publishing to the last record)
+	// Base is the gosnmp-only run of the same sitting: the line then says
+	// each figure as a ratio to it.
+	Base *Result
 }
 
 func perUS(d time.Duration, n int) float64 {
@@ -84,7 +104,28 @@ func (r Result) Line() string {
 		"nats_cpu_us_per_poll=%.1f sim_cpu_us_per_poll=%.1f error_records=%d max_in_flight=%d",
 		r.Scenario, r.Hosts, r.Polls, r.Varbinds, r.Secs, float64(r.Polls)/r.Secs, float64(r.Varbinds)/r.Secs, r.P50, r.P99,
 		perUS(r.PollerCPU, r.Polls), perUS(r.PollerCPU, r.Varbinds), perUS(r.DispatcherCPU, r.Polls), r.PollerRSS, r.DispatcherRSS,
-		perUS(r.NATSCPU, r.Polls), perUS(r.SimCPU, r.Polls), r.Errors, r.MaxInFlight)
+		perUS(r.NATSCPU, r.Polls), perUS(r.SimCPU, r.Polls), r.Errors, r.MaxInFlight) + r.extra()
+}
+
+// extra is the line's figures beyond the issue's first form: the
+// dispatcher per varbind, the command against its cycle, the ratios to
+// gosnmp-only.
+func (r Result) extra() string {
+	var b strings.Builder
+	if r.Varbinds > 0 && r.DispatcherCPU > 0 {
+		fmt.Fprintf(&b, " dispatcher_cpu_us_per_varbind=%.3f", perUS(r.DispatcherCPU, r.Varbinds))
+	}
+	if r.CycleSecs > 0 {
+		fmt.Fprintf(&b, " cycle_secs=%.2f command_over_cycle=%.2f", r.CycleSecs, r.Secs/r.CycleSecs)
+	}
+	if g := r.Base; g != nil && g.Polls > 0 && r.Polls > 0 && g.Secs > 0 && r.Secs > 0 {
+		gPerPoll := float64(g.PollerCPU) / float64(g.Polls)
+		fmt.Fprintf(&b, " x_gosnmp_polls_per_s=%.2f x_gosnmp_poller_cpu_per_poll=%.2f x_gosnmp_total_cpu_per_poll=%.2f",
+			(float64(r.Polls)/r.Secs)/(float64(g.Polls)/g.Secs),
+			float64(r.PollerCPU)/float64(r.Polls)/gPerPoll,
+			float64(r.PollerCPU+r.DispatcherCPU+r.NATSCPU)/float64(r.Polls)/gPerPoll)
+	}
+	return b.String()
 }
 
 // Run measures one scenario in dir (binaries in dir/bin, see procs.Build).
@@ -101,13 +142,22 @@ func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 		return res, err
 	}
 	hosts := filepath.Join(dir, "hosts-"+sc.Name+".yaml")
-	simArgs := []string{"--devices", fmt.Sprint(sc.Devices), "--interfaces", fmt.Sprint(sc.Interfaces), "--hosts-out", hosts,
-		"--delay", sc.Delay.String(), "--jitter", sc.Jitter.String(), "--dead-every", fmt.Sprint(sc.DeadEvery)}
-	sim, err := procs.Start(dir, "snmpsim-"+sc.Name, "snmpsim", nil, simArgs...)
+	var sims []*procs.Proc // the agents: the simulator, or snmpd processes
+	if sc.Snmpd > 0 {
+		sims, err = startSnmpds(dir, sc, hosts)
+	} else {
+		simArgs := []string{"--devices", fmt.Sprint(sc.Devices), "--interfaces", fmt.Sprint(sc.Interfaces), "--hosts-out", hosts,
+			"--delay", sc.Delay.String(), "--jitter", sc.Jitter.String(), "--dead-every", fmt.Sprint(sc.DeadEvery)}
+		var sim *procs.Proc
+		sim, err = procs.Start(dir, "snmpsim-"+sc.Name, "snmpsim", nil, simArgs...)
+		sims = []*procs.Proc{sim}
+	}
 	if err != nil {
 		return res, err
 	}
-	defer sim.Stop(syscall.SIGTERM)
+	for _, sim := range sims {
+		defer sim.Stop(syscall.SIGTERM)
+	}
 	if err := procs.WaitFile(hosts, 60*time.Second); err != nil {
 		return res, err
 	}
@@ -145,7 +195,7 @@ func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 	// only: their start-up (the poller also loads the inventory file) and
 	// the warm-up are not the cycle's.
 	cpuBefore := map[*procs.Proc]time.Duration{}
-	for _, p := range append([]*procs.Proc{poller, sim}, servers...) {
+	for _, p := range append(append([]*procs.Proc{poller}, sims...), servers...) {
 		if cpuBefore[p], err = p.CPUSoFar(); err != nil {
 			return res, err
 		}
@@ -168,14 +218,20 @@ func Run(ctx context.Context, dir string, sc Scenario) (Result, error) {
 		cycleCPU[p] = after - before
 	}
 	poller.Stop(syscall.SIGTERM)
-	sim.Stop(syscall.SIGTERM)
+	for _, sim := range sims {
+		sim.Stop(syscall.SIGTERM)
+	}
 	for _, n := range servers {
 		n.Stop(syscall.SIGTERM)
 	}
 	if err := readRecords(disp.Log, &res); err != nil {
 		return res, err
 	}
-	res.PollerCPU, res.DispatcherCPU, res.SimCPU = cycleCPU[poller], disp.CPU(), cycleCPU[sim]
+	res.CycleSecs = cycleSecs(disp.Log)
+	res.PollerCPU, res.DispatcherCPU = cycleCPU[poller], disp.CPU()
+	for _, sim := range sims {
+		res.SimCPU += cycleCPU[sim]
+	}
 	for _, n := range servers { // every node's: what the replicas cost
 		res.NATSCPU += cycleCPU[n]
 	}
@@ -224,15 +280,23 @@ func writeConfig(dir string, sc Scenario, url, hostsFile string) (string, error)
 		return "", err
 	}
 	list := func(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
+	if sc.HostsPerDevice > 1 {
+		hosts = []byte(repeatHosts(string(hosts), sc.HostsPerDevice))
+	}
+	creds := ""
+	if sc.Snmpd > 0 {
+		creds = fmt.Sprintf("credentials: [{name: public, version: 2c, community: %s}]\n", snmpdCommunity)
+	}
 	cfg := fmt.Sprintf(`nats: {url: %q, ack_wait: 60s, replicas: %d}
 poller: {concurrency: %d}
 dispatcher: {once_timeout: 5m}
-defaults:
+%sdefaults:
   timeout: %s
   retries: %d
+  max_outstanding: %d
   get: %s
   walk: %s
-%s`, url, max(sc.Replicas, 1), sc.Concurrency, sc.Timeout, sc.Retries, list(sc.Get), list(sc.Walk), hosts)
+%s`, url, max(sc.Replicas, 1), sc.Concurrency, creds, sc.Timeout, sc.Retries, max(sc.MaxOutstanding, 1), list(sc.Get), list(sc.Walk), hosts)
 	path := filepath.Join(dir, "bench-"+sc.Name+".yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
@@ -251,7 +315,11 @@ func writeWarmup(dir string, sc Scenario, url, hostsFile string) (string, error)
 			break
 		}
 	}
-	cfg := fmt.Sprintf("nats: {url: %q, ack_wait: 60s, replicas: %d}\ndefaults: {get: [sysDescr.0], timeout: 5s}\nhosts:\n%s\n", url, max(sc.Replicas, 1), first)
+	creds := ""
+	if sc.Snmpd > 0 {
+		creds = fmt.Sprintf("credentials: [{name: public, version: 2c, community: %s}]\n", snmpdCommunity)
+	}
+	cfg := fmt.Sprintf("nats: {url: %q, ack_wait: 60s, replicas: %d}\n%sdefaults: {get: [sysDescr.0], timeout: 5s}\nhosts:\n%s\n", url, max(sc.Replicas, 1), creds, first)
 	path := filepath.Join(dir, "warmup-"+sc.Name+".yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
@@ -473,4 +541,128 @@ func Inventory(ctx context.Context, dir string, n int) (string, error) {
 	disp.Stop(syscall.SIGTERM)
 	return fmt.Sprintf("bench: scenario=inventory%dk hosts=%d secs=%.1f dispatcher_rss_mb=%.1f dispatcher_cpu_s=%.2f",
 		n/1000, n, time.Since(start).Seconds(), disp.MaxRSSMB(), disp.CPU().Seconds()), nil
+}
+
+// repeatHosts lists every host of a hosts file n times, as <name>-1 … <name>-n:
+// hosts that share an agent address and port.
+func repeatHosts(hosts string, n int) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(hosts, "\n") {
+		const key = "{name: "
+		i := strings.Index(line, key)
+		if i < 0 {
+			b.WriteString(line)
+			continue
+		}
+		j := strings.IndexByte(line[i:], ',')
+		if j < 0 {
+			b.WriteString(line)
+			continue
+		}
+		for k := 1; k <= n; k++ {
+			fmt.Fprintf(&b, "%s-%d%s", line[:i+j], k, line[i+j:])
+		}
+	}
+	return b.String()
+}
+
+const snmpdCommunity = "flock-bench"
+
+// startSnmpds runs sc.Snmpd Debian snmpd agents on free loopback ports and
+// writes a hosts file of sc.Devices hosts spread over them.
+func startSnmpds(dir string, sc Scenario, hostsFile string) ([]*procs.Proc, error) {
+	bin, err := exec.LookPath("snmpd")
+	if err != nil {
+		bin = "/usr/sbin/snmpd"
+		if _, err := os.Stat(bin); err != nil {
+			return nil, fmt.Errorf("scenario %s needs Debian's snmpd (apt-get install snmpd): %w", sc.Name, err)
+		}
+	}
+	var agents []*procs.Proc
+	var ports []int
+	for i := range sc.Snmpd {
+		port, err := procs.FreeUDPPort()
+		if err != nil {
+			return nil, err
+		}
+		adir := filepath.Join(dir, fmt.Sprintf("snmpd-%s-%d", sc.Name, i))
+		if err := os.MkdirAll(adir, 0o755); err != nil {
+			return nil, err
+		}
+		conf := fmt.Sprintf("agentAddress udp:127.0.0.1:%d\nrocommunity %s 127.0.0.1\nsysName bench-%d.example.net\nmaster no\n", port, snmpdCommunity, i)
+		confPath := filepath.Join(adir, "snmpd.conf")
+		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+			return nil, err
+		}
+		p, err := procs.Start(dir, fmt.Sprintf("snmpd-%s-%d", sc.Name, i), bin, []string{"SNMP_PERSISTENT_DIR=" + filepath.Join(adir, "persist")},
+			"-f", "-Lf", filepath.Join(adir, "snmpd.log"), "-C", "-c", confPath, "-p", filepath.Join(adir, "snmpd.pid"), "-M", "/dev/null", "-m", "")
+		if err != nil {
+			for _, a := range agents {
+				a.Stop(syscall.SIGTERM)
+			}
+			return nil, err
+		}
+		agents = append(agents, p)
+		ports = append(ports, port)
+	}
+	for _, port := range ports { // answering?
+		if err := waitAgent(port, 15*time.Second); err != nil {
+			for _, a := range agents {
+				a.Stop(syscall.SIGTERM)
+			}
+			return nil, err
+		}
+	}
+	var b strings.Builder
+	b.WriteString("hosts:\n")
+	for i := range sc.Devices {
+		fmt.Fprintf(&b, "  - {name: h%05d, address: 127.0.0.1, port: %d}\n", i, ports[i%len(ports)])
+	}
+	if err := os.WriteFile(hostsFile, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	return agents, nil
+}
+
+// waitAgent waits until an agent on 127.0.0.1:port answers a GET.
+func waitAgent(port int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		g := &gosnmp.GoSNMP{Target: "127.0.0.1", Port: uint16(port), Community: snmpdCommunity, Version: gosnmp.Version2c,
+			Timeout: 200 * time.Millisecond, Retries: 0}
+		if err := g.Connect(); err == nil {
+			_, err = g.Get([]string{".1.3.6.1.2.1.1.5.0"})
+			_ = g.Conn.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("snmpd on 127.0.0.1:%d did not answer within %s", port, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cycleSecs is the elapsed= of the dispatcher's summary line: its cycle
+// from publishing the tasks to the last record.
+func cycleSecs(log string) float64 {
+	data, err := os.ReadFile(log)
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndex(data, []byte(" elapsed="))
+	if i < 0 {
+		return 0
+	}
+	rest := data[i+len(" elapsed="):]
+	j := bytes.IndexByte(rest, 's')
+	if j < 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(rest[:j]), 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -29,5 +30,29 @@ flock: hosts=4 ok=3 failed=1
 	// 0.060-0.070 has three polls running; at 0.150 the second ends as the fourth starts.
 	if res.MaxInFlight != 3 {
 		t.Fatalf("max in flight %d, want 3", res.MaxInFlight)
+	}
+}
+
+func TestRepeatHostsAndCycle(t *testing.T) {
+	got := repeatHosts("hosts:\n  - {name: sim-00001, address: 127.0.0.1, port: 20001}\n", 2)
+	want := "hosts:\n  - {name: sim-00001-1, address: 127.0.0.1, port: 20001}\n  - {name: sim-00001-2, address: 127.0.0.1, port: 20001}\n"
+	if got != want {
+		t.Fatalf("repeatHosts:\n%s\nwant:\n%s", got, want)
+	}
+	path := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(path, []byte("{\"schema\":1}\nflock: hosts=2 ok=2 failed=0 missing=0 duplicates=0 elapsed=1.250s unpublished=0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c := cycleSecs(path); c != 1.25 {
+		t.Fatalf("cycleSecs = %v, want 1.25", c)
+	}
+	base := Result{Polls: 100, Secs: 1, PollerCPU: 100_000_000} // 100 polls/s, 1 ms per poll
+	r := Result{Polls: 100, Secs: 2, PollerCPU: 50_000_000, DispatcherCPU: 50_000_000, NATSCPU: 50_000_000, Varbinds: 100, CycleSecs: 1.6, Base: &base}
+	line := r.Line()
+	for _, want := range []string{" x_gosnmp_polls_per_s=0.50 ", " x_gosnmp_poller_cpu_per_poll=0.50 ", " x_gosnmp_total_cpu_per_poll=1.50",
+		" dispatcher_cpu_us_per_varbind=500.000 ", " cycle_secs=1.60 command_over_cycle=1.25 "} {
+		if !strings.Contains(line+" ", want) {
+			t.Errorf("line lacks %q:\n%s", want, line)
+		}
 	}
 }

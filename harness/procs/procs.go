@@ -46,7 +46,8 @@ type Proc struct {
 
 var seq atomic.Int64
 
-// Start runs dir/bin/<bin> with args and only env (plus PATH).
+// Start runs dir/bin/<bin> (or bin, when it is an absolute path) with args
+// and only env (plus PATH).
 func Start(dir, name, bin string, env []string, args ...string) (*Proc, error) {
 	logPath := filepath.Join(dir, "logs", fmt.Sprintf("%s.%d.log", name, seq.Add(1)))
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
@@ -56,7 +57,11 @@ func Start(dir, name, bin string, env []string, args ...string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(dir, "bin", bin), args...)
+	path := bin
+	if !filepath.IsAbs(bin) {
+		path = filepath.Join(dir, "bin", bin)
+	}
+	cmd := exec.Command(path, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -120,6 +125,16 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeUDPPort is a loopback UDP port nobody listens on now.
+func FreeUDPPort() (int, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
 // WaitFile waits until path exists and is not empty.
