@@ -368,7 +368,14 @@ func (c *Config) buildHosts(p *problems) {
 		case string:
 			spec.Name = h
 		case map[string]any:
-			if !decodeStrict(p, key, h, append([]string{"name", "address", "groups"}, overrideKeys...), &spec) {
+			if name, address, port, groups, ok := plainHost(h); ok {
+				// Most entries of a large inventory: decoded without
+				// reflection (10,000 hosts load in a fraction of the time).
+				spec.Name, spec.Address, spec.Groups = name, address, groups
+				if port != nil {
+					spec.Port = port
+				}
+			} else if !decodeStrict(p, key, h, hostKeys, &spec) {
 				continue
 			}
 		default:
@@ -531,6 +538,47 @@ func derivedPollTimeout(timeout time.Duration, retries int) time.Duration {
 }
 
 // decodeStrict decodes m into out, reporting unknown keys by name.
+// hostKeys are the keys a host entry may have.
+var hostKeys = append([]string{"name", "address", "groups"}, overrideKeys...)
+
+// plainHost reads a host entry that holds only a name, an address, a port
+// and groups, each of the type decodeStrict would take as is; ok is false
+// for anything else, which decodeStrict then decodes (and reports).
+func plainHost(m map[string]any) (name, address string, port *int, groups []string, ok bool) {
+	for k, v := range m {
+		switch k {
+		case "name":
+			if name, ok = v.(string); !ok {
+				return "", "", nil, nil, false
+			}
+		case "address":
+			if address, ok = v.(string); !ok {
+				return "", "", nil, nil, false
+			}
+		case "port":
+			n, isInt := v.(int)
+			if !isInt {
+				return "", "", nil, nil, false
+			}
+			port = &n
+		case "groups":
+			list, isList := v.([]any)
+			if !isList {
+				return "", "", nil, nil, false
+			}
+			groups = make([]string, len(list))
+			for i, g := range list {
+				if groups[i], ok = g.(string); !ok {
+					return "", "", nil, nil, false
+				}
+			}
+		default:
+			return "", "", nil, nil, false
+		}
+	}
+	return name, address, port, groups, true
+}
+
 func decodeStrict(p *problems, key string, m map[string]any, known []string, out any) bool {
 	var unknown []string
 	for k := range m {
