@@ -42,6 +42,7 @@ type Proc struct {
 	cmd   *exec.Cmd
 	done  chan struct{}
 	usage *syscall.Rusage
+	hwm   atomic.Int64 // peak resident KiB of the process's own image (VmHWM), sampled while it runs
 }
 
 var seq atomic.Int64
@@ -69,6 +70,7 @@ func Start(dir, name, bin string, env []string, args ...string) (*Proc, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &Proc{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go p.sampleRSS()
 	go func() {
 		_ = cmd.Wait()
 		f.Close()
@@ -82,6 +84,7 @@ func Start(dir, name, bin string, env []string, args ...string) (*Proc, error) {
 
 // Stop signals p and waits for it to exit; SIGKILL after 20s.
 func (p *Proc) Stop(sig syscall.Signal) {
+	p.readHWM()
 	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
@@ -109,12 +112,52 @@ func (p *Proc) CPU() time.Duration {
 	return time.Duration(p.usage.Utime.Nano() + p.usage.Stime.Nano())
 }
 
-// MaxRSSMB is the process's peak resident memory in MB; valid after it exited.
+// MaxRSSMB is the process's peak resident memory in MB, as /proc's VmHWM
+// said last (sampled every 20 ms while it ran, and when Stop is called).
+// Not the rusage's maxrss: Linux counts in it the parent's resident memory
+// at the fork (Go starts children with vfork), so every child of a harness
+// that grew would report at least the harness's size.
 func (p *Proc) MaxRSSMB() float64 {
+	if kb := p.hwm.Load(); kb > 0 {
+		return float64(kb) / 1024
+	}
 	if p.usage == nil {
 		return 0
 	}
 	return float64(p.usage.Maxrss) / 1024 // KiB on Linux
+}
+
+// sampleRSS keeps the process's VmHWM until it exits.
+func (p *Proc) sampleRSS() {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		p.readHWM()
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Proc) readHWM() {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return // gone, or not Linux
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			for err == nil {
+				old := p.hwm.Load()
+				if kb <= old || p.hwm.CompareAndSwap(old, kb) {
+					break
+				}
+			}
+			return
+		}
+	}
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.
