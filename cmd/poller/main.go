@@ -45,6 +45,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil || done {
 		return err
 	}
+	// A poller polls tasks, not the inventory: the hosts the file lists
+	// (validated above) are not kept for the process's lifetime.
+	cfg.Hosts, cfg.RawHosts = nil, nil
 	name := cfg.Poller.Name
 	if name == "" {
 		host, _ := os.Hostname()

@@ -244,7 +244,9 @@ func (b *Bus) EnsureSite(ctx context.Context, o StreamOptions, site string) erro
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       o.AckWait,
 		MaxDeliver:    o.MaxDeliver,
-		MaxAckPending: 20_000,
+		// Tasks being polled at once by all the site's pollers together: a
+		// poller keeps tens of thousands in flight (poller.concurrency).
+		MaxAckPending: 200_000,
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", PollerConsumer(site), TaskStream, err)

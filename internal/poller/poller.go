@@ -113,6 +113,9 @@ type Loop struct {
 	hooks Hooks
 	log   *slog.Logger
 
+	liveMu sync.Mutex
+	live   []*job // being polled: the keep-alive sweep reports progress on them
+
 	mu       sync.Mutex    // orders poll-now admissions with the close of stopping
 	stopping chan struct{} // closed when Serve's context ends
 	pollNow  chan struct{} // one token per poll-now request being served
@@ -171,6 +174,16 @@ func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 		return err
 	}
 	l.log.Info("taking tasks", "workers", l.o.Workers, "ack_wait", l.o.AckWait)
+	sweepDone := make(chan struct{})
+	stopSweep := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		l.keepAlive(stopSweep)
+	}()
+	defer func() {
+		close(stopSweep)
+		<-sweepDone
+	}()
 
 	<-ctx.Done()
 	l.log.Info("stopping: no new tasks; finishing in-flight polls", "grace", l.o.ShutdownGrace)

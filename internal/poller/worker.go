@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/flock-snmp/flock/internal/task"
@@ -21,8 +20,9 @@ type job struct {
 	buf     []byte
 	subject string
 	id      string
-	final   bool // the record answers the last delivery: terminate, not ack
-	ka      *keepAliveTimer
+	final   bool      // the record answers the last delivery: terminate, not ack
+	live    int       // index in Loop.live while polled, else -1
+	lastRun time.Time // when the task was taken or last reported in progress
 	release func()
 	polled  func(error) // j.afterPoll, bound once per job
 	stored  func(error) // j.afterStore, bound once per job
@@ -49,13 +49,13 @@ func (l *Loop) begin(ctx context.Context, d Delivery, release func()) {
 	j.subject, j.id = task.ResultSubject(t.Site, t.HostKey), t.ID // the record answers the task, whatever the poll wrote
 	j.rec = task.HostRecord{Varbinds: j.rec.Varbinds[:0]}
 	l.hooks.PollStarted()
-	j.ka = keepAlive(d, max(l.o.AckWait/3, 100*time.Millisecond))
+	l.track(j)
 	l.start(ctx, &j.t, attempt, &j.rec, j.polled)
 }
 
 // afterPoll: the poll ended; its record goes to the store.
 func (j *job) afterPoll(perr error) {
-	j.ka.stop()
+	j.l.untrack(j)
 	l, t, rec := j.l, &j.t, &j.rec
 	if perr != nil {
 		if l.o.MaxDeliver > 0 && j.attempt >= l.o.MaxDeliver {
@@ -129,7 +129,7 @@ func (j *job) afterStore(err error) {
 // done returns the job's slot and its buffers.
 func (j *job) done() {
 	release := j.release
-	j.d, j.release, j.ka = nil, nil, nil
+	j.d, j.release = nil, nil
 	j.t = task.PollTask{}
 	j.l.jobs.Put(j)
 	release()
@@ -193,39 +193,56 @@ func (l *Loop) tooLarge(rec *task.HostRecord, size int) string {
 		"poll fewer OIDs or raise max_payload on the NATS server", rec.Host, size, len(rec.Varbinds), limit)
 }
 
-// keepAliveTimer reports progress on a task until stopped. It is a runtime
-// timer, not a goroutine: it costs nothing on polls shorter than its period.
-type keepAliveTimer struct {
-	t     *time.Timer
-	d     Delivery
-	every time.Duration
-	mu    sync.Mutex
-	done  bool
+// track lists j as being polled, for the keep-alive sweep.
+func (l *Loop) track(j *job) {
+	l.liveMu.Lock()
+	j.live, j.lastRun = len(l.live), time.Now()
+	l.live = append(l.live, j)
+	l.liveMu.Unlock()
 }
 
-func keepAlive(d Delivery, every time.Duration) *keepAliveTimer {
-	k := &keepAliveTimer{d: d, every: every}
-	k.mu.Lock() // fire reads k.t under the lock: order it after this write
-	k.t = time.AfterFunc(every, k.fire)
-	k.mu.Unlock()
-	return k
+// untrack: j's poll ended.
+func (l *Loop) untrack(j *job) {
+	l.liveMu.Lock()
+	last := len(l.live) - 1
+	moved := l.live[last]
+	l.live[j.live], moved.live = moved, j.live
+	l.live[last] = nil
+	l.live = l.live[:last]
+	j.live = -1
+	l.liveMu.Unlock()
 }
 
-func (k *keepAliveTimer) fire() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.done {
-		return
+// keepAlive reports progress on every task polled for more than a third of
+// the ack wait, every third of it, so that a live poller's long walk is
+// never mistaken for a dead poller's. One sweep for all polls, not a timer
+// each: tens of thousands are in flight.
+func (l *Loop) keepAlive(stop <-chan struct{}) {
+	every := max(l.o.AckWait/3, 100*time.Millisecond)
+	tick := time.NewTicker(every / 4)
+	defer tick.Stop()
+	var due []Delivery
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		l.liveMu.Lock()
+		for _, j := range l.live {
+			if now.Sub(j.lastRun) >= every {
+				j.lastRun = now
+				due = append(due, j.d)
+			}
+		}
+		l.liveMu.Unlock()
+		for i, d := range due {
+			_ = d.InProgress() // a task acked meanwhile ignores it
+			due[i] = nil
+		}
+		due = due[:0]
 	}
-	_ = k.d.InProgress()
-	k.t.Reset(k.every)
-}
-
-func (k *keepAliveTimer) stop() {
-	k.mu.Lock()
-	k.done = true
-	k.mu.Unlock()
-	k.t.Stop()
 }
 
 func truncate(s string, n int) string {
