@@ -382,12 +382,11 @@ func (e *Engine) answer(s *socket, b []byte, from netip.Addr, port uint16) {
 	defer m.mu.Unlock()
 	// The decoder keeps slices of what it decodes: a copy of the datagram,
 	// not the socket's buffer, goes into the record.
-	pkt, err := s.dec.SnmpDecodePacket(append([]byte(nil), b...))
-	if err != nil {
+	if err := s.ans.decode(s.dec, append([]byte(nil), b...)); err != nil {
 		m.undecodable(err)
 		return
 	}
-	m.onAnswer(pkt)
+	m.onAnswer(&s.ans)
 }
 
 // icmpError is an ICMP error for a request sent to to: its poll learns the

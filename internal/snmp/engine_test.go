@@ -372,3 +372,32 @@ func TestCancelWhileQueued(t *testing.T) {
 		t.Fatalf("left behind: %d pending, %d agents, %d queues, %d timers", len(e.pending), len(e.agents), len(e.waiting), len(e.timers))
 	}
 }
+
+// The simulator's answers (every type it sends) are read directly, not
+// through gosnmp's decoder: the fast path FuzzAnswer checks is the one taken.
+func TestAnswersReadDirectly(t *testing.T) {
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 4})
+	dev := fleet.Devices()[0]
+	types := map[task.Type]bool{}
+	for _, root := range []string{".1.3.6.1.2.1.1", ".1.3.6.1.2.1.2.2.1", ".1.3.6.1.2.1.31.1.1.1"} {
+		req := &gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.GetBulkRequest, RequestID: 9, MaxRepetitions: 40,
+			Variables: []gosnmp.SnmpPDU{{Name: root, Type: gosnmp.Null}}}
+		out, err := dev.Respond(req, time.Now()).MarshalMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a answer
+		if !a.decodeFast(out) || len(a.vbs) < 20 {
+			t.Fatalf("answer for %s not read directly (%d varbinds)", root, len(a.vbs))
+		}
+		for _, vb := range a.vbs {
+			types[vb.Type] = true
+		}
+	}
+	for _, want := range []task.Type{task.TypeOctetString, task.TypeObjectIdentifier, task.TypeTimeTicks, task.TypeInteger,
+		task.TypeGauge32, task.TypeCounter32, task.TypeCounter64} {
+		if !types[want] {
+			t.Errorf("no %s among the answers read", want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package snmp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -479,7 +478,7 @@ func (m *machine) learnRepetitions(n int) {
 }
 
 // onAnswer moves the poll on with an answer to its request.
-func (m *machine) onAnswer(pkt *gosnmp.SnmpPacket) {
+func (m *machine) onAnswer(pkt *answer) {
 	m.requestEnded()
 	if m.probe != noProbe {
 		m.probeAnswered()
@@ -505,24 +504,24 @@ func (m *machine) onAnswer(pkt *gosnmp.SnmpPacket) {
 	m.next()
 }
 
-func (m *machine) getAnswer(pkt *gosnmp.SnmpPacket) error {
+func (m *machine) getAnswer(pkt *answer) error {
 	s := m.spans[0]
 	oids := m.req.oids
-	switch pkt.Error {
+	switch pkt.errStatus {
 	case gosnmp.NoError:
-		if len(pkt.Variables) != len(oids) {
-			return fmt.Errorf("get %s on %s: %w: asked for %d OIDs, got %d", oids[0], m.name, ErrProtocol, len(oids), len(pkt.Variables))
+		if len(pkt.vbs) != len(oids) {
+			return fmt.Errorf("get %s on %s: %w: asked for %d OIDs, got %d", oids[0], m.name, ErrProtocol, len(oids), len(pkt.vbs))
 		}
-		for i := range pkt.Variables {
-			if err := Convert(&pkt.Variables[i], &m.vb); err != nil {
-				return fmt.Errorf("get %s on %s: %w: %w", pkt.Variables[i].Name, m.name, ErrProtocol, err)
-			}
-			m.sink.Varbind(&m.vb)
+		if pkt.badAt >= 0 {
+			return fmt.Errorf("get %s on %s: %w: %w", pkt.vbs[pkt.badAt].OID, m.name, ErrProtocol, pkt.badErr)
+		}
+		for i := range pkt.vbs {
+			m.sink.Varbind(&pkt.vbs[i])
 		}
 		m.spans = m.spans[1:]
 	case gosnmp.NoSuchName:
 		// SNMPv1 fails the whole PDU for one missing OID: report that one and ask again for the rest.
-		idx := int(pkt.ErrorIndex)
+		idx := int(pkt.errIndex)
 		if idx < 1 || idx > len(oids) {
 			return fmt.Errorf("get %s on %s: %w: noSuchName with error index %d of %d", oids[0], m.name, ErrProtocol, idx, len(oids))
 		}
@@ -543,7 +542,7 @@ func (m *machine) getAnswer(pkt *gosnmp.SnmpPacket) error {
 		half := s.lo + len(oids)/2
 		m.spans = append([]span{{lo: s.lo, hi: half}, {lo: half, hi: s.hi}}, m.spans[1:]...)
 	default:
-		return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", failedOID(oids, pkt.ErrorIndex), m.name, ErrProtocol, pkt.Error, pkt.ErrorIndex)
+		return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", failedOID(oids, pkt.errIndex), m.name, ErrProtocol, pkt.errStatus, pkt.errIndex)
 	}
 	return nil
 }
@@ -551,41 +550,41 @@ func (m *machine) getAnswer(pkt *gosnmp.SnmpPacket) error {
 // walkAnswer follows a walk: unlike gosnmp's BulkWalk it fails, rather than
 // stopping quietly, when the agent answers with an error status or returns
 // non-increasing OIDs; on tooBig it halves max-repetitions.
-func (m *machine) walkAnswer(pkt *gosnmp.SnmpPacket) error {
+func (m *machine) walkAnswer(pkt *answer) error {
 	switch {
-	case pkt.Error == gosnmp.NoSuchName && m.version == gosnmp.Version1:
+	case pkt.errStatus == gosnmp.NoSuchName && m.version == gosnmp.Version1:
 		m.endWalk() // v1's end of MIB view
 		return nil
-	case pkt.Error == gosnmp.TooBig && m.req.reps > 1:
+	case pkt.errStatus == gosnmp.TooBig && m.req.reps > 1:
 		m.maxRep = m.req.reps / 2
 		m.learnRepetitions(m.maxRep)
 		return nil
-	case pkt.Error != gosnmp.NoError:
-		return fmt.Errorf("walk %s on %s: %w: agent answered %s after %s (max-repetitions %d)", m.root, m.name, ErrProtocol, pkt.Error, m.cur, max(m.req.reps, 1))
-	case len(pkt.Variables) == 0:
+	case pkt.errStatus != gosnmp.NoError:
+		return fmt.Errorf("walk %s on %s: %w: agent answered %s after %s (max-repetitions %d)", m.root, m.name, ErrProtocol, pkt.errStatus, m.cur, max(m.req.reps, 1))
+	case len(pkt.vbs) == 0:
 		return fmt.Errorf("walk %s on %s: %w: empty answer after %s", m.root, m.name, ErrProtocol, m.cur)
 	}
-	for i := range pkt.Variables {
-		p := &pkt.Variables[i]
-		if p.Type == gosnmp.EndOfMibView {
+	for i := range pkt.vbs {
+		p := &pkt.vbs[i]
+		if p.Type == task.TypeEndOfMibView && i != pkt.badAt {
 			m.endWalk()
 			return nil
 		}
 		// Order first: an answer at or before where we asked is a broken
 		// agent, even when it lies outside the subtree (it would loop).
-		if c := oid.CompareStrings(p.Name, m.cur); c == 0 || (c < 0 && !m.opts.AllowNonIncreasing) {
-			return fmt.Errorf("walk %s on %s: %w: OID %s is not increasing after %s", m.root, m.name, ErrProtocol, p.Name, m.cur)
+		if c := oid.CompareStrings(p.OID, m.cur); c == 0 || (c < 0 && !m.opts.AllowNonIncreasing) {
+			return fmt.Errorf("walk %s on %s: %w: OID %s is not increasing after %s", m.root, m.name, ErrProtocol, p.OID, m.cur)
 		}
-		if !oid.InSubtree(p.Name, m.root) {
+		if !oid.InSubtree(p.OID, m.root) {
 			m.endWalk()
 			return nil
 		}
-		if err := Convert(p, &m.vb); err != nil {
-			return fmt.Errorf("walk %s on %s: %w: %w", m.root, m.name, ErrProtocol, err)
+		if i == pkt.badAt {
+			return fmt.Errorf("walk %s on %s: %w: %w", m.root, m.name, ErrProtocol, pkt.badErr)
 		}
-		m.sink.Varbind(&m.vb)
+		m.sink.Varbind(p)
 		m.seen++
-		m.cur = p.Name
+		m.cur = p.OID
 		if m.seen >= m.opts.maxVarbinds() {
 			return fmt.Errorf("walk %s on %s: %w: more than %d varbinds: an agent that walks forever?", m.root, m.name, ErrProtocol, m.seen)
 		}
@@ -603,18 +602,18 @@ func (m *machine) endWalk() {
 	m.walkEnd = true
 }
 
-func (m *machine) walkEndAnswer(pkt *gosnmp.SnmpPacket) error {
+func (m *machine) walkEndAnswer(pkt *answer) error {
 	m.op = opNone
-	switch pkt.Error {
+	switch pkt.errStatus {
 	case gosnmp.NoError:
-		if len(pkt.Variables) != 1 {
-			return fmt.Errorf("get %s on %s: %w: asked for 1 OIDs, got %d", m.root, m.name, ErrProtocol, len(pkt.Variables))
+		if len(pkt.vbs) != 1 {
+			return fmt.Errorf("get %s on %s: %w: asked for 1 OIDs, got %d", m.root, m.name, ErrProtocol, len(pkt.vbs))
 		}
-		if err := Convert(&pkt.Variables[0], &m.vb); err != nil {
-			return fmt.Errorf("get %s on %s: %w: %w", pkt.Variables[0].Name, m.name, ErrProtocol, err)
+		if pkt.badAt == 0 {
+			return fmt.Errorf("get %s on %s: %w: %w", pkt.vbs[0].OID, m.name, ErrProtocol, pkt.badErr)
 		}
-		if !m.vb.Type.IsException() {
-			m.sink.Varbind(&m.vb)
+		if !pkt.vbs[0].Type.IsException() {
+			m.sink.Varbind(&pkt.vbs[0])
 		}
 		return nil
 	case gosnmp.NoSuchName:
@@ -622,49 +621,48 @@ func (m *machine) walkEndAnswer(pkt *gosnmp.SnmpPacket) error {
 	case gosnmp.TooBig:
 		return fmt.Errorf("get %s on %s: %w: tooBig for a single OID", m.root, m.name, ErrProtocol)
 	}
-	return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", m.root, m.name, ErrProtocol, pkt.Error, pkt.ErrorIndex)
+	return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", m.root, m.name, ErrProtocol, pkt.errStatus, pkt.errIndex)
 }
 
 // tableAnswer takes the next rows of the columns asked: rows of m.batch
 // varbinds; a truncated answer ends mid-row.
-func (m *machine) tableAnswer(pkt *gosnmp.SnmpPacket) error {
+func (m *machine) tableAnswer(pkt *answer) error {
 	batch := m.active[:m.batch]
 	bulk := m.req.pdu == gosnmp.GetBulkRequest
 	switch {
-	case pkt.Error == gosnmp.TooBig && m.req.reps > 1:
+	case pkt.errStatus == gosnmp.TooBig && m.req.reps > 1:
 		m.limit = m.req.reps / 2
 		m.learnRepetitions(m.limit)
 		return nil
-	case pkt.Error == gosnmp.NoSuchName && !bulk && int(pkt.ErrorIndex) >= 1 && int(pkt.ErrorIndex) <= len(batch):
-		batch[pkt.ErrorIndex-1].done = true // v1's end of view for that column
-	case pkt.Error != gosnmp.NoError:
-		return fmt.Errorf("walk table %s on %s: %w: agent answered %s (max-repetitions %d, %d columns)", m.root, m.name, ErrProtocol, pkt.Error, max(m.req.reps, 1), len(batch))
-	case len(pkt.Variables) == 0:
+	case pkt.errStatus == gosnmp.NoSuchName && !bulk && int(pkt.errIndex) >= 1 && int(pkt.errIndex) <= len(batch):
+		batch[pkt.errIndex-1].done = true // v1's end of view for that column
+	case pkt.errStatus != gosnmp.NoError:
+		return fmt.Errorf("walk table %s on %s: %w: agent answered %s (max-repetitions %d, %d columns)", m.root, m.name, ErrProtocol, pkt.errStatus, max(m.req.reps, 1), len(batch))
+	case len(pkt.vbs) == 0:
 		return fmt.Errorf("walk table %s on %s: %w: empty answer", m.root, m.name, ErrProtocol)
 	default:
-		for i := range pkt.Variables {
+		for i := range pkt.vbs {
 			c := batch[i%len(batch)]
 			if c.done {
 				continue
 			}
-			p := &pkt.Variables[i]
-			if p.Type == gosnmp.EndOfMibView {
+			p := &pkt.vbs[i]
+			if p.Type == task.TypeEndOfMibView && i != pkt.badAt {
 				c.done = true
 				continue
 			}
-			if cmp := oid.CompareStrings(p.Name, c.cursor); cmp == 0 || (cmp < 0 && !m.opts.AllowNonIncreasing) {
-				return fmt.Errorf("walk table %s on %s: %w: OID %s is not increasing after %s", m.root, m.name, ErrProtocol, p.Name, c.cursor)
+			if cmp := oid.CompareStrings(p.OID, c.cursor); cmp == 0 || (cmp < 0 && !m.opts.AllowNonIncreasing) {
+				return fmt.Errorf("walk table %s on %s: %w: OID %s is not increasing after %s", m.root, m.name, ErrProtocol, p.OID, c.cursor)
 			}
-			if !oid.InSubtree(p.Name, c.root) {
+			if !oid.InSubtree(p.OID, c.root) {
 				c.done = true
 				continue
 			}
-			var vb task.Varbind
-			if err := Convert(p, &vb); err != nil {
-				return fmt.Errorf("walk table %s on %s: %w: %w", m.root, m.name, ErrProtocol, err)
+			if i == pkt.badAt {
+				return fmt.Errorf("walk table %s on %s: %w: %w", m.root, m.name, ErrProtocol, pkt.badErr)
 			}
-			c.got = append(c.got, vb)
-			c.cursor = p.Name
+			c.got = append(c.got, *p)
+			c.cursor = p.OID
 			if m.total++; m.total > m.opts.maxVarbinds() {
 				return fmt.Errorf("walk table %s on %s: %w: more than %d varbinds: an agent that walks forever?", m.root, m.name, ErrProtocol, m.opts.maxVarbinds())
 			}
@@ -679,5 +677,3 @@ func (m *machine) tableAnswer(pkt *gosnmp.SnmpPacket) error {
 	m.active = next
 	return nil
 }
-
-var _ = errors.Is

@@ -20,6 +20,7 @@ type socket struct {
 	conn *net.UDPConn
 	buf  []byte         // the reader's receive buffer
 	dec  *gosnmp.GoSNMP // the reader's decoder (v1/v2c need no session state)
+	ans  answer         // the reader's decoded answer, reused
 	eq   errQueue       // the reader's ICMP error buffers
 }
 
