@@ -224,15 +224,15 @@ func (e *Engine) transmit(m *machine, first bool) {
 		return
 	}
 	if first {
-		a := e.agents[m.addr]
+		a := e.agents[m.job.Addr]
 		if a.inflight >= m.maxOutstanding() {
-			e.waiting[m.addr] = append(e.waiting[m.addr], m)
+			e.waiting[m.job.Addr] = append(e.waiting[m.job.Addr], m)
 			m.where = atAgent
 			e.mu.Unlock()
 			return
 		}
 		a.inflight++
-		e.agents[m.addr] = a
+		e.agents[m.job.Addr] = a
 		m.holdsSlot = true
 	}
 	if e.o.MaxPacketsPerSecond > 0 {
@@ -259,7 +259,7 @@ func (e *Engine) transmit(m *machine, first bool) {
 // Under e.mu.
 func (e *Engine) register(m *machine) {
 	now := time.Now()
-	m.req.due = now.Add(m.opts.Timeout)
+	m.req.due = now.Add(m.job.Opts.Timeout)
 	if m.deadline.Before(m.req.due) {
 		m.req.due = m.deadline
 	}
@@ -275,7 +275,7 @@ func (e *Engine) register(m *machine) {
 // send writes m's registered request. A send that fails takes m back, if
 // nobody else did, and fails its request.
 func (e *Engine) send(m *machine) {
-	err := m.sock.send(m.req.buf, m.addr)
+	err := m.sock.send(m.req.buf, m.job.Addr)
 	if err == nil {
 		e.o.Counters.sentOne()
 		return
@@ -330,23 +330,23 @@ func (e *Engine) release(m *machine) {
 	}
 	m.holdsSlot = false
 	e.mu.Lock()
-	a := e.agents[m.addr]
+	a := e.agents[m.job.Addr]
 	a.inflight--
 	var next *machine
-	if q := e.waiting[m.addr]; len(q) > 0 {
+	if q := e.waiting[m.job.Addr]; len(q) > 0 {
 		next = q[0]
 		q[0] = nil
 		if len(q) == 1 {
-			delete(e.waiting, m.addr)
+			delete(e.waiting, m.job.Addr)
 		} else {
-			e.waiting[m.addr] = q[1:]
+			e.waiting[m.job.Addr] = q[1:]
 		}
 		next.where = atOwner
 	}
 	if a.inflight <= 0 && next == nil {
-		delete(e.agents, m.addr)
+		delete(e.agents, m.job.Addr)
 	} else {
-		e.agents[m.addr] = a
+		e.agents[m.job.Addr] = a
 	}
 	e.mu.Unlock()
 	if next != nil {
@@ -362,7 +362,7 @@ func (e *Engine) answer(s *socket, b []byte, from netip.Addr, port uint16) {
 	version, id, ok := messageID(b)
 	e.mu.Lock()
 	m := e.pending[id]
-	if !ok || m == nil || (src != m.addr && !m.opts.UnconnectedUDP) || int(m.version) != version {
+	if !ok || m == nil || (src != m.job.Addr && !m.job.Opts.UnconnectedUDP) || int(m.version) != version {
 		if !ok {
 			// Not a message we can read: if requests to that agent are in
 			// flight, their timeout says what it sent instead.
@@ -398,7 +398,7 @@ func (e *Engine) icmpError(payload []byte, to netip.AddrPort, errno syscall.Errn
 	}
 	e.mu.Lock()
 	m := e.pending[id]
-	if m == nil || m.addr != to {
+	if m == nil || m.job.Addr != to {
 		e.mu.Unlock()
 		return
 	}
@@ -423,7 +423,7 @@ func (e *Engine) cancel(m *machine) {
 		delete(e.pending, m.req.id)
 		heap.Remove(&e.timers, m.heapIdx)
 	case atAgent:
-		q := e.waiting[m.addr]
+		q := e.waiting[m.job.Addr]
 		for i, w := range q {
 			if w == m {
 				q = append(q[:i], q[i+1:]...)
@@ -431,9 +431,9 @@ func (e *Engine) cancel(m *machine) {
 			}
 		}
 		if len(q) == 0 {
-			delete(e.waiting, m.addr)
+			delete(e.waiting, m.job.Addr)
 		} else {
-			e.waiting[m.addr] = q
+			e.waiting[m.job.Addr] = q
 		}
 	case atPace:
 		for i, w := range e.paced {

@@ -3,7 +3,6 @@ package snmp
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -25,10 +24,8 @@ type machine struct {
 	stopCtx func() bool
 	sock    *socket
 	sink    Sink
-	job     *Job
-	name    string
-	addr    netip.AddrPort
-	opts    Options
+	job     *Job // read only: its Opts are the poll's, but for noBulk
+	noBulk  bool
 	version gosnmp.SnmpVersion
 	comm    string
 
@@ -57,7 +54,6 @@ type machine struct {
 
 	req       request
 	vars      []gosnmp.SnmpPDU
-	vb        task.Varbind
 	where     int8 // under e.mu
 	heapIdx   int  // under e.mu
 	holdsSlot bool
@@ -112,7 +108,7 @@ type request struct {
 }
 
 func newMachine(e *Engine, ctx context.Context, j *Job, sink Sink) *machine {
-	m := &machine{e: e, ctx: ctx, sink: sink, job: j, name: j.Name, addr: j.Addr, opts: j.Opts,
+	m := &machine{e: e, ctx: ctx, sink: sink, job: j, noBulk: j.Opts.NoBulk,
 		deadline: j.Deadline, comm: j.Cred.Community.Reveal(), version: gosnmp.Version2c, heapIdx: -1}
 	if j.Cred.Version == config.Version1 {
 		m.version = gosnmp.Version1
@@ -128,10 +124,10 @@ func newMachine(e *Engine, ctx context.Context, j *Job, sink Sink) *machine {
 }
 
 func (m *machine) maxOutstanding() int32 {
-	return int32(max(1, m.opts.MaxOutstanding))
+	return int32(max(1, m.job.Opts.MaxOutstanding))
 }
 
-func (m *machine) bulk() bool { return m.version != gosnmp.Version1 && !m.opts.NoBulk }
+func (m *machine) bulk() bool { return m.version != gosnmp.Version1 && !m.noBulk }
 
 // next sends the poll's next request, or ends the poll.
 func (m *machine) next() {
@@ -171,7 +167,7 @@ func (m *machine) startPart() bool {
 		m.op, m.partName = opWalk, "walk "+j.Walk[p]
 		m.root = canonical(j.Walk[p])
 		m.cur, m.seen, m.walkEnd = m.root, 0, false
-		m.maxRep = max(m.opts.MaxRepetitions, 1)
+		m.maxRep = max(m.job.Opts.MaxRepetitions, 1)
 		return true
 	}
 	p -= len(j.Walk)
@@ -188,7 +184,7 @@ func (m *machine) startPart() bool {
 		for i := range m.cols {
 			m.active = append(m.active, &m.cols[i])
 		}
-		m.limit, m.total = max(1, m.opts.MaxRepetitions), 0
+		m.limit, m.total = max(1, m.job.Opts.MaxRepetitions), 0
 		return true
 	}
 	return false
@@ -269,14 +265,14 @@ func (m *machine) build() (done bool, err error) {
 	case opGet:
 		get := m.job.Get
 		for len(m.spans) > 0 && m.spans[0].missing {
-			m.vb = task.Varbind{OID: canonical(get[m.spans[0].lo]), Type: task.TypeNoSuchObject}
-			m.sink.Varbind(&m.vb)
+			vb := task.Varbind{OID: canonical(get[m.spans[0].lo]), Type: task.TypeNoSuchObject}
+			m.sink.Varbind(&vb) // v1's missing OIDs only: rare enough to allocate
 			m.spans = m.spans[1:]
 		}
 		if len(m.spans) == 0 {
 			return true, nil
 		}
-		lim := max(m.opts.MaxOids, 1)
+		lim := max(m.job.Opts.MaxOids, 1)
 		if m.capVB > 0 {
 			lim = min(lim, m.capVB)
 		}
@@ -308,7 +304,7 @@ func (m *machine) build() (done bool, err error) {
 		}
 		// At most max_oids columns per request; the next columns take the
 		// place of those that end. About tableVarbinds per answer.
-		maxOids := max(1, m.opts.MaxOids)
+		maxOids := max(1, m.job.Opts.MaxOids)
 		if m.capVB > 0 {
 			maxOids = min(maxOids, m.capVB)
 		}
@@ -361,20 +357,20 @@ func (m *machine) opErr(err error) error {
 	switch m.op {
 	case opWalk:
 		if m.walkEnd {
-			return fmt.Errorf("get %s on %s: %w", m.root, m.name, err)
+			return fmt.Errorf("get %s on %s: %w", m.root, m.job.Name, err)
 		}
-		return fmt.Errorf("walk %s at %s on %s: %w", m.root, m.cur, m.name, err)
+		return fmt.Errorf("walk %s at %s on %s: %w", m.root, m.cur, m.job.Name, err)
 	case opTable:
-		return fmt.Errorf("walk table %s at %s on %s: %w", m.root, at, m.name, err)
+		return fmt.Errorf("walk table %s at %s on %s: %w", m.root, at, m.job.Name, err)
 	}
-	return fmt.Errorf("get %s on %s: %w", at, m.name, err)
+	return fmt.Errorf("get %s on %s: %w", at, m.job.Name, err)
 }
 
 // undecodable: an answer to the request did not decode. As gosnmp does, ask
 // again while tries are left; then it is a protocol error.
 func (m *machine) undecodable(err error) {
 	m.req.bad = err
-	if m.req.tries < m.opts.Retries && m.probe == noProbe {
+	if m.req.tries < m.job.Opts.Retries && m.probe == noProbe {
 		m.retry()
 		return
 	}
@@ -407,12 +403,12 @@ func (m *machine) onTimeout() {
 		m.fail(m.opErr(fmt.Errorf("%w: %w", ErrTimeout, context.DeadlineExceeded)))
 		return
 	}
-	if m.req.tries < m.opts.Retries && m.probe == noProbe {
+	if m.req.tries < m.job.Opts.Retries && m.probe == noProbe {
 		m.retry()
 		return
 	}
 	m.e.mu.Lock()
-	bad := m.e.agents[m.addr].bad
+	bad := m.e.agents[m.job.Addr].bad
 	m.e.mu.Unlock()
 	m.requestEnded()
 	switch {
@@ -426,7 +422,7 @@ func (m *machine) onTimeout() {
 		m.probeTimedOut()
 		return
 	}
-	err := m.opErr(fmt.Errorf("%w: no answer after %d tries of %s", ErrTimeout, m.req.tries+1, m.opts.Timeout))
+	err := m.opErr(fmt.Errorf("%w: no answer after %d tries of %s", ErrTimeout, m.req.tries+1, m.job.Opts.Timeout))
 	if m.req.size > 1 || (m.req.pdu == gosnmp.GetBulkRequest && !m.walkEnd) {
 		// Some agents never answer requests above some size. One small
 		// probe tells them from an agent that is down.
@@ -464,7 +460,7 @@ func (m *machine) probeTimedOut() {
 	stage := m.probe
 	m.probe = noProbe
 	if stage == probeBulk {
-		m.opts.NoBulk, m.learned.NoBulk = true, true
+		m.noBulk, m.learned.NoBulk = true, true
 		m.next() // the part goes on with GETNEXT
 		return
 	}
@@ -528,10 +524,10 @@ func (m *machine) getAnswer(pkt *answer) error {
 	switch pkt.errStatus {
 	case gosnmp.NoError:
 		if len(pkt.vbs) != len(oids) {
-			return fmt.Errorf("get %s on %s: %w: asked for %d OIDs, got %d", oids[0], m.name, ErrProtocol, len(oids), len(pkt.vbs))
+			return fmt.Errorf("get %s on %s: %w: asked for %d OIDs, got %d", oids[0], m.job.Name, ErrProtocol, len(oids), len(pkt.vbs))
 		}
 		if pkt.badAt >= 0 {
-			return fmt.Errorf("get %s on %s: %w: %w", pkt.vbs[pkt.badAt].OID, m.name, ErrProtocol, pkt.badErr)
+			return fmt.Errorf("get %s on %s: %w: %w", pkt.vbs[pkt.badAt].OID, m.job.Name, ErrProtocol, pkt.badErr)
 		}
 		for i := range pkt.vbs {
 			m.sink.Varbind(&pkt.vbs[i])
@@ -541,7 +537,7 @@ func (m *machine) getAnswer(pkt *answer) error {
 		// SNMPv1 fails the whole PDU for one missing OID: report that one and ask again for the rest.
 		idx := int(pkt.errIndex)
 		if idx < 1 || idx > len(oids) {
-			return fmt.Errorf("get %s on %s: %w: noSuchName with error index %d of %d", oids[0], m.name, ErrProtocol, idx, len(oids))
+			return fmt.Errorf("get %s on %s: %w: noSuchName with error index %d of %d", oids[0], m.job.Name, ErrProtocol, idx, len(oids))
 		}
 		at := s.lo + idx - 1
 		var repl []span
@@ -555,12 +551,12 @@ func (m *machine) getAnswer(pkt *answer) error {
 		m.spans = append(repl, m.spans[1:]...)
 	case gosnmp.TooBig:
 		if len(oids) == 1 {
-			return fmt.Errorf("get %s on %s: %w: tooBig for a single OID", oids[0], m.name, ErrProtocol)
+			return fmt.Errorf("get %s on %s: %w: tooBig for a single OID", oids[0], m.job.Name, ErrProtocol)
 		}
 		half := s.lo + len(oids)/2
 		m.spans = append([]span{{lo: s.lo, hi: half}, {lo: half, hi: s.hi}}, m.spans[1:]...)
 	default:
-		return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", failedOID(oids, pkt.errIndex), m.name, ErrProtocol, pkt.errStatus, pkt.errIndex)
+		return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", failedOID(oids, pkt.errIndex), m.job.Name, ErrProtocol, pkt.errStatus, pkt.errIndex)
 	}
 	return nil
 }
@@ -578,9 +574,9 @@ func (m *machine) walkAnswer(pkt *answer) error {
 		m.learnRepetitions(m.maxRep)
 		return nil
 	case pkt.errStatus != gosnmp.NoError:
-		return fmt.Errorf("walk %s on %s: %w: agent answered %s after %s (max-repetitions %d)", m.root, m.name, ErrProtocol, pkt.errStatus, m.cur, max(m.req.reps, 1))
+		return fmt.Errorf("walk %s on %s: %w: agent answered %s after %s (max-repetitions %d)", m.root, m.job.Name, ErrProtocol, pkt.errStatus, m.cur, max(m.req.reps, 1))
 	case len(pkt.vbs) == 0:
-		return fmt.Errorf("walk %s on %s: %w: empty answer after %s", m.root, m.name, ErrProtocol, m.cur)
+		return fmt.Errorf("walk %s on %s: %w: empty answer after %s", m.root, m.job.Name, ErrProtocol, m.cur)
 	}
 	for i := range pkt.vbs {
 		p := &pkt.vbs[i]
@@ -590,21 +586,21 @@ func (m *machine) walkAnswer(pkt *answer) error {
 		}
 		// Order first: an answer at or before where we asked is a broken
 		// agent, even when it lies outside the subtree (it would loop).
-		if c := oid.CompareStrings(p.OID, m.cur); c == 0 || (c < 0 && !m.opts.AllowNonIncreasing) {
-			return fmt.Errorf("walk %s on %s: %w: OID %s is not increasing after %s", m.root, m.name, ErrProtocol, p.OID, m.cur)
+		if c := oid.CompareStrings(p.OID, m.cur); c == 0 || (c < 0 && !m.job.Opts.AllowNonIncreasing) {
+			return fmt.Errorf("walk %s on %s: %w: OID %s is not increasing after %s", m.root, m.job.Name, ErrProtocol, p.OID, m.cur)
 		}
 		if !oid.InSubtree(p.OID, m.root) {
 			m.endWalk()
 			return nil
 		}
 		if i == pkt.badAt {
-			return fmt.Errorf("walk %s on %s: %w: %w", m.root, m.name, ErrProtocol, pkt.badErr)
+			return fmt.Errorf("walk %s on %s: %w: %w", m.root, m.job.Name, ErrProtocol, pkt.badErr)
 		}
 		m.sink.Varbind(p)
 		m.seen++
 		m.cur = p.OID
-		if m.seen >= m.opts.maxVarbinds() {
-			return fmt.Errorf("walk %s on %s: %w: more than %d varbinds: an agent that walks forever?", m.root, m.name, ErrProtocol, m.seen)
+		if m.seen >= m.job.Opts.maxVarbinds() {
+			return fmt.Errorf("walk %s on %s: %w: more than %d varbinds: an agent that walks forever?", m.root, m.job.Name, ErrProtocol, m.seen)
 		}
 	}
 	return nil
@@ -625,10 +621,10 @@ func (m *machine) walkEndAnswer(pkt *answer) error {
 	switch pkt.errStatus {
 	case gosnmp.NoError:
 		if len(pkt.vbs) != 1 {
-			return fmt.Errorf("get %s on %s: %w: asked for 1 OIDs, got %d", m.root, m.name, ErrProtocol, len(pkt.vbs))
+			return fmt.Errorf("get %s on %s: %w: asked for 1 OIDs, got %d", m.root, m.job.Name, ErrProtocol, len(pkt.vbs))
 		}
 		if pkt.badAt == 0 {
-			return fmt.Errorf("get %s on %s: %w: %w", pkt.vbs[0].OID, m.name, ErrProtocol, pkt.badErr)
+			return fmt.Errorf("get %s on %s: %w: %w", pkt.vbs[0].OID, m.job.Name, ErrProtocol, pkt.badErr)
 		}
 		if !pkt.vbs[0].Type.IsException() {
 			m.sink.Varbind(&pkt.vbs[0])
@@ -637,9 +633,9 @@ func (m *machine) walkEndAnswer(pkt *answer) error {
 	case gosnmp.NoSuchName:
 		return nil
 	case gosnmp.TooBig:
-		return fmt.Errorf("get %s on %s: %w: tooBig for a single OID", m.root, m.name, ErrProtocol)
+		return fmt.Errorf("get %s on %s: %w: tooBig for a single OID", m.root, m.job.Name, ErrProtocol)
 	}
-	return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", m.root, m.name, ErrProtocol, pkt.errStatus, pkt.errIndex)
+	return fmt.Errorf("get %s on %s: %w: agent answered %s (error index %d)", m.root, m.job.Name, ErrProtocol, pkt.errStatus, pkt.errIndex)
 }
 
 // tableAnswer takes the next rows of the columns asked: rows of m.batch
@@ -655,9 +651,9 @@ func (m *machine) tableAnswer(pkt *answer) error {
 	case pkt.errStatus == gosnmp.NoSuchName && !bulk && int(pkt.errIndex) >= 1 && int(pkt.errIndex) <= len(batch):
 		batch[pkt.errIndex-1].done = true // v1's end of view for that column
 	case pkt.errStatus != gosnmp.NoError:
-		return fmt.Errorf("walk table %s on %s: %w: agent answered %s (max-repetitions %d, %d columns)", m.root, m.name, ErrProtocol, pkt.errStatus, max(m.req.reps, 1), len(batch))
+		return fmt.Errorf("walk table %s on %s: %w: agent answered %s (max-repetitions %d, %d columns)", m.root, m.job.Name, ErrProtocol, pkt.errStatus, max(m.req.reps, 1), len(batch))
 	case len(pkt.vbs) == 0:
-		return fmt.Errorf("walk table %s on %s: %w: empty answer", m.root, m.name, ErrProtocol)
+		return fmt.Errorf("walk table %s on %s: %w: empty answer", m.root, m.job.Name, ErrProtocol)
 	default:
 		for i := range pkt.vbs {
 			c := batch[i%len(batch)]
@@ -669,23 +665,23 @@ func (m *machine) tableAnswer(pkt *answer) error {
 				c.done = true
 				continue
 			}
-			if cmp := oid.CompareStrings(p.OID, c.cursor); cmp == 0 || (cmp < 0 && !m.opts.AllowNonIncreasing) {
-				return fmt.Errorf("walk table %s on %s: %w: OID %s is not increasing after %s", m.root, m.name, ErrProtocol, p.OID, c.cursor)
+			if cmp := oid.CompareStrings(p.OID, c.cursor); cmp == 0 || (cmp < 0 && !m.job.Opts.AllowNonIncreasing) {
+				return fmt.Errorf("walk table %s on %s: %w: OID %s is not increasing after %s", m.root, m.job.Name, ErrProtocol, p.OID, c.cursor)
 			}
 			if !oid.InSubtree(p.OID, c.root) {
 				c.done = true
 				continue
 			}
 			if i == pkt.badAt {
-				return fmt.Errorf("walk table %s on %s: %w: %w", m.root, m.name, ErrProtocol, pkt.badErr)
+				return fmt.Errorf("walk table %s on %s: %w: %w", m.root, m.job.Name, ErrProtocol, pkt.badErr)
 			}
 			if c.got == nil {
 				c.got = columnBuffer()
 			}
 			c.got = append(c.got, *p)
 			c.cursor = p.OID
-			if m.total++; m.total > m.opts.maxVarbinds() {
-				return fmt.Errorf("walk table %s on %s: %w: more than %d varbinds: an agent that walks forever?", m.root, m.name, ErrProtocol, m.opts.maxVarbinds())
+			if m.total++; m.total > m.job.Opts.maxVarbinds() {
+				return fmt.Errorf("walk table %s on %s: %w: more than %d varbinds: an agent that walks forever?", m.root, m.job.Name, ErrProtocol, m.job.Opts.maxVarbinds())
 			}
 		}
 	}
