@@ -53,9 +53,10 @@ type machine struct {
 	failed  failedRequest // the request a probe stands in for
 
 	req       request
-	vars      []gosnmp.SnmpPDU
-	where     int8 // under e.mu
-	heapIdx   int  // under e.mu
+	one       [1]string // a walk's request OID
+	toids     []string  // a table's request OIDs
+	where     int8      // under e.mu
+	heapIdx   int       // under e.mu
 	holdsSlot bool
 	cancelled bool // under e.mu
 }
@@ -142,7 +143,10 @@ func (m *machine) next() {
 			return
 		}
 		if !done {
-			m.encode()
+			if err := m.encode(); err != nil {
+				m.fail(m.opErr(err))
+				return
+			}
 			m.e.transmit(m, true)
 			return
 		}
@@ -284,11 +288,12 @@ func (m *machine) build() (done bool, err error) {
 		r.pdu, r.oids, r.reps, r.size = gosnmp.GetRequest, get[s.lo:s.hi], 0, s.hi-s.lo
 	case opWalk:
 		if m.walkEnd {
-			m.vars = m.vars[:0]
-			r.pdu, r.oids, r.reps, r.size = gosnmp.GetRequest, append(r.oids[:0:0], m.root), 0, 1
+			m.one[0] = m.root
+			r.pdu, r.oids, r.reps, r.size = gosnmp.GetRequest, m.one[:], 0, 1
 			return false, nil
 		}
-		r.oids = append(r.oids[:0:0], m.cur)
+		m.one[0] = m.cur
+		r.oids = m.one[:]
 		if m.bulk() {
 			reps := m.maxRep
 			if m.capVB > 0 {
@@ -313,11 +318,11 @@ func (m *machine) build() (done bool, err error) {
 		if m.capVB > 0 {
 			reps = max(1, min(reps, m.capVB/m.batch))
 		}
-		oids := make([]string, m.batch)
-		for i, c := range m.active[:m.batch] {
-			oids[i] = c.cursor
+		m.toids = m.toids[:0]
+		for _, c := range m.active[:m.batch] {
+			m.toids = append(m.toids, c.cursor)
 		}
-		r.oids = oids
+		r.oids = m.toids
 		if m.bulk() {
 			r.pdu, r.reps, r.size = gosnmp.GetBulkRequest, reps, m.batch*reps
 		} else {
@@ -327,21 +332,16 @@ func (m *machine) build() (done bool, err error) {
 	return false, nil
 }
 
-// encode writes m.req with a new request id.
-func (m *machine) encode() {
+// encode writes m.req with a new request id, into its reused buffer.
+func (m *machine) encode() error {
 	r := &m.req
 	r.id = m.e.newID()
-	m.vars = m.vars[:0]
-	for _, o := range r.oids {
-		m.vars = append(m.vars, gosnmp.SnmpPDU{Name: o, Type: gosnmp.Null})
-	}
-	pkt := gosnmp.SnmpPacket{Version: m.version, Community: m.comm, PDUType: r.pdu, RequestID: r.id,
-		MaxRepetitions: uint32(r.reps) & 0x7fffffff, Variables: m.vars}
-	buf, err := pkt.MarshalMsg()
-	if err != nil { // only OIDs the configuration check let through reach here
-		buf = nil
-	}
+	buf, err := appendRequest(r.buf[:0], m.version, m.comm, r.pdu, r.id, r.reps, r.oids)
 	r.buf = buf
+	if err != nil { // only OIDs the configuration check let through reach here
+		return fmt.Errorf("%w: cannot encode the request: %w", ErrProtocol, err)
+	}
+	return nil
 }
 
 // requestEnded: the request in flight got its answer or gave up; its slot
@@ -449,7 +449,10 @@ func (m *machine) sendProbe(stage probeStage) {
 	default:
 		r.pdu, r.reps, r.size = gosnmp.GetNextRequest, 0, 1
 	}
-	m.encode()
+	if err := m.encode(); err != nil {
+		m.fail(m.opErr(err))
+		return
+	}
 	m.e.transmit(m, true)
 }
 
