@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := telemetry.NewRegistry()
 	// Every poller metric says the poller's site (one value per process: bounded).
 	metrics := telemetry.NewPollerMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"site": site}, reg), telemetry.PollerSources{
-		PacketsSent: counters.Sent, Retries: counters.Retries,
+		PacketsSent: counters.Sent, Retries: counters.Retries, StrayAnswers: counters.Stray,
 		NATSReconnects: func() uint64 {
 			if b := busRef.Load(); b != nil {
 				return b.Reconnects()

@@ -121,6 +121,91 @@ func TestDeviceMemorySharedByPollers(t *testing.T) {
 	}
 }
 
+// An agent silent on large requests teaches one poller the size it answers;
+// the others apply it at once (not one request the agent ignores), and
+// after six hours a poll tries the configured size again: learning it
+// afresh while the agent is still silent, forgetting it once it answers.
+func TestLearntRequestSizeSharedByPollers(t *testing.T) {
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 10})
+	dev := fleet.Devices()[0]
+	dev.SetSilentAbove(6)
+	srv, _ := natstest.RunFlock(t, 5*time.Second, 5)
+	ctx := context.Background()
+	memory := func(name string) *natsbus.DeviceMemory {
+		m, err := natstest.Connect(t, srv, name).DeviceMemory(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		return m
+	}
+	memA, memB := memory("a"), memory("b")
+	pollA := poll.New("a", creds, nil).WithMemory(memA)
+	pollB := poll.New("b", creds, nil).WithMemory(memB)
+	t.Cleanup(pollA.Close)
+	t.Cleanup(pollB.Close)
+	tk := simtest.Tasks(fleet.Devices(), 1, 20*time.Second)[0]
+	key := tk.Site + "." + tk.HostKey
+	run := func(p *poll.Poller) (silenced uint64) {
+		t.Helper()
+		before := dev.Silenced()
+		var rec task.HostRecord
+		if err := p.Poll(ctx, &tk, 1, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Error != nil || len(rec.Varbinds) != 1+10*17 {
+			t.Fatalf("poll by %s: %v, %d varbinds", rec.Poller, rec.Error, len(rec.Varbinds))
+		}
+		return dev.Silenced() - before
+	}
+	learnt := func(mem *natsbus.DeviceMemory, what string, ok func(task.Quirks) bool) task.Quirks {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if q, _ := mem.Quirks(key); ok(q) {
+				return q
+			}
+			if time.Now().After(deadline) {
+				q, _ := mem.Quirks(key)
+				t.Fatalf("the device memory never said %s: %+v", what, q)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n := run(pollA); n == 0 {
+		t.Fatal("the agent ignored no request: nothing to learn")
+	}
+	q := learnt(memB, "the size poller a learnt", func(q task.Quirks) bool { return q.MaxVarbinds > 0 && q.Poller == "a" })
+	if q.MaxVarbinds > 6 || q.NoBulk {
+		t.Fatalf("learnt %+v, want at most 6 varbinds per request and GETBULK kept", q)
+	}
+	if n := run(pollB); n != 0 {
+		t.Fatalf("poller b, knowing the size, still sent %d requests the agent ignored", n)
+	}
+
+	// Six hours on: the configured size is tried again.
+	old := q
+	old.LearnedAt = time.Now().Add(-7 * time.Hour)
+	if err := memA.Learn(ctx, key, old); err != nil {
+		t.Fatal(err)
+	}
+	learnt(memB, "the aged entry", func(q task.Quirks) bool { return q.LearnedAt.Before(time.Now().Add(-6 * time.Hour)) })
+	if n := run(pollB); n == 0 {
+		t.Fatal("after six hours the poll did not try the configured size")
+	}
+	learnt(memA, "the size learnt again", func(q task.Quirks) bool {
+		return q.Poller == "b" && q.MaxVarbinds > 0 && time.Since(q.LearnedAt) < time.Minute
+	})
+	dev.SetSilentAbove(0) // the agent was upgraded
+	aged := old
+	if err := memA.Learn(ctx, key, aged); err != nil {
+		t.Fatal(err)
+	}
+	learnt(memB, "the aged entry", func(q task.Quirks) bool { return q.LearnedAt.Before(time.Now().Add(-6 * time.Hour)) })
+	run(pollB)
+	learnt(memA, "the size forgotten", func(q task.Quirks) bool { return q.MaxVarbinds == 0 && q.Poller == "b" })
+}
+
 // More tasks at once than nats.go keeps unacknowledged (4,000) all reach
 // the queue, even from a server slow to acknowledge (here: every write
 // synced to disk): none is lost to the client's "stalled" refusal.

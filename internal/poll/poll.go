@@ -247,14 +247,16 @@ func (p *Poller) remember(key string, known, learned task.Quirks) {
 	if learned.MaxRepetitions > 0 && (known.MaxRepetitions == 0 || learned.MaxRepetitions < known.MaxRepetitions) {
 		news.MaxRepetitions = learned.MaxRepetitions
 	}
+	refresh := false
 	switch {
-	case learned.MaxVarbinds > 0 && (known.MaxVarbinds == 0 || learned.MaxVarbinds < known.MaxVarbinds ||
-		time.Since(known.LearnedAt) >= reprobeAfter):
-		news.MaxVarbinds = learned.MaxVarbinds // smaller, or learnt again after a probe back up
-	case learned.MaxVarbinds == 0 && known.MaxVarbinds > 0 && time.Since(known.LearnedAt) >= reprobeAfter:
-		news.MaxVarbinds = 0 // the configured size worked again
+	case learned.MaxVarbinds > 0 && (known.MaxVarbinds == 0 || learned.MaxVarbinds < known.MaxVarbinds):
+		news.MaxVarbinds = learned.MaxVarbinds
+	case known.MaxVarbinds > 0 && time.Since(known.LearnedAt) >= reprobeAfter:
+		// This poll tried the configured size again: what it learnt holds
+		// for another six hours, or nothing (0) when that size worked.
+		news.MaxVarbinds, refresh = learned.MaxVarbinds, true
 	}
-	if news == known {
+	if news == known && !refresh {
 		return
 	}
 	news.Poller, news.LearnedAt = p.name, time.Now()

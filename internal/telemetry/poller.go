@@ -27,7 +27,7 @@ var Outcomes = []string{"ok", task.KindTimeout, task.KindUnreachable, task.KindR
 
 // PollerSources are the counters the poller's metrics read at scrape time.
 type PollerSources struct {
-	PacketsSent, Retries, NATSReconnects func() uint64
+	PacketsSent, Retries, StrayAnswers, NATSReconnects func() uint64
 }
 
 // NewPollerMetrics registers the poller's metrics on reg.
@@ -58,6 +58,8 @@ func NewPollerMetrics(reg prometheus.Registerer, src PollerSources) *PollerMetri
 		}, func() float64 { return float64(m.inFlight.Load()) }),
 		counterFunc("flock_poller_snmp_packets_sent_total", "SNMP requests sent, retries included.", src.PacketsSent),
 		counterFunc("flock_poller_snmp_retries_total", "SNMP requests sent again after a timeout.", src.Retries),
+		counterFunc("flock_poller_snmp_stray_answers_total",
+			"Datagrams that answered no request in flight: late or duplicate answers, answers from another address than the agent asked, garbage.", src.StrayAnswers),
 		counterFunc("flock_poller_nats_reconnects_total", "Times the connection to NATS was re-established.", src.NATSReconnects),
 	)
 	return m

@@ -16,7 +16,7 @@ import (
 func TestServeHealthReadyMetrics(t *testing.T) {
 	reg := NewRegistry()
 	var notReady error = errors.New("not connected to NATS yet")
-	m := NewPollerMetrics(reg, PollerSources{PacketsSent: func() uint64 { return 7 }})
+	m := NewPollerMetrics(reg, PollerSources{PacketsSent: func() uint64 { return 7 }, StrayAnswers: func() uint64 { return 3 }})
 	srv, err := Serve("metrics.listen", "127.0.0.1:0", ServerOptions{Registry: reg, Ready: func(context.Context) error { return notReady }})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func TestServeHealthReadyMetrics(t *testing.T) {
 	m.PollStarted()
 	m.PollDone(&task.HostRecord{DurationMS: 12}, 1)
 	_, body := get("/metrics")
-	for _, want := range []string{`flock_poller_polls_total{outcome="ok"} 1`, "flock_poller_polls_in_flight 1", "flock_poller_snmp_packets_sent_total 7",
+	for _, want := range []string{`flock_poller_polls_total{outcome="ok"} 1`, "flock_poller_polls_in_flight 1", "flock_poller_snmp_packets_sent_total 7", "flock_poller_snmp_stray_answers_total 3",
 		"flock_poller_poll_duration_seconds_count 1", "go_goroutines"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, body)
