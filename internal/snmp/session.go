@@ -1,8 +1,7 @@
-// Package snmp adapts gosnmp to Flock: it runs a poll's GETs and walks
-// against an agent, with gosnmp's packet codec on shared sockets (Engine)
-// or, for SNMPv3, on a gosnmp session, and turns gosnmp's errors into
-// Flock's error sentinels and its PDUs into task.Varbinds. It does not
-// log; it returns errors.
+// Package snmp runs a poll's SNMP requests against an agent, Flock's one
+// adapter to gosnmp: on the engine's shared sockets with gosnmp's packet
+// codec (Engine), or on a gosnmp session of its own for SNMPv3. Its errors
+// wrap this package's sentinels; it does not log.
 package snmp
 
 import (
