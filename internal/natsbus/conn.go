@@ -23,10 +23,11 @@ type Bus struct {
 	log *slog.Logger
 	// replicas of the buckets this connection makes (EnsureStreams sets it).
 	replicas int
-	// acks carries asynchronous record publications to their acknowledgement
-	// goroutine (PublishRecordAsync), started on first use.
+	// acks matches asynchronous record publications with their
+	// acknowledgements (PublishRecordAsync), set up on first use.
 	acksOnce sync.Once
-	acks     chan pendingAck
+	acks     *recordAcks
+	acksErr  error
 }
 
 // ConnectOptions configure Connect.

@@ -1,10 +1,14 @@
 package natsbus
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -100,39 +104,150 @@ func (b *Bus) PublishRecord(ctx context.Context, subject, id string, data []byte
 }
 
 // PublishRecordAsync stores a record as PublishRecord does, without
-// waiting: done is called once with the outcome, in publication order, on
-// the bus's acknowledgement goroutine (it must not block). data must stay
-// untouched until then: the client keeps it to send again.
+// waiting: done is called once with the outcome (on the bus's
+// acknowledgement goroutine; it must not block). data must stay untouched
+// until then. The acknowledgements come to one reply subscription of the
+// connection's inbox and are matched by a token in the reply subject:
+// no future, channel or goroutine per record, and the acknowledgement is
+// read without encoding/json (see recordAcks).
 func (b *Bus) PublishRecordAsync(subject, id string, data []byte, done func(error)) {
-	b.acksOnce.Do(func() {
-		b.acks = make(chan pendingAck, 1<<16)
-		go awaitAcks(b.acks)
-	})
-	msg := &nats.Msg{Subject: subject, Data: data}
-	f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(ResultStream))
+	a, err := b.recordAcks()
 	if err != nil {
 		done(fmt.Errorf("publish record to %s: %w", subject, err))
 		return
 	}
-	b.acks <- pendingAck{f: f, subject: subject, done: done}
+	tok := a.add(subject, done)
+	msg := &nats.Msg{Subject: subject, Reply: a.prefix + strconv.FormatUint(tok, 36), Data: data,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{id}, jetstream.ExpectedStreamHeader: []string{ResultStream}}}
+	if err := b.nc.PublishMsg(msg); err != nil {
+		if p, ok := a.take(tok); ok {
+			p.done(fmt.Errorf("publish record to %s: %w", subject, err))
+		}
+	}
 }
 
-type pendingAck struct {
-	f       jetstream.PubAckFuture
+// recordAcks matches record publications with their JetStream
+// acknowledgements. None waits forever: one unacknowledged after
+// publishAckTimeout fails (the caller hands its task back; the message id
+// makes a copy stored meanwhile a no-op), and all fail when the connection
+// closes.
+type recordAcks struct {
+	prefix  string // <inbox>.
+	mu      sync.Mutex
+	next    uint64
+	pending map[uint64]pendingPub
+	order   []sentAt // by time sent: the timeouts
+}
+
+type pendingPub struct {
 	subject string
 	done    func(error)
 }
 
-// awaitAcks reports each asynchronous publication's acknowledgement, in
-// order. None waits forever: the client fails one unacknowledged within
-// publishAckTimeout, and every one when the connection closes.
-func awaitAcks(acks <-chan pendingAck) {
-	for p := range acks {
-		select {
-		case <-p.f.Ok():
-			p.done(nil)
-		case err := <-p.f.Err():
-			p.done(fmt.Errorf("publish record to %s: %w", p.subject, err))
+type sentAt struct {
+	tok uint64
+	at  time.Time
+}
+
+func (b *Bus) recordAcks() (*recordAcks, error) {
+	b.acksOnce.Do(func() {
+		a := &recordAcks{prefix: b.nc.NewInbox() + ".", pending: make(map[uint64]pendingPub)}
+		if _, err := b.nc.Subscribe(a.prefix+"*", a.reply); err != nil {
+			b.acksErr = fmt.Errorf("subscribe to acknowledgements: %w", err)
+			return
+		}
+		b.acks = a
+		go a.expire(b.nc)
+	})
+	return b.acks, b.acksErr
+}
+
+func (a *recordAcks) add(subject string, done func(error)) uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.next++
+	a.pending[a.next] = pendingPub{subject: subject, done: done}
+	a.order = append(a.order, sentAt{a.next, time.Now()})
+	return a.next
+}
+
+func (a *recordAcks) take(tok uint64) (pendingPub, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.pending[tok]
+	if ok {
+		delete(a.pending, tok)
+	}
+	return p, ok
+}
+
+// reply is an acknowledgement: {"stream":...,"seq":...} or {"error":{...}}.
+func (a *recordAcks) reply(m *nats.Msg) {
+	tok, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, a.prefix), 36, 64)
+	if err != nil {
+		return
+	}
+	p, ok := a.take(tok)
+	if !ok {
+		return // timed out already: its task was handed back
+	}
+	p.done(pubAckError(p.subject, m))
+}
+
+func pubAckError(subject string, m *nats.Msg) error {
+	if m.Header.Get("Status") == "503" {
+		return fmt.Errorf("publish record to %s: %w", subject, nats.ErrNoResponders)
+	}
+	if !bytes.Contains(m.Data, []byte(`"error"`)) && bytes.Contains(m.Data, []byte(`"seq"`)) {
+		return nil
+	}
+	var ack struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &ack); err != nil || ack.Error == nil {
+		return fmt.Errorf("publish record to %s: unreadable acknowledgement %q", subject, m.Data)
+	}
+	return fmt.Errorf("publish record to %s: %s (code %d, err_code %d)", subject, ack.Error.Description, ack.Error.Code, ack.Error.ErrCode)
+}
+
+// expire fails the publications unacknowledged for publishAckTimeout, and
+// every one once the connection is closed.
+func (a *recordAcks) expire(nc *nats.Conn) {
+	tick := time.NewTicker(publishAckTimeout / 8)
+	defer tick.Stop()
+	var due []pendingPub
+	for range tick.C {
+		closed := nc.IsClosed()
+		limit := time.Now().Add(-publishAckTimeout)
+		a.mu.Lock()
+		n := 0
+		for _, s := range a.order {
+			if !closed && s.at.After(limit) {
+				break
+			}
+			if p, ok := a.pending[s.tok]; ok {
+				delete(a.pending, s.tok)
+				due = append(due, p)
+			}
+			n++
+		}
+		a.order = a.order[n:]
+		a.mu.Unlock()
+		for i, p := range due {
+			err := nats.ErrTimeout
+			if closed {
+				err = nats.ErrConnectionClosed
+			}
+			p.done(fmt.Errorf("publish record to %s: no acknowledgement within %s: %w", p.subject, publishAckTimeout, err))
+			due[i] = pendingPub{}
+		}
+		due = due[:0]
+		if closed {
+			return
 		}
 	}
 }

@@ -3,6 +3,7 @@ package natsbus_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,5 +135,51 @@ func TestRecordsStoredBeforeTheConsumerAreCollected(t *testing.T) {
 	c, err := d.JetStream().Consumer(ctx, natsbus.ResultStream, "dispatcher")
 	if err != nil || c.CachedInfo().Config.AckWait != 6*time.Second {
 		t.Fatalf("durable after a second start with another ack wait: %v", err)
+	}
+}
+
+// Records published without waiting are each answered once: stored (a
+// second copy under the same id too, stored once), refused with the
+// server's reason, or failed when no stream takes the subject or the
+// connection closes; never left waiting.
+func TestRecordsPublishedAsynchronously(t *testing.T) {
+	srv, d := natstest.RunFlock(t, 5*time.Second, 5)
+	p := natstest.Connect(t, srv, "p")
+	outcome := func(subject, id string) error {
+		t.Helper()
+		done := make(chan error, 2)
+		p.PublishRecordAsync(subject, id, []byte(`{"schema":1}`), func(err error) { done <- err })
+		select {
+		case err := <-done:
+			select {
+			case again := <-done:
+				t.Fatalf("answered twice: %v, then %v", err, again)
+			case <-time.After(5 * time.Millisecond):
+			}
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("publication to %s never answered", subject)
+		}
+		return nil
+	}
+	subject := task.ResultSubject(task.DefaultSite, "h")
+	for i := range 200 {
+		if err := outcome(subject, fmt.Sprint("default.h@", i%100)); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	s, err := d.JetStream().Stream(context.Background(), natsbus.ResultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(context.Background()); err != nil || info.State.Msgs != 100 {
+		t.Fatalf("stored %v records, want 100 (each id once): %v", info.State.Msgs, err)
+	}
+	if err := outcome("flock.nowhere.h", "x"); err == nil || !strings.Contains(err.Error(), "no responders") {
+		t.Fatalf("a subject no stream takes: %v, want no responders", err)
+	}
+	_ = p.Close()
+	if err := outcome(subject, "default.h@closed"); err == nil {
+		t.Fatal("published on a closed connection without an error")
 	}
 }
