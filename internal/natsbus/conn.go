@@ -23,10 +23,10 @@ type Bus struct {
 	log *slog.Logger
 	// replicas of the buckets this connection makes (EnsureStreams sets it).
 	replicas int
-	// acks matches asynchronous record publications with their
-	// acknowledgements (PublishRecordAsync), set up on first use.
+	// acks matches asynchronous publications (records, tasks) with their
+	// acknowledgements, set up on first use.
 	acksOnce sync.Once
-	acks     *recordAcks
+	acks     *pubAcks
 	acksErr  error
 }
 

@@ -39,39 +39,46 @@ func (b *Bus) PublishTasks(ctx context.Context, tasks []task.PollTask) []error {
 }
 
 // publishWindow is how many tasks PublishTasks keeps unacknowledged at
-// once: well under nats.go's limit of 4,000 asynchronous publishes, past
-// which the client refuses a publish it could not send within 200 ms
-// ("stalled with too many outstanding async published messages"), as it
-// does when the server is slow to acknowledge. A window then waits for its
-// acknowledgements instead.
+// once: a window waits for its acknowledgements before the next is sent,
+// so a server slow to acknowledge slows the publisher rather than letting
+// unacknowledged tasks pile up.
 const publishWindow = 1000
 
 func (b *Bus) publishBatch(ctx context.Context, tasks []task.PollTask, errs []error) {
+	a, err := b.pubAcks()
+	if err != nil {
+		for i := range tasks {
+			errs[i] = fmt.Errorf("publish task for %s: %w", tasks[i].Host, err)
+		}
+		return
+	}
 	now := time.Now()
-	futures := make([]jetstream.PubAckFuture, len(tasks))
+	var wg sync.WaitGroup
 	for i := range tasks {
 		t := &tasks[i]
-		// A buffer per task: the client keeps the message for retries until its PubAck.
+		// A buffer per task: the client keeps the message until it is sent.
 		data := t.AppendJSON(make([]byte, 0, 512))
-		msg := &nats.Msg{Subject: task.TaskSubject(t.Site, t.HostKey), Data: data}
-		var err error
 		ttl := max(t.Deadline.Sub(now), time.Second).Round(time.Second)
-		futures[i], err = b.js.PublishMsgAsync(msg, jetstream.WithMsgID(t.ID), jetstream.WithMsgTTL(ttl),
-			jetstream.WithExpectStream(TaskStream))
-		if err != nil {
-			errs[i] = fmt.Errorf("publish task for %s: %w", t.Host, err)
-		}
+		msg := &nats.Msg{Subject: task.TaskSubject(t.Site, t.HostKey), Data: data, Header: nats.Header{
+			jetstream.MsgIDHeader: []string{t.ID}, jetstream.MsgTTLHeader: []string{ttl.String()},
+			jetstream.ExpectedStreamHeader: []string{TaskStream}}}
+		wg.Add(1)
+		a.publish(b.nc, msg, func(err error) {
+			if err != nil {
+				errs[i] = classifyPublish(t.Host, err)
+			}
+			wg.Done()
+		})
 	}
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			errs[i] = classifyPublish(tasks[i].Host, err)
-		case <-ctx.Done():
-			errs[i] = fmt.Errorf("publish task for %s: %w", tasks[i].Host, ctx.Err())
+	// Every publication is answered within publishAckTimeout (or at once
+	// when the connection closes): waiting for all of them, even when ctx
+	// ends, keeps errs from being written after this returns.
+	wg.Wait()
+	if ctx.Err() != nil {
+		for i := range tasks {
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("publish task for %s: %w (%w)", tasks[i].Host, ctx.Err(), errs[i])
+			}
 		}
 	}
 }
@@ -109,29 +116,29 @@ func (b *Bus) PublishRecord(ctx context.Context, subject, id string, data []byte
 // until then. The acknowledgements come to one reply subscription of the
 // connection's inbox and are matched by a token in the reply subject:
 // no future, channel or goroutine per record, and the acknowledgement is
-// read without encoding/json (see recordAcks).
+// read without encoding/json (see pubAcks).
 func (b *Bus) PublishRecordAsync(subject, id string, data []byte, done func(error)) {
-	a, err := b.recordAcks()
+	a, err := b.pubAcks()
 	if err != nil {
 		done(fmt.Errorf("publish record to %s: %w", subject, err))
 		return
 	}
-	tok := a.add(subject, done)
-	msg := &nats.Msg{Subject: subject, Reply: a.prefix + strconv.FormatUint(tok, 36), Data: data,
+	msg := &nats.Msg{Subject: subject, Data: data,
 		Header: nats.Header{jetstream.MsgIDHeader: []string{id}, jetstream.ExpectedStreamHeader: []string{ResultStream}}}
-	if err := b.nc.PublishMsg(msg); err != nil {
-		if p, ok := a.take(tok); ok {
-			p.done(fmt.Errorf("publish record to %s: %w", subject, err))
+	a.publish(b.nc, msg, func(err error) {
+		if err != nil {
+			err = fmt.Errorf("publish record to %s: %w", subject, err)
 		}
-	}
+		done(err)
+	})
 }
 
-// recordAcks matches record publications with their JetStream
-// acknowledgements. None waits forever: one unacknowledged after
-// publishAckTimeout fails (the caller hands its task back; the message id
-// makes a copy stored meanwhile a no-op), and all fail when the connection
-// closes.
-type recordAcks struct {
+// pubAcks matches asynchronous JetStream publications (records, tasks)
+// with their acknowledgements. None waits forever: one unacknowledged after
+// publishAckTimeout fails (the caller hands its task back, or publishes it
+// again; the message id makes a copy stored meanwhile a no-op), and all
+// fail when the connection closes.
+type pubAcks struct {
 	prefix  string // <inbox>.
 	mu      sync.Mutex
 	next    uint64
@@ -140,8 +147,7 @@ type recordAcks struct {
 }
 
 type pendingPub struct {
-	subject string
-	done    func(error)
+	done func(error)
 }
 
 type sentAt struct {
@@ -149,9 +155,9 @@ type sentAt struct {
 	at  time.Time
 }
 
-func (b *Bus) recordAcks() (*recordAcks, error) {
+func (b *Bus) pubAcks() (*pubAcks, error) {
 	b.acksOnce.Do(func() {
-		a := &recordAcks{prefix: b.nc.NewInbox() + ".", pending: make(map[uint64]pendingPub)}
+		a := &pubAcks{prefix: b.nc.NewInbox() + ".", pending: make(map[uint64]pendingPub)}
 		if _, err := b.nc.Subscribe(a.prefix+"*", a.reply); err != nil {
 			b.acksErr = fmt.Errorf("subscribe to acknowledgements: %w", err)
 			return
@@ -162,16 +168,27 @@ func (b *Bus) recordAcks() (*recordAcks, error) {
 	return b.acks, b.acksErr
 }
 
-func (a *recordAcks) add(subject string, done func(error)) uint64 {
+// publish sends msg with a reply subject of its own; done gets the outcome.
+func (a *pubAcks) publish(nc *nats.Conn, msg *nats.Msg, done func(error)) {
+	tok := a.add(done)
+	msg.Reply = a.prefix + strconv.FormatUint(tok, 36)
+	if err := nc.PublishMsg(msg); err != nil {
+		if p, ok := a.take(tok); ok {
+			p.done(err)
+		}
+	}
+}
+
+func (a *pubAcks) add(done func(error)) uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.next++
-	a.pending[a.next] = pendingPub{subject: subject, done: done}
+	a.pending[a.next] = pendingPub{done: done}
 	a.order = append(a.order, sentAt{a.next, time.Now()})
 	return a.next
 }
 
-func (a *recordAcks) take(tok uint64) (pendingPub, bool) {
+func (a *pubAcks) take(tok uint64) (pendingPub, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p, ok := a.pending[tok]
@@ -182,7 +199,7 @@ func (a *recordAcks) take(tok uint64) (pendingPub, bool) {
 }
 
 // reply is an acknowledgement: {"stream":...,"seq":...} or {"error":{...}}.
-func (a *recordAcks) reply(m *nats.Msg) {
+func (a *pubAcks) reply(m *nats.Msg) {
 	tok, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, a.prefix), 36, 64)
 	if err != nil {
 		return
@@ -191,32 +208,30 @@ func (a *recordAcks) reply(m *nats.Msg) {
 	if !ok {
 		return // timed out already: its task was handed back
 	}
-	p.done(pubAckError(p.subject, m))
+	p.done(pubAckError(m))
 }
 
-func pubAckError(subject string, m *nats.Msg) error {
+// pubAckError reads an acknowledgement: nil for a stored message, the
+// server's *jetstream.APIError for a refused one.
+func pubAckError(m *nats.Msg) error {
 	if m.Header.Get("Status") == "503" {
-		return fmt.Errorf("publish record to %s: %w", subject, nats.ErrNoResponders)
+		return nats.ErrNoResponders
 	}
 	if !bytes.Contains(m.Data, []byte(`"error"`)) && bytes.Contains(m.Data, []byte(`"seq"`)) {
 		return nil
 	}
 	var ack struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
+		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(m.Data, &ack); err != nil || ack.Error == nil {
-		return fmt.Errorf("publish record to %s: unreadable acknowledgement %q", subject, m.Data)
+		return fmt.Errorf("unreadable acknowledgement %q", m.Data)
 	}
-	return fmt.Errorf("publish record to %s: %s (code %d, err_code %d)", subject, ack.Error.Description, ack.Error.Code, ack.Error.ErrCode)
+	return ack.Error
 }
 
 // expire fails the publications unacknowledged for publishAckTimeout, and
 // every one once the connection is closed.
-func (a *recordAcks) expire(nc *nats.Conn) {
+func (a *pubAcks) expire(nc *nats.Conn) {
 	tick := time.NewTicker(publishAckTimeout / 8)
 	defer tick.Stop()
 	var due []pendingPub
@@ -242,7 +257,7 @@ func (a *recordAcks) expire(nc *nats.Conn) {
 			if closed {
 				err = nats.ErrConnectionClosed
 			}
-			p.done(fmt.Errorf("publish record to %s: no acknowledgement within %s: %w", p.subject, publishAckTimeout, err))
+			p.done(fmt.Errorf("no acknowledgement within %s: %w", publishAckTimeout, err))
 			due[i] = pendingPub{}
 		}
 		due = due[:0]

@@ -335,7 +335,10 @@ func TestUnpublishableRecordComesBack(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	srv.Close() // ...when the server goes away; its record cannot be published
-	time.Sleep(1500 * time.Millisecond)
+	// Down for longer than a publication waits for its acknowledgement (2 s):
+	// a record published before the server is back would otherwise be
+	// stored after all, and its task acked, with nothing to come back.
+	time.Sleep(3 * time.Second)
 	srv2, err := natsbus.StartEmbedded(opts)
 	if err != nil {
 		t.Fatal(err)
