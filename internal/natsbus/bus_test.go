@@ -66,23 +66,33 @@ func TestRecordDedupByTaskID(t *testing.T) {
 	}
 }
 
-func TestDeviceMemorySharedByPollers(t *testing.T) {
-	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 10})
-	dev := fleet.Devices()[0]
-	dev.SetFault(snmpsim.FaultNoBulk)
+// twoPollersSharingMemory starts a NATS server with Flock's streams and
+// buckets, and two pollers, a and b, each following the device memory
+// through its own connection.
+func twoPollersSharingMemory(t *testing.T) (memA, memB *natsbus.DeviceMemory, pollA, pollB *poll.Poller) {
+	t.Helper()
 	srv, _ := natstest.RunFlock(t, 5*time.Second, 5)
-	ctx := context.Background()
 	memory := func(name string) *natsbus.DeviceMemory {
-		m, err := natstest.Connect(t, srv, name).DeviceMemory(ctx)
+		m, err := natstest.Connect(t, srv, name).DeviceMemory(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(m.Close)
 		return m
 	}
-	memA, memB := memory("a"), memory("b")
-	pollA := poll.New("a", creds, nil).WithMemory(memA)
-	pollB := poll.New("b", creds, nil).WithMemory(memB)
+	memA, memB = memory("a"), memory("b")
+	pollA, pollB = poll.New("a", creds, nil).WithMemory(memA), poll.New("b", creds, nil).WithMemory(memB)
+	t.Cleanup(pollA.Close)
+	t.Cleanup(pollB.Close)
+	return memA, memB, pollA, pollB
+}
+
+func TestDeviceMemorySharedByPollers(t *testing.T) {
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 10})
+	dev := fleet.Devices()[0]
+	dev.SetFault(snmpsim.FaultNoBulk)
+	ctx := context.Background()
+	_, memB, pollA, pollB := twoPollersSharingMemory(t)
 	tk := simtest.Tasks(fleet.Devices(), 1, 5*time.Second)[0]
 	tk.Get, tk.Retries = nil, 0
 	key := tk.Site + "." + tk.HostKey
@@ -129,21 +139,8 @@ func TestLearntRequestSizeSharedByPollers(t *testing.T) {
 	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 10})
 	dev := fleet.Devices()[0]
 	dev.SetSilentAbove(6)
-	srv, _ := natstest.RunFlock(t, 5*time.Second, 5)
 	ctx := context.Background()
-	memory := func(name string) *natsbus.DeviceMemory {
-		m, err := natstest.Connect(t, srv, name).DeviceMemory(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(m.Close)
-		return m
-	}
-	memA, memB := memory("a"), memory("b")
-	pollA := poll.New("a", creds, nil).WithMemory(memA)
-	pollB := poll.New("b", creds, nil).WithMemory(memB)
-	t.Cleanup(pollA.Close)
-	t.Cleanup(pollB.Close)
+	memA, memB, pollA, pollB := twoPollersSharingMemory(t)
 	tk := simtest.Tasks(fleet.Devices(), 1, 20*time.Second)[0]
 	key := tk.Site + "." + tk.HostKey
 	run := func(p *poll.Poller) (silenced uint64) {
