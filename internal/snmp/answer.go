@@ -245,11 +245,22 @@ func oidString(c []byte) (string, bool) {
 			first = false
 		} else {
 			out = append(out, '.')
-			out = strconv.AppendUint(out, arc, 10)
+			out = appendArc(out, arc)
 		}
 		arc = 0
 	}
 	return string(out), true
+}
+
+// appendArc appends an arc in decimal; most are below 100.
+func appendArc(dst []byte, v uint64) []byte {
+	switch {
+	case v < 10:
+		return append(dst, byte('0'+v))
+	case v < 100:
+		return append(dst, byte('0'+v/10), byte('0'+v%10))
+	}
+	return strconv.AppendUint(dst, v, 10)
 }
 
 // berContent returns the content of a value with the given tag, exactly

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -154,6 +155,13 @@ func TestPrintable(t *testing.T) {
 	for s, want := range map[string]bool{"Linux router 5.10\r\n": true, "": true, "ü": true, "\x00abc": false, "abc\x00": false, "\xff": false, "bell\a": false} {
 		if got := Printable([]byte(s)); got != want {
 			t.Errorf("Printable(%q) = %v, want %v", s, got, want)
+		}
+	}
+	// The ASCII fast path agrees with the rune rule on every ASCII byte.
+	for c := 0; c < 0x80; c++ {
+		want := unicode.IsPrint(rune(c)) || c == '\t' || c == '\n' || c == '\r'
+		if got := Printable([]byte{'a', byte(c), 'b'}); got != want {
+			t.Errorf("Printable(a%qb) = %v, want %v", rune(c), got, want)
 		}
 	}
 }

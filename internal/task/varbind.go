@@ -99,6 +99,13 @@ type Varbind struct {
 // all printable or one of tab, newline and carriage return.
 func Printable(b []byte) bool {
 	for len(b) > 0 {
+		if c := b[0]; c < utf8.RuneSelf { // ASCII, most of what agents send: no rune decoding
+			if (c < 0x20 || c == 0x7f) && c != '\t' && c != '\n' && c != '\r' {
+				return false
+			}
+			b = b[1:]
+			continue
+		}
 		r, size := utf8.DecodeRune(b)
 		if r == utf8.RuneError && size <= 1 {
 			return false
