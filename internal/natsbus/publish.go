@@ -123,15 +123,36 @@ func (b *Bus) PublishRecordAsync(subject, id string, data []byte, done func(erro
 		done(fmt.Errorf("publish record to %s: %w", subject, err))
 		return
 	}
-	msg := &nats.Msg{Subject: subject, Data: data,
-		Header: nats.Header{jetstream.MsgIDHeader: []string{id}, jetstream.ExpectedStreamHeader: []string{ResultStream}}}
-	a.publish(b.nc, msg, func(err error) {
-		if err != nil {
-			err = fmt.Errorf("publish record to %s: %w", subject, err)
-		}
-		done(err)
-	})
+	attempt := 1
+	var send func()
+	send = func() {
+		msg := &nats.Msg{Subject: subject, Data: data,
+			Header: nats.Header{jetstream.MsgIDHeader: []string{id}, jetstream.ExpectedStreamHeader: []string{ResultStream}}}
+		a.publish(b.nc, msg, func(err error) {
+			// No responders (the stream is electing a leader): sent again,
+			// as nats.go's own publish does, so a brief election does not
+			// cost the task a delivery. No acknowledgement at all (the
+			// server is away) hands the task back instead.
+			if errors.Is(err, nats.ErrNoResponders) && attempt < recordAttempts && !b.nc.IsClosed() {
+				attempt++
+				time.AfterFunc(recordRetryWait, send)
+				return
+			}
+			if err != nil {
+				err = fmt.Errorf("publish record to %s (attempt %d): %w", subject, attempt, err)
+			}
+			done(err)
+		})
+	}
+	send()
 }
+
+// recordAttempts and recordRetryWait: how often, and how far apart, a
+// record is sent while no stream leader answers.
+const (
+	recordAttempts  = 3
+	recordRetryWait = 250 * time.Millisecond
+)
 
 // pubAcks matches asynchronous JetStream publications (records, tasks)
 // with their acknowledgements. None waits forever: one unacknowledged after

@@ -126,7 +126,7 @@ func (p *Poller) Start(ctx context.Context, t *task.PollTask, attempt int, rec *
 		return
 	}
 	if ip, err := netip.ParseAddr(t.Address); err == nil {
-		r.startJob(ip, cred)
+		r.startJob(ip.Unmap(), cred) // ::ffff:a.b.c.d is an IPv4 agent: answered from a.b.c.d
 		return
 	}
 	go func() { // a name to look up: the one step that may block

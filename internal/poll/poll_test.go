@@ -49,6 +49,7 @@ func TestPoll(t *testing.T) {
 		{name: "v1", task: newTask("sim2", ap.Addr().String(), ap.Port(), "v1"), wantVBs: 4 + 8*7},
 		{name: "v2c", task: newTask("sim2", ap.Addr().String(), ap.Port(), "v2"), wantVBs: 4 + 8*7},
 		{name: "v2c via localhost", task: newTask("sim2", "localhost", ap.Port(), "v2"), wantVBs: 4 + 8*7},
+		{name: "v2c via an IPv4-mapped IPv6 literal", task: newTask("sim2", "::ffff:"+ap.Addr().String(), ap.Port(), "v2"), wantVBs: 4 + 8*7},
 		{name: "wrong community", task: newTask("sim2", ap.Addr().String(), ap.Port(), "wrong"), wantKind: task.KindTimeout, wantMsg: "sim2"},
 		{name: "closed port", task: newTask("gone", "127.0.0.1", closedPort, "v2"), wantKind: task.KindUnreachable, wantMsg: "gone"},
 		{name: "name does not resolve", task: newTask("ghost", "ghost-device.onion", 161, "v2"), wantKind: task.KindResolve, wantMsg: "ghost-device.onion"},

@@ -116,6 +116,12 @@ type Loop struct {
 	liveMu sync.Mutex
 	live   []*job // being polled: the keep-alive sweep reports progress on them
 
+	// finished carries polls that ended from the engine's goroutines to the
+	// one that publishes their records: encoding a record and writing it to
+	// the bus (which may wait on a slow server) never hold up the engine's
+	// timeouts or its socket readers.
+	finished chan *job
+
 	mu       sync.Mutex    // orders poll-now admissions with the close of stopping
 	stopping chan struct{} // closed when Serve's context ends
 	pollNow  chan struct{} // one token per poll-now request being served
@@ -150,6 +156,18 @@ func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	slots := make(chan struct{}, l.o.Workers)
+	l.finished = make(chan *job, l.o.Workers) // one place per poll in flight: never full
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for j := range l.finished {
+			j.afterPoll(j.perr)
+		}
+	}()
+	defer func() {
+		close(l.finished)
+		<-published
+	}()
 	var inflight sync.WaitGroup
 	stop, err := consume(l.o.Workers, func(d Delivery) {
 		select {

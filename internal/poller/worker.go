@@ -24,7 +24,8 @@ type job struct {
 	live    int       // index in Loop.live while polled, else -1
 	lastRun time.Time // when the task was taken or last reported in progress
 	release func()
-	polled  func(error) // j.afterPoll, bound once per job
+	perr    error       // how the poll ended
+	polled  func(error) // hands the job to the publishing goroutine; bound once per job
 	stored  func(error) // j.afterStore, bound once per job
 }
 
@@ -43,7 +44,11 @@ func (l *Loop) begin(ctx context.Context, d Delivery, release func()) {
 	j, _ := l.jobs.Get().(*job)
 	if j == nil {
 		j = &job{l: l}
-		j.polled, j.stored = j.afterPoll, j.afterStore
+		j.polled = func(err error) {
+			j.perr = err
+			j.l.finished <- j
+		}
+		j.stored = j.afterStore
 	}
 	j.d, j.t, j.attempt, j.release, j.final = d, t, attempt, release, false
 	j.subject, j.id = task.ResultSubject(t.Site, t.HostKey), t.ID // the record answers the task, whatever the poll wrote
@@ -129,7 +134,7 @@ func (j *job) afterStore(err error) {
 // done returns the job's slot and its buffers.
 func (j *job) done() {
 	release := j.release
-	j.d, j.release = nil, nil
+	j.d, j.release, j.perr = nil, nil, nil
 	j.t = task.PollTask{}
 	j.l.jobs.Put(j)
 	release()

@@ -1,6 +1,7 @@
 package snmp
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/gosnmp/gosnmp"
@@ -28,13 +29,21 @@ type answer struct {
 // else (Opaque, BitString, an IPv6 IpAddress, an integer or length in an
 // unusual form) goes through gosnmp's decoder and Convert, so both read
 // every message alike (FuzzAnswer compares them).
-func (a *answer) decode(dec *gosnmp.GoSNMP, b []byte) error {
+func (a *answer) decode(dec *gosnmp.GoSNMP, b []byte) (err error) {
 	if a.decodeFast(b) {
 		return nil
 	}
+	defer func() { // gosnmp's own send recovers from its decoder's panics; so does this
+		if r := recover(); r != nil {
+			err = fmt.Errorf("undecodable answer (%v)", r)
+		}
+	}()
 	pkt, err := dec.SnmpDecodePacket(b)
 	if err != nil {
 		return err
+	}
+	if pkt.PDUType != gosnmp.GetResponse {
+		return fmt.Errorf("a %v where a response was due", pkt.PDUType)
 	}
 	a.version, a.requestID, a.errStatus, a.errIndex = pkt.Version, pkt.RequestID, pkt.Error, pkt.ErrorIndex
 	a.vbs, a.badAt, a.badErr = a.vbs[:0], -1, nil

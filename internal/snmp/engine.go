@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +42,7 @@ type Engine struct {
 	paced   []*machine                    // requests queued for the packet rate
 	nextTx  time.Time                     // when the packet rate allows the next send
 	clockAt time.Time                     // when the timer goroutine wakes next
+	icmp    []icmpNote                    // ICMP errors a sender read, for the timer goroutine
 
 	nextID  atomic.Uint32
 	sockMu  sync.Mutex
@@ -50,6 +52,13 @@ type Engine struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 	v3      sync.WaitGroup // SNMPv3 polls' goroutines
+}
+
+// icmpNote is an ICMP error for the request with id, sent to to.
+type icmpNote struct {
+	id    uint32
+	to    netip.AddrPort
+	errno syscall.Errno
 }
 
 // agent is what the engine keeps per agent address while requests to it
@@ -201,7 +210,7 @@ func (e *Engine) socket(v6 bool) (*socket, error) {
 		}
 	}
 	socks := e.socks[fam]
-	return socks[int(e.rr.Add(1))%len(socks)], nil
+	return socks[e.rr.Add(1)%uint32(len(socks))], nil
 }
 
 // Where a machine is, as the engine sees it (under e.mu).
@@ -220,6 +229,7 @@ func (e *Engine) transmit(m *machine, first bool) {
 	e.mu.Lock()
 	if m.cancelled {
 		e.mu.Unlock()
+		m.requestEnded()
 		m.finish(m.ctx.Err())
 		return
 	}
@@ -228,6 +238,7 @@ func (e *Engine) transmit(m *machine, first bool) {
 		if a.inflight >= m.maxOutstanding() {
 			e.waiting[m.job.Addr] = append(e.waiting[m.job.Addr], m)
 			m.where = atAgent
+			e.queueTimer(m)
 			e.mu.Unlock()
 			return
 		}
@@ -244,6 +255,7 @@ func (e *Engine) transmit(m *machine, first bool) {
 		if len(e.paced) > 0 || e.nextTx.After(now) {
 			e.paced = append(e.paced, m)
 			m.where = atPace
+			e.queueTimer(m)
 			e.wakeAt(e.nextTx)
 			e.mu.Unlock()
 			return
@@ -253,6 +265,22 @@ func (e *Engine) transmit(m *machine, first bool) {
 	e.register(m)
 	e.mu.Unlock()
 	e.send(m)
+}
+
+// queueTimer times out a request that waits for its agent's slot or the
+// packet rate at the poll's deadline: a wait never outlives the poll.
+// Under e.mu.
+func (e *Engine) queueTimer(m *machine) {
+	m.req.due = m.deadline
+	heap.Push(&e.timers, m)
+	e.wakeAt(m.req.due)
+}
+
+// dequeue takes a queued request out of the timer heap. Under e.mu.
+func (e *Engine) dequeue(m *machine) {
+	if m.heapIdx >= 0 {
+		heap.Remove(&e.timers, m.heapIdx)
+	}
 }
 
 // register puts m's request in flight: pending by id, timed out by due.
@@ -322,36 +350,40 @@ func (e *Engine) newID() uint32 {
 	}
 }
 
-// release gives back m's slot at its agent and starts the request that
-// waited longest for it. Called by m's owner when a request ends.
+// release gives back m's slot at its agent: to the request that waited
+// longest for it, in the same step (nothing can take the slot in
+// between), or to the agent's count. Called by m's owner when a request
+// ends.
 func (e *Engine) release(m *machine) {
 	if !m.holdsSlot {
 		return
 	}
 	m.holdsSlot = false
+	addr := m.job.Addr
 	e.mu.Lock()
-	a := e.agents[m.job.Addr]
-	a.inflight--
 	var next *machine
-	if q := e.waiting[m.job.Addr]; len(q) > 0 {
+	if q := e.waiting[addr]; len(q) > 0 {
 		next = q[0]
 		q[0] = nil
 		if len(q) == 1 {
-			delete(e.waiting, m.job.Addr)
+			delete(e.waiting, addr)
 		} else {
-			e.waiting[m.job.Addr] = q[1:]
+			e.waiting[addr] = q[1:]
 		}
-		next.where = atOwner
-	}
-	if a.inflight <= 0 && next == nil {
-		delete(e.agents, m.job.Addr)
+		e.dequeue(next)
+		next.where, next.holdsSlot = atOwner, true
 	} else {
-		e.agents[m.job.Addr] = a
+		a := e.agents[addr]
+		if a.inflight--; a.inflight <= 0 {
+			delete(e.agents, addr)
+		} else {
+			e.agents[addr] = a
+		}
 	}
 	e.mu.Unlock()
 	if next != nil {
 		next.mu.Lock()
-		e.transmit(next, true)
+		e.transmit(next, false)
 		next.mu.Unlock()
 	}
 }
@@ -376,6 +408,10 @@ func (e *Engine) answer(s *socket, b []byte, from netip.Addr, port uint16) {
 		return
 	}
 	e.unpend(m)
+	if a := e.agents[m.job.Addr]; a.bad != "" {
+		a.bad = "" // it answers: an earlier undecodable datagram is history
+		e.agents[m.job.Addr] = a
+	}
 	e.mu.Unlock()
 
 	m.mu.Lock()
@@ -390,15 +426,33 @@ func (e *Engine) answer(s *socket, b []byte, from netip.Addr, port uint16) {
 }
 
 // icmpError is an ICMP error for a request sent to to: its poll learns the
-// agent is unreachable.
+// agent is unreachable. Called by a socket's reader, which holds no poll.
 func (e *Engine) icmpError(payload []byte, to netip.AddrPort, errno syscall.Errno) {
+	if _, id, ok := messageID(payload); ok {
+		e.unreachable(icmpNote{id, to, errno})
+	}
+}
+
+// icmpLater is icmpError for a sender, which holds a poll (perhaps the one
+// the error is for): the timer goroutine hands the error over.
+func (e *Engine) icmpLater(payload []byte, to netip.AddrPort, errno syscall.Errno) {
 	_, id, ok := messageID(payload)
 	if !ok {
 		return
 	}
 	e.mu.Lock()
-	m := e.pending[id]
-	if m == nil || m.job.Addr != to {
+	e.icmp = append(e.icmp, icmpNote{id, to, errno})
+	e.clockAt = time.Time{} // wake now
+	e.wakeAt(time.Now())
+	e.mu.Unlock()
+}
+
+// unreachable fails the request an ICMP error is for, if still in flight.
+// The caller holds no poll.
+func (e *Engine) unreachable(n icmpNote) {
+	e.mu.Lock()
+	m := e.pending[n.id]
+	if m == nil || m.job.Addr != n.to {
 		e.mu.Unlock()
 		return
 	}
@@ -407,7 +461,7 @@ func (e *Engine) icmpError(payload []byte, to netip.AddrPort, errno syscall.Errn
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.requestEnded()
-	m.fail(m.opErr(fmt.Errorf("%w: %w", ErrUnreachable, errno)))
+	m.fail(m.opErr(fmt.Errorf("%w: %w", ErrUnreachable, n.errno)))
 }
 
 // cancel ends m for its context: at once if its request is in flight or
@@ -423,25 +477,11 @@ func (e *Engine) cancel(m *machine) {
 		delete(e.pending, m.req.id)
 		heap.Remove(&e.timers, m.heapIdx)
 	case atAgent:
-		q := e.waiting[m.job.Addr]
-		for i, w := range q {
-			if w == m {
-				q = append(q[:i], q[i+1:]...)
-				break
-			}
-		}
-		if len(q) == 0 {
-			delete(e.waiting, m.job.Addr)
-		} else {
-			e.waiting[m.job.Addr] = q
-		}
+		e.dequeue(m)
+		e.dropWaiting(m)
 	case atPace:
-		for i, w := range e.paced {
-			if w == m {
-				e.paced = append(e.paced[:i], e.paced[i+1:]...)
-				break
-			}
-		}
+		e.dequeue(m)
+		e.dropPaced(m)
 	default:
 		e.mu.Unlock()
 		return
@@ -452,6 +492,26 @@ func (e *Engine) cancel(m *machine) {
 	defer m.mu.Unlock()
 	m.requestEnded()
 	m.finish(m.ctx.Err())
+}
+
+// dropWaiting takes m out of its agent's queue. Under e.mu.
+func (e *Engine) dropWaiting(m *machine) {
+	q := e.waiting[m.job.Addr]
+	if i := slices.Index(q, m); i >= 0 {
+		q = slices.Delete(q, i, i+1)
+	}
+	if len(q) == 0 {
+		delete(e.waiting, m.job.Addr)
+	} else {
+		e.waiting[m.job.Addr] = q
+	}
+}
+
+// dropPaced takes m out of the packet rate's queue. Under e.mu.
+func (e *Engine) dropPaced(m *machine) {
+	if i := slices.Index(e.paced, m); i >= 0 {
+		e.paced = slices.Delete(e.paced, i, i+1)
+	}
 }
 
 // wakeAt makes the timer goroutine wake by t. Under e.mu.
@@ -471,6 +531,7 @@ func (e *Engine) clock() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var expired, paced []*machine
+	var icmp []icmpNote
 	for {
 		select {
 		case <-e.closing:
@@ -480,19 +541,31 @@ func (e *Engine) clock() {
 		}
 		now := time.Now()
 		e.mu.Lock()
+		icmp, e.icmp = e.icmp, icmp[:0]
 		for len(e.timers) > 0 && !e.timers[0].req.due.After(now) {
 			m := heap.Pop(&e.timers).(*machine)
-			delete(e.pending, m.req.id)
+			switch m.where {
+			case atPending:
+				delete(e.pending, m.req.id)
+			case atAgent: // the poll's deadline came while it waited
+				e.dropWaiting(m)
+			case atPace:
+				e.dropPaced(m)
+			}
 			m.where = atOwner
 			expired = append(expired, m)
 		}
 		if len(e.paced) > 0 {
 			interval := time.Duration(float64(time.Second) / e.o.MaxPacketsPerSecond)
+			if e.nextTx.Before(now.Add(-10 * time.Millisecond)) { // no burst after a stall
+				e.nextTx = now.Add(-10 * time.Millisecond)
+			}
 			for len(e.paced) > 0 && !e.nextTx.After(now) {
 				m := e.paced[0]
 				e.paced[0] = nil
 				e.paced = e.paced[1:]
 				e.nextTx = e.nextTx.Add(interval)
+				e.dequeue(m)
 				e.register(m)
 				paced = append(paced, m)
 			}
@@ -514,10 +587,15 @@ func (e *Engine) clock() {
 		}
 		timer.Reset(max(next.Sub(now), time.Millisecond))
 		for i, m := range paced {
+			m.mu.Lock()
 			e.send(m)
+			m.mu.Unlock()
 			paced[i] = nil
 		}
 		paced = paced[:0]
+		for _, n := range icmp {
+			e.unreachable(n)
+		}
 		for i, m := range expired {
 			m.mu.Lock()
 			m.onTimeout()

@@ -401,3 +401,72 @@ func TestAnswersReadDirectly(t *testing.T) {
 		}
 	}
 }
+
+// A poll waiting for its agent's slot still ends at its own deadline, as a
+// timeout, however long the request ahead of it takes.
+func TestDeadlineWhileQueued(t *testing.T) {
+	fleet := simtest.Start(t, snmpsim.Config{Devices: 1, Interfaces: 1})
+	dev := fleet.Devices()[0]
+	dev.SetDead(true)
+	e := testEngine(t, EngineOptions{})
+	opts := Options{Timeout: 3 * time.Second, Retries: 0, MaxOids: 8, MaxRepetitions: 10}
+	ahead, behind := newCountSink(), newCountSink()
+	e.Start(context.Background(), &Job{Name: "ahead", Addr: dev.AddrPort(), Cred: v2c, Opts: opts, Get: []string{snmpsim.OIDSysName}}, ahead)
+	start := time.Now()
+	e.Start(context.Background(), &Job{Name: "behind", Addr: dev.AddrPort(), Cred: v2c, Opts: opts, Get: []string{snmpsim.OIDSysName},
+		Deadline: start.Add(300 * time.Millisecond)}, behind)
+	waitAll(t, []*countSink{behind}, 2*time.Second)
+	if !errors.Is(behind.err, ErrTimeout) {
+		t.Fatalf("the queued poll ended with %v, want a timeout", behind.err)
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Fatalf("the queued poll ended after %s, past its 300 ms deadline by far", took)
+	}
+	select {
+	case <-ahead.done:
+		t.Fatal("the poll ahead ended with the one behind it")
+	default:
+	}
+	waitAll(t, []*countSink{ahead}, 5*time.Second)
+}
+
+// Many polls of closed ports at once, with retries: each ends unreachable,
+// whether its ICMP error reached the reader or a sender (which hands it to
+// the timer goroutine); none hangs.
+func TestManyUnreachableAtOnce(t *testing.T) {
+	var ports []netip.AddrPort
+	for range 50 {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, pc.LocalAddr().(*net.UDPAddr).AddrPort())
+		_ = pc.Close()
+	}
+	e := testEngine(t, EngineOptions{Sockets: 1})
+	opts := Options{Timeout: 30 * time.Millisecond, Retries: 3, MaxOids: 8, MaxRepetitions: 10}
+	var sinks []*countSink
+	for round := range 4 {
+		for i, ap := range ports {
+			s := newCountSink()
+			sinks = append(sinks, s)
+			e.Start(context.Background(), &Job{Name: fmt.Sprint("closed-", round, "-", i), Addr: ap, Cred: v2c, Opts: opts,
+				Get: []string{snmpsim.OIDSysName, snmpsim.OIDSysDescr}}, s)
+		}
+	}
+	waitAll(t, sinks, 10*time.Second)
+	unreachable := 0
+	for i, s := range sinks {
+		switch {
+		case errors.Is(s.err, ErrUnreachable):
+			unreachable++
+		case errors.Is(s.err, ErrTimeout): // an ICMP rate limit may leave some without an error
+		default:
+			t.Fatalf("poll %d: %v, want unreachable", i, s.err)
+		}
+	}
+	if unreachable < len(sinks)/2 {
+		t.Fatalf("only %d of %d polls of closed ports were unreachable", unreachable, len(sinks))
+	}
+	t.Logf("%d of %d unreachable", unreachable, len(sinks))
+}

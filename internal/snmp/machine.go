@@ -159,6 +159,7 @@ func (m *machine) startPart() bool {
 	j := m.job
 	p := m.part
 	m.part++
+	m.walkEnd = false
 	if len(j.Get) > 0 {
 		if p == 0 {
 			m.op, m.partName = opGet, "get"
@@ -383,16 +384,7 @@ func (m *machine) undecodable(err error) {
 func (m *machine) retry() {
 	m.req.tries++
 	m.e.o.Counters.retryOne()
-	m.e.mu.Lock()
-	if m.cancelled {
-		m.e.mu.Unlock()
-		m.requestEnded()
-		m.finish(m.ctx.Err())
-		return
-	}
-	m.e.register(m)
-	m.e.mu.Unlock()
-	m.e.send(m)
+	m.e.transmit(m, false) // its agent slot kept; the packet rate counts it
 }
 
 // onTimeout: the request's time ran out (or the poll's).
@@ -620,7 +612,7 @@ func (m *machine) endWalk() {
 }
 
 func (m *machine) walkEndAnswer(pkt *answer) error {
-	m.op = opNone
+	m.op, m.walkEnd = opNone, false
 	switch pkt.errStatus {
 	case gosnmp.NoError:
 		if len(pkt.vbs) != 1 {

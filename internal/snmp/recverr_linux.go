@@ -29,28 +29,26 @@ func recvErrors(conn *net.UDPConn, v6 bool) error {
 	return serr
 }
 
-// errQueue reads a socket's error queue; its buffers are reused.
-type errQueue struct {
-	payload [512]byte
-	oob     [256]byte
-}
-
-// drain reads every queued error: the request it answers (as much of it as
-// the ICMP message quoted), where it was sent, and the error.
-func (q *errQueue) drain(conn *net.UDPConn, fn func(payload []byte, to netip.AddrPort, errno syscall.Errno)) int {
+// drainErrors reads every queued error of a socket: the request it
+// answers (as much of it as the ICMP message quoted), where it was sent,
+// and the error. The reader and senders may drain at once: each uses
+// buffers of its own.
+func drainErrors(conn *net.UDPConn, fn func(payload []byte, to netip.AddrPort, errno syscall.Errno)) int {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return 0
 	}
+	var payload [512]byte
+	var oob [256]byte
 	count := 0
 	_ = rc.Control(func(fd uintptr) {
 		for range 1024 { // bounded: a flood of errors cannot hold the reader here
-			n, oobn, _, from, err := syscall.Recvmsg(int(fd), q.payload[:], q.oob[:], syscall.MSG_ERRQUEUE|syscall.MSG_DONTWAIT)
+			n, oobn, _, from, err := syscall.Recvmsg(int(fd), payload[:], oob[:], syscall.MSG_ERRQUEUE|syscall.MSG_DONTWAIT)
 			if err != nil {
 				return // EAGAIN: empty
 			}
 			count++
-			errno := extendedErrno(q.oob[:oobn])
+			errno := extendedErrno(oob[:oobn])
 			if errno == 0 {
 				continue
 			}
@@ -63,7 +61,7 @@ func (q *errQueue) drain(conn *net.UDPConn, fn func(payload []byte, to netip.Add
 			default:
 				continue
 			}
-			fn(q.payload[:n], to, errno)
+			fn(payload[:n], to, errno)
 		}
 	})
 	return count

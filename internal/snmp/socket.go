@@ -21,7 +21,6 @@ type socket struct {
 	buf  []byte         // the reader's receive buffer
 	dec  *gosnmp.GoSNMP // the reader's decoder (v1/v2c need no session state)
 	ans  answer         // the reader's decoded answer, reused
-	eq   errQueue       // the reader's ICMP error buffers
 }
 
 func openSocket(e *Engine, v6 bool, source netip.Addr) (*socket, error) {
@@ -54,17 +53,20 @@ func (s *socket) read() {
 				return
 			}
 			// An ICMP error one of our requests caused (ECONNREFUSED and
-			// kin): the details wait in the socket's error queue.
-			s.drainErrors()
+			// kin): the details wait in the socket's error queue. The
+			// reader holds no poll: it hands each error over at once.
+			drainErrors(s.conn, s.e.icmpError)
 			continue
 		}
 		s.e.answer(s, s.buf[:n], from.Addr().Unmap(), from.Port())
 	}
 }
 
-// send writes one request. A pending ICMP error of an earlier request (an
-// unconnected socket reports it on the next send, too) is handed to its
-// poll and the send tried again.
+// send writes one request. An unconnected socket reports a pending ICMP
+// error of an earlier datagram on the next send too, without sending: the
+// queued errors go to the timer goroutine (the sender holds a poll, maybe
+// the very one an error is for) and the send is tried again. Only a
+// routing error that repeats is this send's own.
 func (s *socket) send(b []byte, to netip.AddrPort) error {
 	var err error
 	for range 4 {
@@ -74,9 +76,7 @@ func (s *socket) send(b []byte, to netip.AddrPort) error {
 		if !isAsyncError(err) {
 			return err
 		}
-		if s.drainErrors() == 0 {
-			return err // nothing queued: the error is this send's own
-		}
+		drainErrors(s.conn, s.e.icmpLater)
 	}
 	return err
 }
@@ -86,14 +86,6 @@ func (s *socket) send(b []byte, to netip.AddrPort) error {
 func isAsyncError(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
 		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTDOWN)
-}
-
-// drainErrors hands each queued ICMP error to the poll whose request caused
-// it; it returns how many it read.
-func (s *socket) drainErrors() int {
-	return s.eq.drain(s.conn, func(payload []byte, to netip.AddrPort, errno syscall.Errno) {
-		s.e.icmpError(payload, to, errno)
-	})
 }
 
 // messageID reads the version and request id of an SNMPv1/v2c message
