@@ -82,9 +82,11 @@ func TestPollsShareAFewSockets(t *testing.T) {
 	if inFlight < polls/2 {
 		t.Fatalf("only %d of %d polls were in flight at once", inFlight, polls)
 	}
-	// 2 sockets' readers (the timer goroutine predates baseG); the
-	// simulator's delayed answers are runtime timers, not goroutines.
-	if goroutines > 10 {
+	// The engine adds 2 socket readers (its timer goroutine predates
+	// baseG). The simulator in this process sends its delayed answers from
+	// timers, each a goroutine for an instant, so a few more may be counted
+	// under load: the bound is that goroutines do not grow with the polls.
+	if goroutines > polls/50 {
 		t.Fatalf("%d polls in flight took %d goroutines", inFlight, goroutines)
 	}
 	t.Logf("%d polls in flight on %d goroutines", inFlight, goroutines)
