@@ -179,13 +179,7 @@ func (r *run) startJob(ip netip.Addr, cred *config.Credential) {
 		}
 	}
 	r.job = snmp.Job{Name: t.Host, Addr: netip.AddrPortFrom(ip, t.Port), Cred: cred, Opts: opts,
-		Deadline: t.PollDeadline(r.start), Get: t.Get, Walk: t.Walk}
-	if len(t.Tables) > 0 {
-		r.job.Tables = make([]snmp.Table, len(t.Tables))
-		for i, tb := range t.Tables {
-			r.job.Tables[i] = snmp.Table{Root: tb.Root, Columns: tb.Columns}
-		}
-	}
+		Deadline: t.PollDeadline(r.start), Get: t.Get, Walk: t.Walk, Tables: t.Tables}
 	p.eng().Start(r.ctx, &r.job, r)
 }
 

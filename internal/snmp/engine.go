@@ -117,12 +117,6 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// Table is a table walked column by column together (see Job.Tables).
-type Table struct {
-	Root    string
-	Columns []string
-}
-
 // Sink receives a poll's results. Its methods are called one at a time,
 // on the engine's goroutines: they must not block.
 type Sink interface {
@@ -145,7 +139,7 @@ type Job struct {
 	Deadline time.Time // the whole poll's
 	Get      []string
 	Walk     []string
-	Tables   []Table
+	Tables   []task.Table // walked column by column together
 }
 
 // Start runs j and reports to sink; ctx cancels it (Done with ctx's error).
@@ -442,7 +436,6 @@ func (e *Engine) icmpLater(payload []byte, to netip.AddrPort, errno syscall.Errn
 	}
 	e.mu.Lock()
 	e.icmp = append(e.icmp, icmpNote{id, to, errno})
-	e.clockAt = time.Time{} // wake now
 	e.wakeAt(time.Now())
 	e.mu.Unlock()
 }

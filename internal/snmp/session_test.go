@@ -62,7 +62,7 @@ func (s *engineSession) Walk(ctx context.Context, root string, fn func(*task.Var
 
 func (s *engineSession) WalkTable(ctx context.Context, root string, columns []string, fn func(*task.Varbind)) error {
 	j := s.job
-	j.Tables = []Table{{Root: root, Columns: columns}}
+	j.Tables = []task.Table{{Root: root, Columns: columns}}
 	return s.run(ctx, j, fn)
 }
 
