@@ -303,7 +303,7 @@ sinks: [{type: file, path: %s}]`, records))
 	}
 	dispMetrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	disp := start(t, "dispatcher", "dispatcher", []string{"FLOCK_NATS_URL=" + natsURL, "FLOCK_METRICS_LISTEN=" + dispMetrics}, "--config", cfgPath)
-	start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + natsURL}, "--config", cfgPath)
+	poller := start(t, "poller", "poller", []string{"FLOCK_NATS_URL=" + natsURL}, "--config", cfgPath)
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	writer := start(t, "results", "results", []string{"FLOCK_NATS_URL=" + natsURL, "FLOCK_METRICS_LISTEN=" + metrics}, "--config", writerCfg)
 	ctx := context.Background()
@@ -337,6 +337,15 @@ sinks: [{type: file, path: %s}]`, records))
 	// The dispatcher's own sink is judged up to a few seconds before it
 	// stopped: what it collected in its last second need not have reached
 	// its sink (the sink's consumer keeps it for the next leader).
+	// The poller stops first, and the dispatcher collects two seconds more:
+	// every record stored is then in the dispatcher's file (the record of a
+	// task still queued when the dispatcher stopped would otherwise reach
+	// Prometheus through the results command, and not the file).
+	_ = poller.cmd.Process.Signal(syscall.SIGTERM)
+	if code := poller.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("poller exit %d", code)
+	}
+	time.Sleep(2 * time.Second)
 	judged := time.Now().Add(-3 * time.Second)
 	_ = disp.cmd.Process.Signal(syscall.SIGTERM)
 	if code := disp.wait(t, 30*time.Second); code != 0 {
