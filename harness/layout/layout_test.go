@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,7 +42,11 @@ var rules = []rule{
 
 // taskImports is all the project the wire contract may import: any
 // subscriber depends on internal/task, so it must stay plain data.
-var taskImports = []string{module + "internal/oid"}
+var taskImports = []string{module + "internal/oid", module + "internal/agent"}
+
+// leaves parse the wire's values (OIDs, agent addresses) for task and
+// config alike: they import nothing of the project.
+var leaves = []string{"internal/oid", "internal/agent"}
 
 // file is one Go file: its directory relative to the module root and the
 // packages it imports.
@@ -72,8 +77,11 @@ func violations(files []file) []string {
 					out = append(out, f.path+" imports "+imp+": "+r.why)
 				}
 			}
-			if f.dir == "internal/task" && !f.test && strings.HasPrefix(imp, module) && !allowed(strings.TrimPrefix(imp, module), []string{"internal/oid"}) {
+			if f.dir == "internal/task" && !f.test && strings.HasPrefix(imp, module) && !allowed(strings.TrimPrefix(imp, module), leaves) {
 				out = append(out, f.path+" imports "+imp+": internal/task is the wire contract, plain data; it imports only "+strings.Join(taskImports, ", "))
+			}
+			if slices.Contains(leaves, f.dir) && !f.test && strings.HasPrefix(imp, module) {
+				out = append(out, f.path+" imports "+imp+": "+f.dir+" reads one kind of wire value and imports nothing of the project")
 			}
 		}
 	}
@@ -167,16 +175,19 @@ func TestLayoutRulesCatch(t *testing.T) {
 		{path: "internal/telemetry/x.go", dir: "internal/telemetry", imports: []string{"github.com/gosnmp/gosnmp"}},
 		{path: "cmd/poller/main.go", dir: "cmd/poller", imports: []string{"github.com/spf13/viper", module + "harness/procs"}},
 		{path: "internal/task/x.go", dir: "internal/task", imports: []string{module + "internal/config"}},
+		{path: "internal/agent/x.go", dir: "internal/agent", imports: []string{module + "internal/task"}},
 		// Allowed:
 		{path: "internal/dispatch/x_test.go", dir: "internal/dispatch", test: true, imports: []string{module + "internal/natsbus", module + "harness/natstest"}},
 		{path: "internal/natsbus/x.go", dir: "internal/natsbus", imports: []string{"github.com/nats-io/nats.go", "github.com/nats-io/nats-server/v2/server"}},
 		{path: "internal/snmpsim/x.go", dir: "internal/snmpsim", imports: []string{"github.com/gosnmp/gosnmp"}},
 		{path: "harness/soak/x.go", dir: "harness/soak", imports: []string{"github.com/nats-io/nats.go"}},
-		{path: "internal/task/x.go", dir: "internal/task", imports: []string{module + "internal/oid"}},
+		{path: "internal/task/x.go", dir: "internal/task", imports: []string{module + "internal/oid", module + "internal/agent"}},
+		{path: "internal/agent/x_test.go", dir: "internal/agent", test: true, imports: []string{module + "internal/task"}},
 	})
 	want := []string{
 		"cmd/poller/main.go imports " + module + "harness/procs",
 		"cmd/poller/main.go imports github.com/spf13/viper",
+		"internal/agent/x.go imports " + module + "internal/task",
 		"internal/dispatch/x.go imports " + module + "internal/natsbus",
 		"internal/dispatch/x_test.go imports github.com/nats-io/nats.go",
 		"internal/poll/x.go imports github.com/nats-io/nats.go/jetstream",

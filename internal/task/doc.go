@@ -16,9 +16,18 @@
 //	flock.tasks.<site>.<hostkey>     one PollTask per host and slot (JetStream work queue FLOCK_TASKS)
 //	flock.results.<site>.<hostkey>   one HostRecord per poll (JetStream stream FLOCK_RESULTS, limits retention)
 //
-// A host key is the host's name lowercased, with '.', ':' and '%' mapped to
-// '-', so that it is a single subject token: "core-sw1.example.net" becomes
-// "core-sw1-example-net". Until sites exist the site is "default".
+// A host key is the host's name lowercased, with '.', ':', '%', '/', '['
+// and ']' mapped to '-', so that it is a single subject token:
+// "core-sw1.example.net" becomes "core-sw1-example-net". Until sites exist
+// the site is "default".
+//
+// # Addresses
+//
+// A task's address is a DNS name or an IP literal, IPv6 without brackets
+// and with its zone if it has one; its port is the agent's; its transport
+// (left out for plain udp) is udp4, udp6, tcp, tcp4 or tcp6, as package
+// agent reads them from what users write (udp6://[::1]:161). Validate
+// refuses anything else. A HostRecord repeats the three: what was polled.
 //
 // # Compatibility
 //

@@ -88,8 +88,9 @@ func ParseTaskSubject(subject string) (site, hostKey string, ok bool) {
 }
 
 // HostKey maps a host name or address to a subject-safe token: lowercase
-// letters, digits, '-' and '_'. '.', ':' and '%' become '-'. Any other
-// character is an error, since it cannot come from a DNS name or an IP address.
+// letters, digits, '-' and '_'. '.', ':', '%', '/', '[' and ']' (of names,
+// IP literals and agent forms such as udp6://[::1]:161) become '-'. Any
+// other character is an error, since no host name or agent address has it.
 func HostKey(name string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("host name is empty")
@@ -103,7 +104,9 @@ func HostKey(name string) (string, error) {
 			b.WriteByte(c)
 		case c >= 'A' && c <= 'Z':
 			b.WriteByte(c + 'a' - 'A')
-		case c == '.', c == ':', c == '%':
+		case c == '.', c == ':', c == '%', c == '/', c == '[', c == ']':
+			// The punctuation of names, literals and agent forms
+			// (udp6://[::1]:161, a bare host entry's name).
 			b.WriteByte('-')
 		default:
 			return "", fmt.Errorf("host name %q has character %q, which is not allowed in a host name or address", name, c)

@@ -1,11 +1,14 @@
 package task
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
+	"github.com/flock-snmp/flock/internal/agent"
 	"github.com/flock-snmp/flock/internal/oid"
 )
 
@@ -30,13 +33,16 @@ var (
 // PollTask asks a poller to poll one host once. It names a credential
 // profile and never carries a secret.
 type PollTask struct {
-	Schema      int    `json:"schema"`
-	ID          string `json:"id"` // "<site>.<hostkey>@<slot unix ms>": unique per host and slot
-	Site        string `json:"site"`
-	Host        string `json:"host"`
-	HostKey     string `json:"host_key"`
-	Address     string `json:"address"` // DNS name or IP address, resolved by the poller at poll time
-	Port        uint16 `json:"port"`
+	Schema  int    `json:"schema"`
+	ID      string `json:"id"` // "<site>.<hostkey>@<slot unix ms>": unique per host and slot
+	Site    string `json:"site"`
+	Host    string `json:"host"`
+	HostKey string `json:"host_key"`
+	Address string `json:"address"` // DNS name or IP literal (IPv6 unbracketed, maybe with a zone), resolved by the poller at poll time
+	Port    uint16 `json:"port"`
+	// Transport is how the agent is reached: udp4, udp6, tcp, tcp4 or tcp6
+	// (agent.UDP4, ...); empty for udp, the address's own family.
+	Transport   string `json:"transport,omitempty"`
 	Credentials string `json:"credentials"` // name of a credential profile in the poller's config
 	// Get lists OIDs to GET; Walk lists subtrees to walk. Numeric, leading dot.
 	Get  []string `json:"get,omitempty"`
@@ -93,6 +99,12 @@ func DecodeTask(data []byte) (PollTask, error) {
 	return t, t.Validate()
 }
 
+// literal: an IP literal, the address of most tasks, checked without more.
+func literal(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
 // Validate checks that a task can be polled as it is.
 func (t *PollTask) Validate() error {
 	var errs []error
@@ -108,6 +120,10 @@ func (t *PollTask) Validate() error {
 	}
 	if t.Address == "" {
 		bad("address is empty")
+	} else if t.Transport != "" || !literal(t.Address) {
+		if err := agent.CheckHost(t.Address, cmp.Or(t.Transport, agent.UDP)); err != nil {
+			bad("address: %w", err)
+		}
 	}
 	if t.Port == 0 {
 		bad("port is 0")
@@ -197,8 +213,9 @@ type HostRecord struct {
 	Site        string    `json:"site"`
 	Host        string    `json:"host"`
 	HostKey     string    `json:"host_key"`
-	Address     string    `json:"address"`
+	Address     string    `json:"address"` // the agent polled: the task's address and port
 	Port        uint16    `json:"port"`
+	Transport   string    `json:"transport,omitempty"` // the task's; empty for udp
 	Poller      string    `json:"poller"`
 	Attempt     int       `json:"attempt"` // delivery number of the task, 1 for the first
 	ScheduledAt time.Time `json:"scheduled_at"`
@@ -220,7 +237,7 @@ type HostRecord struct {
 func NewRecord(t *PollTask, poller string, attempt int, started time.Time) HostRecord {
 	return HostRecord{
 		Schema: Schema, TaskID: t.ID, Site: t.Site, Host: t.Host, HostKey: t.HostKey, Address: t.Address, Port: t.Port,
-		Poller: poller, Attempt: attempt, ScheduledAt: t.ScheduledAt, StartedAt: started,
+		Transport: t.Transport, Poller: poller, Attempt: attempt, ScheduledAt: t.ScheduledAt, StartedAt: started,
 	}
 }
 
@@ -277,6 +294,10 @@ func (r *HostRecord) AppendJSON(b []byte) []byte {
 	b = appendString(b, r.Address)
 	b = append(b, `,"port":`...)
 	b = appendUint(b, uint64(r.Port))
+	if r.Transport != "" {
+		b = append(b, `,"transport":`...)
+		b = appendString(b, r.Transport)
+	}
 	b = append(b, `,"poller":`...)
 	b = appendString(b, r.Poller)
 	b = append(b, `,"attempt":`...)

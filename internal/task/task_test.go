@@ -123,6 +123,29 @@ func TestHostRecordGolden(t *testing.T) {
 	}
 }
 
+// A record names the transport only when it is not plain udp, and reads
+// back with it.
+func TestRecordTransport(t *testing.T) {
+	tk := sampleTask()
+	r := NewRecord(&tk, "p1", 1, time.Now())
+	if line := r.AppendJSON(nil); strings.Contains(string(line), "transport") {
+		t.Fatalf("a udp record names its transport: %s", line)
+	}
+	tk.Address, tk.Port, tk.Transport = "::1", 1161, "tcp6"
+	r = NewRecord(&tk, "p1", 1, time.Now())
+	line := r.AppendJSON(nil)
+	if !strings.Contains(string(line), `"address":"::1","port":1161,"transport":"tcp6","poller":"p1"`) {
+		t.Fatalf("record: %s", line)
+	}
+	back, err := DecodeRecord(line)
+	if err != nil || back.Transport != "tcp6" || back.Address != "::1" || back.Port != 1161 {
+		t.Fatalf("DecodeRecord: %+v, %v", back, err)
+	}
+	if h, err := ReadHead(line); err != nil || h.TaskID != tk.ID {
+		t.Fatalf("ReadHead: %+v, %v", h, err)
+	}
+}
+
 func TestRecordWithoutError(t *testing.T) {
 	r := sampleRecord()
 	r.Error, r.Errors = nil, nil
@@ -180,6 +203,13 @@ func TestDecodeTaskRejects(t *testing.T) {
 		{"no credentials", func(p *PollTask) { p.Credentials = "" }, "credentials is empty"},
 		{"zero timeout", func(p *PollTask) { p.TimeoutMS = 0 }, "timeout_ms 0 is not positive"},
 		{"no deadline", func(p *PollTask) { p.Deadline = time.Time{} }, "deadline is missing"},
+		{"bracketed address", func(p *PollTask) { p.Address = "[::1]" }, `address: "[::1]" is not an IPv6 address`},
+		{"address with port", func(p *PollTask) { p.Address = "core-sw1.example.net:161" },
+			`address: "core-sw1.example.net:161" is not an IPv6 address`},
+		{"bad IPv4", func(p *PollTask) { p.Address = "999.1.1.1" }, `address: "999.1.1.1" is not an IPv4 address`},
+		{"unknown transport", func(p *PollTask) { p.Transport = "sctp" }, `has transport "sctp", which is not one of udp`},
+		{"family", func(p *PollTask) { p.Address, p.Transport = "192.0.2.1", "udp6" },
+			`address: "192.0.2.1" is an IPv4 address, and udp6 reaches IPv6 agents only`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,13 +236,17 @@ func TestHostKey(t *testing.T) {
 		"192.0.2.10":           "192-0-2-10",
 		"2001:db8::1":          "2001-db8--1",
 		"fe80::1%eth0":         "fe80--1-eth0",
+		"[::1]:16551":          "---1--16551",
+		"udp6://[::1]:16551":   "udp6------1--16551",
+		"udp6:[::1]:16551":     "udp6----1--16551",
+		"tcp:127.0.0.1:1161":   "tcp-127-0-0-1-1161",
 	} {
 		got, err := HostKey(in)
 		if err != nil || got != want {
 			t.Errorf("HostKey(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "a b", "sw*", "x>y", "a/b"} {
+	for _, bad := range []string{"", "a b", "sw*", "x>y", "a@b", "a\\b"} {
 		if _, err := HostKey(bad); err == nil {
 			t.Errorf("HostKey(%q) accepted", bad)
 		}
@@ -253,6 +287,7 @@ func TestPollTaskAppendJSONMatchesEncodingJSON(t *testing.T) {
 	odd.Host, odd.Address = "odd \"host\" <&> \u2028 é\x01", "::1"
 	odd.Get, odd.Walk, odd.Tables = nil, []string{}, []Table{{Root: ".1.3"}}
 	odd.NoBulk, odd.UnconnectedUDP, odd.AllowNonIncreasingOIDs = true, true, false
+	odd.Transport = "tcp6"
 	odd.ScheduledAt = time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.FixedZone("x", 3600))
 	for name, tk := range map[string]PollTask{"sample": sampleTask(), "zero": {}, "odd": odd} {
 		mine := tk.AppendJSON(nil)

@@ -65,6 +65,8 @@ func (d *scanner) taskField(key []byte, t *PollTask) bool {
 		return d.str(&t.Address)
 	case "port":
 		return d.uint16(&t.Port)
+	case "transport":
+		return d.str(&t.Transport)
 	case "credentials":
 		return d.str(&t.Credentials)
 	case "get":
@@ -118,6 +120,10 @@ func (t *PollTask) AppendJSON(b []byte) []byte {
 	b = appendString(b, t.Address)
 	b = append(b, `,"port":`...)
 	b = appendUint(b, uint64(t.Port))
+	if t.Transport != "" {
+		b = append(b, `,"transport":`...)
+		b = appendString(b, t.Transport)
+	}
 	b = append(b, `,"credentials":`...)
 	b = appendString(b, t.Credentials)
 	if len(t.Get) > 0 {
