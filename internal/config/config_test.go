@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flock-snmp/flock/internal/task"
 )
 
 func noEnv(string) string { return "" }
@@ -26,13 +28,13 @@ func TestLoadGood(t *testing.T) {
 		t.Fatalf("hosts: %+v", c.Hosts)
 	}
 	want := []Host{
-		{Name: "localhost", Key: "localhost", Site: "default", Address: "localhost", Port: 161, Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
+		{Name: "localhost", Key: "localhost", Site: "default", Address: "localhost", Port: 161, Transport: "udp", Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
 			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
 			Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
-		{Name: "lab-sw1", Key: "lab-sw1", Site: "default", Address: "127.0.0.1", Port: 16100, Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
+		{Name: "lab-sw1", Key: "lab-sw1", Site: "default", Address: "127.0.0.1", Port: 16100, Transport: "udp", Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
 			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
 			Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
-		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Site: "default", Address: "core-sw1.example.net", Port: 161, Credentials: "public",
+		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Site: "default", Address: "core-sw1.example.net", Port: 161, Transport: "udp", Credentials: "public",
 			Timeout: 500 * time.Millisecond, Retries: 0, Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.3.0"},
 			MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second, Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
 	}
@@ -120,7 +122,7 @@ func TestLoadBad(t *testing.T) {
 			`testdata/bad-default-credentials.yaml: hosts[1].credentials: "public" (from defaults.credentials) is not a defined credential profile (defined: lab)`,
 		}},
 		{"bad-credentials.yaml", []string{`testdata/bad-credentials.yaml: hosts[0].credentials: "core-v2" is not a defined credential profile (defined: public)`}},
-		{"bad-duplicate.yaml", []string{`testdata/bad-duplicate.yaml: hosts[2].name: host "Core-SW1.Example.Net" has host key "core-sw1-example-net", the same as hosts[0] ("core-sw1.example.net"): host names must differ in more than case, '.', ':' and '-'`}},
+		{"bad-duplicate.yaml", []string{`testdata/bad-duplicate.yaml: hosts[2].name: host "Core-SW1.Example.Net" has host key "core-sw1-example-net", the same as hosts[0] ("core-sw1.example.net"): host names must differ in more than case, '.', ':' and '-' (or '%', '/', '[' and ']')`}},
 		{"bad-unknown-key.yaml", []string{`testdata/bad-unknown-key.yaml: nats: unknown key(s) urll`}},
 		{"bad-host-key.yaml", []string{`testdata/bad-host-key.yaml: hosts[0]: unknown key(s) adress (known: name, address, groups, site, credentials, port, timeout, retries, get, walk, modules, max_oids, max_repetitions, poll_timeout, interval, jitter, bulk, allow_nonincreasing_oids, unconnected_udp, max_outstanding)`}},
 		{"bad-duration.yaml", []string{`testdata/bad-duration.yaml: defaults.timeout: "2 seconds" is not a duration (write it like 2s, 500ms or 1m30s)`}},
@@ -176,6 +178,23 @@ func TestLoadBad(t *testing.T) {
 			`testdata/bad-sinks.yaml: sinks[9].batch_records: 20000 is not between 1 and 10000`,
 			`testdata/bad-sinks.yaml: sinks[10].timeout: 1m0s is longer than 15s (a batch held longer without news goes to another writer)`,
 			`testdata/bad-sinks.yaml: sinks[11].name: "a_b" and sinks[10]'s "a-b" share the token variable FLOCK_SINKS_A_B_TOKEN: name them apart`,
+		}},
+		{"bad-addresses.yaml", []string{
+			`testdata/bad-addresses.yaml: hosts[0]: "999.1.1.1" is not an IPv4 address (IPv4 field has value >255), and a name of digits and dots can never resolve`,
+			`testdata/bad-addresses.yaml: hosts[1].address: "999.1.1.1" is not an IPv4 address (IPv4 field has value >255), and a name of digits and dots can never resolve`,
+			`testdata/bad-addresses.yaml: hosts[2].address: "[::1" has a '[' without its ']'`,
+			`testdata/bad-addresses.yaml: hosts[3].address: "127.0.0.1:70000" has port "70000", which is not a port number (1..65535)`,
+			`testdata/bad-addresses.yaml: hosts[4].port: 16500 differs from the port in address "127.0.0.1:16551" (16551): give the port once, or the same in both`,
+			`testdata/bad-addresses.yaml: hosts[5].address: "http://core-sw1.example.net" has scheme "http", which is not an SNMP transport (want udp, udp4, udp6, tcp, tcp4 or tcp6, as in udp://host:161)`,
+			`testdata/bad-addresses.yaml: hosts[6].address: "udp6://127.0.0.1:161" has host "127.0.0.1", which is an IPv4 address, and udp6 reaches IPv6 agents only`,
+			`testdata/bad-addresses.yaml: hosts[7].address: "[127.0.0.1]:161" has IPv4 address 127.0.0.1 in brackets, which are for IPv6 addresses only`,
+			`testdata/bad-addresses.yaml: hosts[8].address: "2001:db8::zz:161" is not an IPv6 address (each colon-separated field must have at least one digit (at "zz:161")), and an address with a port is written [address]:port`,
+			`testdata/bad-addresses.yaml: hosts[9].address: "core sw1.example.net" has ' ', which no address has`,
+			`testdata/bad-addresses.yaml: hosts[10].address: "dtlsudp:core-sw1.example.net:10161" starts with "dtlsudp:", which is not a transport Flock polls over (want udp, udp6, tcp or tcp6, as in udp:host:161)`,
+			`testdata/bad-addresses.yaml: hosts[11].address: "192.0.2.1%eth0" has a zone (%eth0), which only an IPv6 address has`,
+			`testdata/bad-addresses.yaml: hosts[12].name: "core..sw1" has an empty label (".." or a leading dot), which a host name cannot have`,
+			`testdata/bad-addresses.yaml: hosts[13].address: "udp://public@core-sw1.example.net:161" has a user part ("public"): credentials belong in a credential profile`,
+			`testdata/bad-addresses.yaml: hosts[14].address: "core-sw1.example.net:" has an empty port after ':'`,
 		}},
 		{"bad-values.yaml", []string{
 			`testdata/bad-values.yaml: poller.concurrency: 0 is out of range 1..100000`,
@@ -415,5 +434,47 @@ hosts:
 	})
 	if err != nil || c.MetricSinks()[1].Token.Reveal() != "from-env" {
 		t.Errorf("token from the environment: %v", err)
+	}
+}
+
+// Every accepted form of agent address: the host polls the address's host,
+// port (over the defaults' and groups') and transport, under a host key
+// taken from its name, stable and subject-safe.
+func TestAgentAddresses(t *testing.T) {
+	c, err := Load("testdata/good-addresses.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"core-sw1.example.net key=core-sw1-example-net core-sw1.example.net 1161 udp",
+		"192.0.2.1 key=192-0-2-1 192.0.2.1 1161 udp",
+		"2001:db8::1 key=2001-db8--1 2001:db8::1 1161 udp",
+		"[2001:db8::2] key=-2001-db8--2- 2001:db8::2 1161 udp",
+		"fe80::1%eth0 key=fe80--1-eth0 fe80::1%eth0 1161 udp",
+		"192.0.2.3:16551 key=192-0-2-3-16551 192.0.2.3 16551 udp",
+		"[2001:db8::3]:16552 key=-2001-db8--3--16552 2001:db8::3 16552 udp",
+		"udp://192.0.2.4:161 key=udp---192-0-2-4-161 192.0.2.4 161 udp",
+		"udp6://[2001:db8::4]:162 key=udp6----2001-db8--4--162 2001:db8::4 162 udp6",
+		"udp:192.0.2.5:163 key=udp-192-0-2-5-163 192.0.2.5 163 udp",
+		"udp6:[2001:db8::5]:164 key=udp6--2001-db8--5--164 2001:db8::5 164 udp6",
+		"tcp://192.0.2.6:165 key=tcp---192-0-2-6-165 192.0.2.6 165 tcp",
+		"tcp6://[2001:db8::6] key=tcp6----2001-db8--6- 2001:db8::6 1161 tcp6",
+		"a1 key=a1 core-sw2.example.net 16553 udp",
+		"a2 key=a2 fe80::2%eth1 16554 udp",
+		"a3 key=a3 fe80::3%eth0 16555 udp6",
+		"a4 key=a4 core-sw3.example.net 16556 tcp",
+		"same-1 key=same-1 192.0.2.9 161 udp",
+		"same-2 key=same-2 192.0.2.9 161 udp",
+	}
+	var got []string
+	for _, h := range c.Hosts {
+		got = append(got, fmt.Sprintf("%s key=%s %s %d %s", h.Name, h.Key, h.Address, h.Port, h.Transport))
+		if _, k, ok := task.ParseTaskSubject(task.TaskSubject(h.Site, h.Key)); !ok || k != h.Key ||
+			strings.Trim(h.Key, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			t.Errorf("host %s: key %q is not one subject token of lowercase letters, digits, '-' and '_'", h.Name, h.Key)
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("hosts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

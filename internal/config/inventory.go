@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 
+	"github.com/flock-snmp/flock/internal/agent"
 	"github.com/flock-snmp/flock/internal/mib"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -129,11 +130,15 @@ type Group struct {
 
 // Host is one device to poll, with defaults, groups and its own settings applied.
 type Host struct {
-	Name        string
-	Key         string // subject-safe token, see task.HostKey
-	Site        string // which site's pollers take its tasks
+	Name string
+	Key  string // subject-safe token, see task.HostKey
+	Site string // which site's pollers take its tasks
+	// Address is the agent's host, a name or an IP literal (IPv6 without
+	// brackets), and Port and Transport (agent.UDP, ...) how to reach it:
+	// read from the address or name as written (see package agent).
 	Address     string
 	Port        uint16
+	Transport   string
 	Groups      []string
 	Credentials string
 	Timeout     time.Duration
@@ -429,17 +434,12 @@ func (c *Config) buildHosts(p *problems) {
 			MaxOids: s.MaxOids, MaxRepetitions: s.MaxRepetitions, PollTimeout: s.PollTimeout,
 			Interval: s.Interval, Jitter: s.Jitter, Bulk: s.Bulk, AllowNonIncreasingOIDs: s.AllowNonIncreasingOIDs,
 			UnconnectedUDP: s.UnconnectedUDP, MaxOutstanding: s.MaxOutstanding}
-		if h.Address == "" {
-			h.Address = h.Name
-		}
-		if strings.ContainsAny(h.Address, " \t/") {
-			p.add(key+".address", "%q is not a host name or IP address", h.Address)
-		}
+		c.parseAgent(p, key, raw, &spec.overrides, &h)
 		k, err := task.HostKey(h.Name)
 		if err != nil {
 			p.add(key+".name", "%v", err)
 		} else if prev, dup := byKey[k]; dup {
-			p.add(key+".name", "host %q has host key %q, the same as hosts[%d] (%q): host names must differ in more than case, '.', ':' and '-'",
+			p.add(key+".name", "host %q has host key %q, the same as hosts[%d] (%q): host names must differ in more than case, '.', ':' and '-' (or '%%', '/', '[' and ']')",
 				h.Name, k, prev.index, prev.name)
 		} else {
 			byKey[k] = seenHost{i, h.Name}
@@ -470,6 +470,34 @@ func (c *Config) buildHosts(p *problems) {
 		}
 		c.Hosts = append(c.Hosts, h)
 	}
+}
+
+// parseAgent reads the host's agent address, its address or else its
+// name, in any form package agent reads: the host then polls the address's
+// host, over its transport, on its port if it gives one. A port given
+// both in the address and by the host's own port key must be the same.
+func (c *Config) parseAgent(p *problems, key string, raw any, own *overrides, h *Host) {
+	from, field := h.Address, key+".address"
+	if from == "" {
+		from, field = h.Name, key+".name"
+		if _, bare := raw.(string); bare {
+			field = key
+		}
+	}
+	a, err := agent.Parse(from)
+	if err != nil {
+		p.add(field, "%v", err)
+		return
+	}
+	h.Address, h.Transport = a.Host, a.Transport
+	if a.Port == 0 {
+		return
+	}
+	if own.Port != nil && *own.Port != int(a.Port) {
+		p.add(key+".port", "%d differs from the port in %s %q (%d): give the port once, or the same in both",
+			*own.Port, field[strings.LastIndexByte(field, '.')+1:], from, a.Port)
+	}
+	h.Port = a.Port
 }
 
 // splitTables moves the walk roots that are known tables (or table entries)
