@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flock-snmp/flock/internal/agent"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/snmp"
 	"github.com/flock-snmp/flock/internal/task"
@@ -132,7 +133,7 @@ func (p *Poller) Start(ctx context.Context, t *task.PollTask, attempt int, rec *
 	go func() { // a name to look up: the one step that may block
 		ctx, cancel := context.WithDeadline(ctx, t.PollDeadline(start))
 		defer cancel()
-		ip, err := snmp.Resolve(ctx, p.resolver, t.Address)
+		ip, err := snmp.Resolve(ctx, p.resolver, ipNetworks[agent.Family(t.Transport)], t.Address)
 		if err != nil {
 			r.end(err)
 			return
@@ -140,6 +141,10 @@ func (p *Poller) Start(ctx context.Context, t *task.PollTask, attempt int, rec *
 		r.startJob(ip, cred)
 	}()
 }
+
+// ipNetworks are the networks a name resolves in, by agent.Family: a
+// udp6 or tcp6 agent's name to an IPv6 address only.
+var ipNetworks = map[int]string{0: "ip", 4: "ip4", 6: "ip6"}
 
 // reprobeAfter is how long a learnt request size holds before a poll tries
 // the configured size again: agents get upgraded, or their silence was a
@@ -165,7 +170,7 @@ func (r *run) startJob(ip netip.Addr, cred *config.Credential) {
 	opts := snmp.Options{
 		Timeout: t.Timeout(), Retries: t.Retries, MaxOids: t.MaxOids, MaxRepetitions: t.MaxRepetitions,
 		NoBulk: t.NoBulk, AllowNonIncreasing: t.AllowNonIncreasingOIDs, UnconnectedUDP: t.UnconnectedUDP,
-		MaxOutstanding: t.MaxOutstanding,
+		MaxOutstanding: t.MaxOutstanding, TCP: agent.IsTCP(t.Transport),
 	}
 	if p.memory != nil {
 		r.memKey = task.HostStateKey(t.Site, t.HostKey)

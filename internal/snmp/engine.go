@@ -44,14 +44,14 @@ type Engine struct {
 	clockAt time.Time                     // when the timer goroutine wakes next
 	icmp    []icmpNote                    // ICMP errors a sender read, for the timer goroutine
 
-	nextID  atomic.Uint32
-	sockMu  sync.Mutex
-	socks   [2][]*socket // IPv4, IPv6; opened on first use
-	rr      atomic.Uint32
-	wake    chan struct{}
-	closing chan struct{}
-	wg      sync.WaitGroup
-	v3      sync.WaitGroup // SNMPv3 polls' goroutines
+	nextID   atomic.Uint32
+	sockMu   sync.Mutex
+	socks    [2][]*socket // IPv4, IPv6; opened on first use
+	rr       atomic.Uint32
+	wake     chan struct{}
+	closing  chan struct{}
+	wg       sync.WaitGroup
+	sessions sync.WaitGroup // the goroutines of SNMPv3 and TCP polls
 }
 
 // icmpNote is an ICMP error for the request with id, sent to to.
@@ -113,7 +113,7 @@ func (e *Engine) Close() error {
 	}
 	e.sockMu.Unlock()
 	e.wg.Wait()
-	e.v3.Wait()
+	e.sessions.Wait()
 	return nil
 }
 
@@ -143,16 +143,16 @@ type Job struct {
 }
 
 // Start runs j and reports to sink; ctx cancels it (Done with ctx's error).
-// It returns at once: an SNMPv1/v2c poll is a state machine on the
-// engine's sockets; an SNMPv3 poll runs on its own gosnmp session and
+// It returns at once: an SNMPv1/v2c poll over UDP is a state machine on
+// the engine's sockets; an SNMPv3 poll runs on its own gosnmp session and
 // goroutine, which keeps USM (keys, engine discovery, time windows) in
-// gosnmp's hands.
+// gosnmp's hands, and so does a poll over TCP (a connection of its own).
 func (e *Engine) Start(ctx context.Context, j *Job, sink Sink) {
-	if j.Cred.Version == config.Version3 {
-		e.v3.Add(1)
+	if j.Cred.Version == config.Version3 || j.Opts.TCP {
+		e.sessions.Add(1)
 		go func() {
-			defer e.v3.Done()
-			e.runV3(ctx, j, sink)
+			defer e.sessions.Done()
+			e.runSession(ctx, j, sink)
 		}()
 		return
 	}
@@ -388,7 +388,7 @@ func (e *Engine) answer(s *socket, b []byte, from netip.Addr, port uint16) {
 	version, id, ok := messageID(b)
 	e.mu.Lock()
 	m := e.pending[id]
-	if !ok || m == nil || (src != m.job.Addr && !m.job.Opts.UnconnectedUDP) || int(m.version) != version {
+	if !ok || m == nil || (src != m.peer && !m.job.Opts.UnconnectedUDP) || int(m.version) != version {
 		if !ok {
 			// Not a message we can read: if requests to that agent are in
 			// flight, their timeout says what it sent instead.
@@ -445,7 +445,7 @@ func (e *Engine) icmpLater(payload []byte, to netip.AddrPort, errno syscall.Errn
 func (e *Engine) unreachable(n icmpNote) {
 	e.mu.Lock()
 	m := e.pending[n.id]
-	if m == nil || m.job.Addr != n.to {
+	if m == nil || m.peer != n.to {
 		e.mu.Unlock()
 		return
 	}

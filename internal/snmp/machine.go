@@ -3,6 +3,7 @@ package snmp
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -24,7 +25,8 @@ type machine struct {
 	stopCtx func() bool
 	sock    *socket
 	sink    Sink
-	job     *Job // read only: its Opts are the poll's, but for noBulk
+	job     *Job           // read only: its Opts are the poll's, but for noBulk
+	peer    netip.AddrPort // job.Addr without a zone: how answers and ICMP errors name the agent
 	noBulk  bool
 	version gosnmp.SnmpVersion
 	comm    string
@@ -110,6 +112,7 @@ type request struct {
 
 func newMachine(e *Engine, ctx context.Context, j *Job, sink Sink) *machine {
 	m := &machine{e: e, ctx: ctx, sink: sink, job: j, noBulk: j.Opts.NoBulk,
+		peer:     netip.AddrPortFrom(j.Addr.Addr().WithZone(""), j.Addr.Port()),
 		deadline: j.Deadline, comm: j.Cred.Community.Reveal(), version: gosnmp.Version2c, heapIdx: -1}
 	if j.Cred.Version == config.Version1 {
 		m.version = gosnmp.Version1

@@ -51,6 +51,8 @@ type Options struct {
 	AllowNonIncreasing bool
 	// UnconnectedUDP accepts answers from any address (multi-homed agents).
 	UnconnectedUDP bool
+	// TCP polls over TCP (RFC 3430) on a session of its own, not UDP.
+	TCP bool
 	// Engines remembers SNMPv3 engine ids and clocks across sessions; may be nil.
 	Engines *EngineCache
 	// MaxVarbinds bounds one walk, against agents that walk forever; 0 means DefaultMaxVarbinds.
@@ -124,39 +126,48 @@ func (s *Session) learnRepetitions(n int) {
 	}
 }
 
-// Resolve turns a host name or address into an IP address, bounded by ctx.
-// A literal address is returned without any lookup.
-func Resolve(ctx context.Context, r *net.Resolver, host string) (netip.Addr, error) {
+// Resolve turns a host name or address into an IP address of network's
+// family ("ip", "ip4" or "ip6"), bounded by ctx. A literal address is
+// returned without any lookup.
+func Resolve(ctx context.Context, r *net.Resolver, network, host string) (netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip, nil
 	}
 	if r == nil {
 		r = net.DefaultResolver
 	}
-	ips, err := r.LookupNetIP(ctx, "ip", host)
+	ips, err := r.LookupNetIP(ctx, network, host)
+	what := host + map[string]string{"ip4": " to an IPv4 address", "ip6": " to an IPv6 address"}[network]
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
 			return netip.Addr{}, ctx.Err()
 		}
-		return netip.Addr{}, fmt.Errorf("resolve %s: %w: %w", host, ErrResolve, err)
-	}
-	if len(ips) == 0 {
-		return netip.Addr{}, fmt.Errorf("resolve %s: %w", host, ErrResolve)
+		return netip.Addr{}, fmt.Errorf("resolve %s: %w: %w", what, ErrResolve, err)
 	}
 	for _, ip := range ips { // prefer IPv4, as most SNMP fleets are addressed that way
-		if ip.Is4() || ip.Is4In6() {
+		if (ip.Is4() || ip.Is4In6()) && network != "ip6" {
 			return ip.Unmap(), nil
 		}
 	}
-	return ips[0], nil
+	for _, ip := range ips {
+		if ip.Is6() && !ip.Is4In6() && network != "ip4" {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("resolve %s: %w", what, ErrResolve)
 }
 
-// Dial opens a UDP session to addr with the given credentials. name labels errors.
+// Dial opens a session to addr, over UDP or (opts.TCP) TCP, with the given
+// credentials. name labels errors.
 func Dial(name string, addr netip.AddrPort, cred *config.Credential, opts Options) (*Session, error) {
+	transport := "udp"
+	if opts.TCP {
+		transport, opts.UnconnectedUDP = "tcp", false
+	}
 	g := &gosnmp.GoSNMP{
 		Target:                  addr.Addr().String(),
 		Port:                    addr.Port(),
-		Transport:               "udp",
+		Transport:               transport,
 		Timeout:                 opts.Timeout,
 		Retries:                 opts.Retries,
 		MaxOids:                 opts.MaxOids,
@@ -289,7 +300,7 @@ func (s *Session) getChunk(ctx context.Context, oids []string, fn func(*task.Var
 		}
 		var vb task.Varbind
 		for i := range pkt.Variables {
-			if err := Convert(&pkt.Variables[i], &vb); err != nil {
+			if err := s.convert(&pkt.Variables[i], &vb); err != nil {
 				return fmt.Errorf("get %s on %s: %w: %w", pkt.Variables[i].Name, s.name, ErrProtocol, err)
 			}
 			fn(&vb)
@@ -371,7 +382,7 @@ func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind))
 			if !oid.InSubtree(p.Name, root) {
 				return s.walkEnd(ctx, root, seen, fn)
 			}
-			if err := Convert(p, &vb); err != nil {
+			if err := s.convert(p, &vb); err != nil {
 				return fmt.Errorf("walk %s on %s: %w: %w", root, s.name, ErrProtocol, err)
 			}
 			fn(&vb)
@@ -457,7 +468,8 @@ func classify(err error) error {
 		errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH),
-		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTDOWN):
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTDOWN),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE): // a TCP agent that hangs up
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	case errors.Is(err, gosnmp.ErrUnknownUsername), errors.Is(err, gosnmp.ErrWrongDigest),
 		errors.Is(err, gosnmp.ErrDecryption), errors.Is(err, gosnmp.ErrUnknownSecurityLevel):
@@ -482,4 +494,18 @@ func failedOID(oids []string, index uint8) string {
 		return oids[i-1]
 	}
 	return oids[0] + " (+" + strconv.Itoa(len(oids)-1) + " more)"
+}
+
+// convert is Convert for the session's answers. Over TCP, gosnmp reads
+// each answer into the session's one receive buffer and its values point
+// into it (UDP answers get a buffer each): the next request would
+// overwrite an OctetString already handed on, so it is copied.
+func (s *Session) convert(p *gosnmp.SnmpPDU, vb *task.Varbind) error {
+	if err := Convert(p, vb); err != nil {
+		return err
+	}
+	if s.opts.TCP && len(vb.Bytes) > 0 {
+		vb.Bytes = append([]byte(nil), vb.Bytes...)
+	}
+	return nil
 }

@@ -377,13 +377,22 @@ func TestFailures(t *testing.T) {
 
 func TestResolve(t *testing.T) {
 	ctx := context.Background()
-	if ip, err := Resolve(ctx, simtest.NoDNS, "127.0.0.9"); err != nil || ip.String() != "127.0.0.9" {
+	if ip, err := Resolve(ctx, simtest.NoDNS, "ip", "127.0.0.9"); err != nil || ip.String() != "127.0.0.9" {
 		t.Fatalf("literal address: %v %v", ip, err)
 	}
-	if ip, err := Resolve(ctx, simtest.NoDNS, "localhost"); err != nil || !ip.IsLoopback() {
+	if ip, err := Resolve(ctx, simtest.NoDNS, "ip", "localhost"); err != nil || !ip.IsLoopback() {
 		t.Fatalf("localhost: %v %v", ip, err)
 	}
-	_, err := Resolve(ctx, simtest.NoDNS, "no-such-device.onion")
+	// udp4/udp6 agents' names resolve in their family only.
+	if ip, err := Resolve(ctx, simtest.NoDNS, "ip4", "localhost"); err != nil || !ip.Is4() || !ip.IsLoopback() {
+		t.Fatalf("localhost, ip4: %v %v", ip, err)
+	}
+	if ip, err := Resolve(ctx, simtest.NoDNS, "ip6", "localhost"); err == nil && (!ip.Is6() || ip.Is4In6()) {
+		t.Fatalf("localhost, ip6: %v, an IPv4 address", ip)
+	} else if err != nil && !errors.Is(err, ErrResolve) {
+		t.Fatalf("localhost, ip6: %v, want an IPv6 address or ErrResolve", err)
+	}
+	_, err := Resolve(ctx, simtest.NoDNS, "ip", "no-such-device.onion")
 	if !errors.Is(err, ErrResolve) || !strings.Contains(err.Error(), "no-such-device.onion") {
 		t.Fatalf("err = %v, want ErrResolve naming the host", err)
 	}

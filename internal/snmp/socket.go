@@ -58,7 +58,9 @@ func (s *socket) read() {
 			drainErrors(s.conn, s.e.icmpError)
 			continue
 		}
-		s.e.answer(s, s.buf[:n], from.Addr().Unmap(), from.Port())
+		// Without a zone: the kernel names a link-local sender's interface
+		// its own way (eth0, not the %2 a configuration may have written).
+		s.e.answer(s, s.buf[:n], from.Addr().Unmap().WithZone(""), from.Port())
 	}
 }
 

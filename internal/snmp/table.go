@@ -105,7 +105,7 @@ func (s *Session) WalkTable(ctx context.Context, root string, columns []string, 
 					continue
 				}
 				var vb task.Varbind
-				if err := Convert(p, &vb); err != nil {
+				if err := s.convert(p, &vb); err != nil {
 					return fmt.Errorf("walk table %s on %s: %w: %w", root, s.name, ErrProtocol, err)
 				}
 				c.got = append(c.got, vb)

@@ -7,8 +7,9 @@ import (
 	"github.com/flock-snmp/flock/internal/task"
 )
 
-// runV3 runs an SNMPv3 job on a gosnmp session of its own (see Start).
-func (e *Engine) runV3(ctx context.Context, j *Job, sink Sink) {
+// runSession runs an SNMPv3 or TCP job on a gosnmp session of its own
+// (see Start).
+func (e *Engine) runSession(ctx context.Context, j *Job, sink Sink) {
 	if !j.Deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, j.Deadline)
