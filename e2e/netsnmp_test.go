@@ -34,6 +34,27 @@ const community = "flock-interop"
 // configuration lines (SNMPv3 users).
 func startSnmpd(t *testing.T, extra ...string) int {
 	t.Helper()
+	port := freeUDPPort(t, "udp4")
+	runSnmpd(t, "udp:127.0.0.1:"+strconv.Itoa(port), "127.0.0.1:"+strconv.Itoa(port), extra...)
+	return port
+}
+
+// freeUDPPort is a UDP port free on network's loopback ("udp4" or "udp6").
+func freeUDPPort(t *testing.T, network string) int {
+	t.Helper()
+	pc, err := net.ListenPacket(network, map[string]string{"udp4": "127.0.0.1:0", "udp6": "[::1]:0"}[network])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// runSnmpd runs net-snmp's agent listening on agentAddress (its own
+// syntax, comma-separated), answering the test community from loopback,
+// until it answers a GET at ready (a net-snmp agent specification).
+func runSnmpd(t *testing.T, agentAddress, ready string, extra ...string) {
+	t.Helper()
 	bin, err := exec.LookPath("snmpd")
 	if err != nil {
 		if _, err2 := os.Stat("/usr/sbin/snmpd"); err2 != nil {
@@ -41,21 +62,16 @@ func startSnmpd(t *testing.T, extra ...string) int {
 		}
 		bin = "/usr/sbin/snmpd"
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	_ = pc.Close()
 	dir := t.TempDir()
-	conf := fmt.Sprintf(`agentAddress udp:127.0.0.1:%d
+	conf := fmt.Sprintf(`agentAddress %s
 rocommunity %s 127.0.0.1
+rocommunity6 %s ::1
 sysName flock-interop.example.net
 sysLocation "Flock interop test"
 sysContact noc@example.net
 master no
 %s
-`, port, community, strings.Join(extra, "\n"))
+`, agentAddress, community, community, strings.Join(extra, "\n"))
 	confPath := filepath.Join(dir, "snmpd.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -72,12 +88,12 @@ master no
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := netsnmp(t, "snmpget", port, "-v2c", ".1.3.6.1.2.1.1.5.0"); err == nil {
-			return port
+		if _, err := netsnmpAt(t, "snmpget", ready, "-v2c", ".1.3.6.1.2.1.1.5.0"); err == nil {
+			return
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "snmpd.log"))
-			t.Fatalf("snmpd did not answer on 127.0.0.1:%d:\n%s", port, log)
+			t.Fatalf("snmpd did not answer on %s:\n%s", ready, log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -89,14 +105,21 @@ type nsVar struct {
 	value    string // decimal for numbers, lowercase hex for strings
 }
 
-// netsnmp runs a net-snmp tool with numeric OIDs, numeric enums and hex strings.
+// netsnmp runs a net-snmp tool against 127.0.0.1:port with numeric OIDs,
+// numeric enums and hex strings.
 func netsnmp(t *testing.T, tool string, port int, args ...string) ([]nsVar, error) {
+	t.Helper()
+	return netsnmpAt(t, tool, fmt.Sprintf("127.0.0.1:%d", port), args...)
+}
+
+// netsnmpAt is netsnmp against a net-snmp agent specification.
+func netsnmpAt(t *testing.T, tool, agent string, args ...string) ([]nsVar, error) {
 	t.Helper()
 	full := []string{"-c", community, "-On", "-Oe", "-Ox", "-M", "/dev/null", "-m", "", "-r", "1", "-t", "2"}
 	for _, a := range args[:len(args)-1] {
 		full = append(full, strings.Fields(a)...)
 	}
-	full = append(full, fmt.Sprintf("127.0.0.1:%d", port))
+	full = append(full, agent)
 	if tool == "snmpget" {
 		full = append(full, strings.Fields(args[len(args)-1])...)
 	} else {

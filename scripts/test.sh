@@ -10,13 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v influxd >/dev/null || ! command -v victoria-metrics >/dev/null; then
+if ! command -v snmpget >/dev/null || { ! command -v snmpd >/dev/null && [ ! -x /usr/sbin/snmpd ]; } || ! command -v ip >/dev/null || ! command -v unshare >/dev/null || ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v influxd >/dev/null || ! command -v victoria-metrics >/dev/null; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		echo "test: installing net-snmp (snmpd, snmp), chromium, prometheus, victoria-metrics and influxdb for the interop, status page and metric output tests" >&2
+		echo "test: installing net-snmp (snmpd, snmp), iproute2 and util-linux (a link-local agent in a network namespace of its own), chromium, prometheus, victoria-metrics and influxdb for the interop, status page and metric output tests" >&2
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp chromium fonts-liberation prometheus influxdb victoria-metrics >/dev/null
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends snmpd snmp iproute2 util-linux chromium fonts-liberation prometheus influxdb victoria-metrics >/dev/null
 	else
-		echo "test: net-snmp (Debian packages snmpd and snmp), chromium, prometheus, victoria-metrics and influxdb are needed for the interop, status page and metric output tests; install them first" >&2
+		echo "test: net-snmp (Debian packages snmpd and snmp), iproute2, util-linux, chromium, prometheus, victoria-metrics and influxdb are needed for the interop, status page and metric output tests; install them first" >&2
 	fi
 fi
 if ! command -v telegraf >/dev/null && [ -z "${FLOCK_TELEGRAF:-}" ]; then
