@@ -201,7 +201,8 @@ func splitHostPort(s string, url bool) (host, port, reason string) {
 
 // CheckHost says whether host, as a task or configuration carries it, is
 // a DNS name or an IP literal (IPv6 unbracketed, with or without a zone)
-// that transport can reach. The error is an *Error.
+// that transport can reach. The error is an *Error. A valid host costs no
+// allocation: pollers check every task's.
 func CheckHost(host, transport string) error {
 	if reason := hostReason(host, transport); reason != "" {
 		return &Error{Addr: host, Reason: reason}
@@ -216,6 +217,9 @@ func hostReason(host, transport string) string {
 	}
 	if host == "" {
 		return "is empty"
+	}
+	if plainName(host) { // no literal: checked without allocating
+		return checkName(host)
 	}
 	ip, err := netip.ParseAddr(host)
 	if err == nil {

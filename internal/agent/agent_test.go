@@ -174,6 +174,15 @@ func TestParseNameDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// Pollers check every task's address: a valid one costs no allocation.
+func TestCheckHostDoesNotAllocate(t *testing.T) {
+	for _, host := range []string{"core-sw1.example.net", "192.0.2.1", "2001:db8::1", "fe80::1%eth0"} {
+		if n := testing.AllocsPerRun(100, func() { _ = CheckHost(host, UDP) }); n != 0 {
+			t.Errorf("CheckHost(%q) allocates %v times", host, n)
+		}
+	}
+}
+
 func BenchmarkParse(b *testing.B) {
 	for _, s := range []string{"core-sw1.example.net", "192.0.2.1", "udp6://[2001:db8::1]:161"} {
 		b.Run(s, func(b *testing.B) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -477,16 +478,16 @@ func (c *Config) buildHosts(p *problems) {
 // host, over its transport, on its port if it gives one. A port given
 // both in the address and by the host's own port key must be the same.
 func (c *Config) parseAgent(p *problems, key string, raw any, own *overrides, h *Host) {
-	from, field := h.Address, key+".address"
+	from, field := h.Address, ".address"
 	if from == "" {
-		from, field = h.Name, key+".name"
+		from, field = h.Name, ".name"
 		if _, bare := raw.(string); bare {
-			field = key
+			field = ""
 		}
 	}
 	a, err := agent.Parse(from)
 	if err != nil {
-		p.add(field, "%v", err)
+		p.add(key+field, "%v", err)
 		return
 	}
 	h.Address, h.Transport = a.Host, a.Transport
@@ -495,7 +496,7 @@ func (c *Config) parseAgent(p *problems, key string, raw any, own *overrides, h 
 	}
 	if own.Port != nil && *own.Port != int(a.Port) {
 		p.add(key+".port", "%d differs from the port in %s %q (%d): give the port once, or the same in both",
-			*own.Port, field[strings.LastIndexByte(field, '.')+1:], from, a.Port)
+			*own.Port, cmp.Or(strings.TrimPrefix(field, "."), "name"), from, a.Port)
 	}
 	h.Port = a.Port
 }

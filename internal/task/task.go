@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/flock-snmp/flock/internal/agent"
@@ -99,12 +98,6 @@ func DecodeTask(data []byte) (PollTask, error) {
 	return t, t.Validate()
 }
 
-// literal: an IP literal, the address of most tasks, checked without more.
-func literal(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil
-}
-
 // Validate checks that a task can be polled as it is.
 func (t *PollTask) Validate() error {
 	var errs []error
@@ -120,10 +113,8 @@ func (t *PollTask) Validate() error {
 	}
 	if t.Address == "" {
 		bad("address is empty")
-	} else if t.Transport != "" || !literal(t.Address) {
-		if err := agent.CheckHost(t.Address, cmp.Or(t.Transport, agent.UDP)); err != nil {
-			bad("address: %w", err)
-		}
+	} else if err := agent.CheckHost(t.Address, cmp.Or(t.Transport, agent.UDP)); err != nil {
+		bad("address: %w", err)
 	}
 	if t.Port == 0 {
 		bad("port is 0")
