@@ -183,7 +183,7 @@ func (s *Scheduler) task(h *config.Host, slot, scheduled time.Time) task.PollTas
 // newTask builds the task of host h for the slot starting at slot.
 func newTask(h *config.Host, slot, scheduled, deadline time.Time) task.PollTask {
 	return task.PollTask{
-		Schema: task.Schema, ID: task.SlotID(h.Site, h.Key, slot), Site: h.Site,
+		Schema: task.TaskSchema(taskTransport(h.Transport)), ID: task.SlotID(h.Site, h.Key, slot), Site: h.Site,
 		Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Transport: taskTransport(h.Transport),
 		Credentials: h.Credentials,
 		Get:         h.Get, Walk: h.Walk, Tables: h.Tables, TimeoutMS: h.Timeout.Milliseconds(),

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flock-snmp/flock/internal/agent"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -170,5 +171,27 @@ func TestCatchUpCurrentSlot(t *testing.T) {
 	s2.SetHosts(hosts, late)
 	if s2.CatchUp(hosts[1].Key, late, func(string) bool { return false }) {
 		t.Fatal("CatchUp of a slot about to end accepted")
+	}
+}
+
+// A host's transport goes into its tasks: left out for plain udp (schema
+// 1, as before), named with schema 2 otherwise, so a poller that would
+// ignore it refuses the task instead of polling over UDP.
+func TestTaskTransport(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		transport, want string
+		schema          int
+	}{{agent.UDP, "", 1}, {agent.TCP, "tcp", 2}, {agent.UDP6, "udp6", 2}} {
+		h := config.Host{Name: "core-sw1", Key: "core-sw1", Site: "default", Address: "::1", Port: 1161, Transport: tc.transport,
+			Credentials: "public", Timeout: time.Second, Get: []string{".1.3.6.1.2.1.1.5.0"}, PollTimeout: 3 * time.Second,
+			MaxOids: 32, MaxRepetitions: 25}
+		tk := newTask(&h, now, now, now.Add(time.Minute))
+		if tk.Transport != tc.want || tk.Schema != tc.schema || tk.Address != "::1" || tk.Port != 1161 {
+			t.Errorf("%s: task transport %q schema %d address %s port %d; want %q, %d", tc.transport, tk.Transport, tk.Schema, tk.Address, tk.Port, tc.want, tc.schema)
+		}
+		if err := tk.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.transport, err)
+		}
 	}
 }

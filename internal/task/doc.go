@@ -28,6 +28,8 @@
 // (left out for plain udp) is udp4, udp6, tcp, tcp4 or tcp6, as package
 // agent reads them from what users write (udp6://[::1]:161). Validate
 // refuses anything else. A HostRecord repeats the three: what was polled.
+// A task with a transport carries schema 2 (SchemaTransport): a poller that
+// would ignore the field refuses it rather than poll over plain UDP.
 //
 // # Compatibility
 //

@@ -14,6 +14,22 @@ import (
 // Schema is the version of PollTask and HostRecord this package writes.
 const Schema = 1
 
+// SchemaTransport is the schema of a PollTask that names a Transport. A
+// poller older than the field would skip it and poll the agent over plain
+// UDP (a tcp agent on a port nothing answers, a udp6 name at its IPv4
+// address); schema 2 makes such a poller refuse the task instead, with a
+// bad_task record saying "unknown schema", until it is upgraded. Tasks
+// without a transport, and every record, keep Schema.
+const SchemaTransport = 2
+
+// TaskSchema is the schema of a task with transport t.
+func TaskSchema(transport string) int {
+	if transport == "" {
+		return Schema
+	}
+	return SchemaTransport
+}
+
 // ErrUnknownSchema is returned when a message carries a schema this package does not know.
 var ErrUnknownSchema = errors.New("unknown schema")
 
@@ -102,7 +118,7 @@ func DecodeTask(data []byte) (PollTask, error) {
 func (t *PollTask) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if t.Schema != Schema {
+	if t.Schema != Schema && t.Schema != SchemaTransport {
 		bad("schema %d: %w", t.Schema, ErrUnknownSchema)
 	}
 	if t.ID == "" {

@@ -123,6 +123,23 @@ func TestHostRecordGolden(t *testing.T) {
 	}
 }
 
+// A task with a transport is schema 2, so that pollers which would ignore
+// the field refuse it; this package reads both.
+func TestTaskSchemaTransport(t *testing.T) {
+	if TaskSchema("") != 1 || TaskSchema("tcp") != 2 || TaskSchema("udp6") != 2 {
+		t.Fatal("TaskSchema")
+	}
+	tk := sampleTask()
+	tk.Address, tk.Transport, tk.Schema = "::1", "tcp6", TaskSchema("tcp6")
+	back, err := DecodeTask(tk.AppendJSON(nil))
+	if err != nil || back.Schema != 2 || back.Transport != "tcp6" {
+		t.Fatalf("DecodeTask: %+v, %v", back, err)
+	}
+	if r := NewRecord(&back, "p", 1, time.Now()); r.Schema != Schema {
+		t.Fatalf("a record of a schema 2 task is schema %d, want %d: records did not change", r.Schema, Schema)
+	}
+}
+
 // A record names the transport only when it is not plain udp, and reads
 // back with it.
 func TestRecordTransport(t *testing.T) {
@@ -197,6 +214,7 @@ func TestDecodeTaskRejects(t *testing.T) {
 		want   string
 	}{
 		{"schema", func(p *PollTask) { p.Schema = 9 }, "schema 9: unknown schema"},
+		{"schema 3", func(p *PollTask) { p.Schema, p.Transport = 3, "tcp" }, "schema 3: unknown schema"},
 		{"no oids", func(p *PollTask) { p.Get, p.Walk, p.Tables = nil, nil, nil }, "nothing to poll"},
 		{"table without columns", func(p *PollTask) { p.Tables = []Table{{Root: p.Tables[0].Root}} }, "tables[0]: no columns"},
 		{"bad oid", func(p *PollTask) { p.Get = []string{"1.3.x"} }, `get[0]: malformed OID "1.3.x"`},
