@@ -35,9 +35,9 @@ type Engine struct {
 	o EngineOptions
 
 	mu      sync.Mutex
-	pending map[uint32]*machine // requests in flight, by request id
-	timers  timerHeap           // the same requests, by when they time out
-	agents  map[netip.AddrPort]agent
+	pending map[uint32]*machine           // requests in flight, by request id
+	timers  timerHeap                     // the same requests, by when they time out
+	agents  map[netip.AddrPort]agent      // by agent address without a zone (machine.peer)
 	waiting map[netip.AddrPort][]*machine // requests queued for an agent's slot
 	paced   []*machine                    // requests queued for the packet rate
 	nextTx  time.Time                     // when the packet rate allows the next send
@@ -228,16 +228,16 @@ func (e *Engine) transmit(m *machine, first bool) {
 		return
 	}
 	if first {
-		a := e.agents[m.job.Addr]
+		a := e.agents[m.peer]
 		if a.inflight >= m.maxOutstanding() {
-			e.waiting[m.job.Addr] = append(e.waiting[m.job.Addr], m)
+			e.waiting[m.peer] = append(e.waiting[m.peer], m)
 			m.where = atAgent
 			e.queueTimer(m)
 			e.mu.Unlock()
 			return
 		}
 		a.inflight++
-		e.agents[m.job.Addr] = a
+		e.agents[m.peer] = a
 		m.holdsSlot = true
 	}
 	if e.o.MaxPacketsPerSecond > 0 {
@@ -353,7 +353,7 @@ func (e *Engine) release(m *machine) {
 		return
 	}
 	m.holdsSlot = false
-	addr := m.job.Addr
+	addr := m.peer
 	e.mu.Lock()
 	var next *machine
 	if q := e.waiting[addr]; len(q) > 0 {
@@ -402,9 +402,9 @@ func (e *Engine) answer(s *socket, b []byte, from netip.Addr, port uint16) {
 		return
 	}
 	e.unpend(m)
-	if a := e.agents[m.job.Addr]; a.bad != "" {
+	if a := e.agents[m.peer]; a.bad != "" {
 		a.bad = "" // it answers: an earlier undecodable datagram is history
-		e.agents[m.job.Addr] = a
+		e.agents[m.peer] = a
 	}
 	e.mu.Unlock()
 
@@ -489,14 +489,14 @@ func (e *Engine) cancel(m *machine) {
 
 // dropWaiting takes m out of its agent's queue. Under e.mu.
 func (e *Engine) dropWaiting(m *machine) {
-	q := e.waiting[m.job.Addr]
+	q := e.waiting[m.peer]
 	if i := slices.Index(q, m); i >= 0 {
 		q = slices.Delete(q, i, i+1)
 	}
 	if len(q) == 0 {
-		delete(e.waiting, m.job.Addr)
+		delete(e.waiting, m.peer)
 	} else {
-		e.waiting[m.job.Addr] = q
+		e.waiting[m.peer] = q
 	}
 }
 

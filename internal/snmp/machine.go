@@ -403,7 +403,7 @@ func (m *machine) onTimeout() {
 		return
 	}
 	m.e.mu.Lock()
-	bad := m.e.agents[m.job.Addr].bad
+	bad := m.e.agents[m.peer].bad
 	m.e.mu.Unlock()
 	m.requestEnded()
 	switch {

@@ -137,7 +137,13 @@ func Resolve(ctx context.Context, r *net.Resolver, network, host string) (netip.
 		r = net.DefaultResolver
 	}
 	ips, err := r.LookupNetIP(ctx, network, host)
-	what := host + map[string]string{"ip4": " to an IPv4 address", "ip6": " to an IPv6 address"}[network]
+	what := host
+	switch network {
+	case "ip4":
+		what += " to an IPv4 address"
+	case "ip6":
+		what += " to an IPv6 address"
+	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
 			return netip.Addr{}, ctx.Err()
@@ -158,8 +164,8 @@ func Resolve(ctx context.Context, r *net.Resolver, network, host string) (netip.
 }
 
 // Dial opens a session to addr, over UDP or (opts.TCP) TCP, with the given
-// credentials. name labels errors.
-func Dial(name string, addr netip.AddrPort, cred *config.Credential, opts Options) (*Session, error) {
+// credentials; ctx bounds a TCP connect. name labels errors.
+func Dial(ctx context.Context, name string, addr netip.AddrPort, cred *config.Credential, opts Options) (*Session, error) {
 	transport := "udp"
 	if opts.TCP {
 		transport, opts.UnconnectedUDP = "tcp", false
@@ -193,6 +199,7 @@ func Dial(name string, addr netip.AddrPort, cred *config.Credential, opts Option
 		return nil, fmt.Errorf("dial %s: credentials %q: SNMP version %q is not supported", name, cred.Name, cred.Version)
 	}
 	opts.Counters.attach(g)
+	g.Context = ctx // for the connect; each request binds its own (bind)
 	if err := g.Connect(); err != nil {
 		return nil, fmt.Errorf("dial %s (%s): %w", name, addr, classify(err))
 	}
@@ -441,7 +448,7 @@ func (s *Session) privacyIsWrong(ctx context.Context) bool {
 		return false // never heard from the agent: nothing to tell
 	}
 	probe := &gosnmp.GoSNMP{
-		Target: s.g.Target, Port: s.g.Port, Transport: "udp", Version: gosnmp.Version3, LocalAddr: s.g.LocalAddr,
+		Target: s.g.Target, Port: s.g.Port, Transport: s.g.Transport, Version: gosnmp.Version3, LocalAddr: s.g.LocalAddr,
 		Timeout: min(s.opts.Timeout, time.Second), Retries: 0, Context: ctx,
 		SecurityModel: gosnmp.UserSecurityModel, MsgFlags: gosnmp.AuthNoPriv, ContextName: s.g.ContextName,
 		SecurityParameters: &gosnmp.UsmSecurityParameters{

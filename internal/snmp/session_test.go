@@ -91,7 +91,7 @@ func dial(t *testing.T, addr netip.AddrPort, version config.Version, community s
 // dialSession is a gosnmp session, as SNMPv3 polls run.
 func dialSession(t *testing.T, addr netip.AddrPort, version config.Version, community string, opts Options) requester {
 	t.Helper()
-	s, err := Dial("sim", addr, &config.Credential{Name: "test", Version: version, Community: config.Secret(community)}, defaultOpts(opts))
+	s, err := Dial(context.Background(), "sim", addr, &config.Credential{Name: "test", Version: version, Community: config.Secret(community)}, defaultOpts(opts))
 	if err != nil {
 		t.Fatal(err)
 	}

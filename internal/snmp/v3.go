@@ -17,7 +17,7 @@ func (e *Engine) runSession(ctx context.Context, j *Job, sink Sink) {
 	}
 	opts := j.Opts
 	opts.Engines, opts.Counters, opts.Source = e.o.Engines, e.o.Counters, e.o.Source
-	s, err := Dial(j.Name, j.Addr, j.Cred, opts)
+	s, err := Dial(ctx, j.Name, j.Addr, j.Cred, opts)
 	if err != nil {
 		sink.Done(task.Quirks{}, err)
 		return
