@@ -52,6 +52,7 @@ func TestAgentAddressForms(t *testing.T) {
 		{`{name: v6-netsnmp, address: "udp6:[::1]:` + p6 + `"}`, "v6-netsnmp", "::1", udp6, "udp6"},
 		{`{name: v6-netsnmp-bare, address: "udp6:::1", port: ` + p6 + `}`, "v6-netsnmp-bare", "::1", udp6, "udp6"},
 		{`{name: v6-netsnmp-udpv6, address: "udpv6:[::1]:` + p6 + `"}`, "v6-netsnmp-udpv6", "::1", udp6, "udp6"},
+		{`{name: v6-netsnmp-ipv6, address: "ipv6:[::1]:` + p6 + `"}`, "v6-netsnmp-ipv6", "::1", udp6, "udp6"},
 		// Bare entries: the address is the name, the host key comes from it.
 		{`"[::1]:` + p6 + `"`, "[::1]:" + p6, "::1", udp6, ""},
 		{`"udp6://[::1]:` + p6 + `"`, "udp6://[::1]:" + p6, "::1", udp6, "udp6"},
@@ -60,6 +61,7 @@ func TestAgentAddressForms(t *testing.T) {
 		{`"127.0.0.1:` + p4 + `"`, "127.0.0.1:" + p4, "127.0.0.1", udp4, ""},
 		{`{name: v4-telegraf, address: "udp://127.0.0.1:` + p4 + `"}`, "v4-telegraf", "127.0.0.1", udp4, ""},
 		{`{name: v4-netsnmp, address: "udp:127.0.0.1:` + p4 + `"}`, "v4-netsnmp", "127.0.0.1", udp4, ""},
+		{`{name: v4-telegraf-udp4, address: "udp4://127.0.0.1:` + p4 + `"}`, "v4-telegraf-udp4", "127.0.0.1", udp4, "udp4"},
 		{`{name: v4-name, address: "localhost:` + p4 + `"}`, "v4-name", "localhost", udp4, ""},
 		// TCP (RFC 3430), on snmpd's TCP listeners.
 		{`{name: tcp-telegraf, address: "tcp://127.0.0.1:` + pt4 + `"}`, "tcp-telegraf", "127.0.0.1", tcp4, "tcp"},

@@ -40,7 +40,7 @@ go test -race -tags integration -count=1 "$@" ./...
 FUZZTIME=${FUZZTIME:-10s}
 # corpus_size counts a target's saved inputs (0 before its first failure made the folder).
 corpus_size() { if [ -d "$1" ]; then ls "$1" | wc -l; else echo 0; fi; }
-for target in "FuzzDecodeTask ./internal/task" "FuzzDecodeRecord ./internal/task" "FuzzReadHead ./internal/task" "FuzzLoad ./internal/config" "FuzzResponse ./internal/snmp" "FuzzAnswer ./internal/snmp"; do
+for target in "FuzzDecodeTask ./internal/task" "FuzzDecodeRecord ./internal/task" "FuzzReadHead ./internal/task" "FuzzLoad ./internal/config" "FuzzResponse ./internal/snmp" "FuzzAnswer ./internal/snmp" "FuzzParse ./internal/agent"; do
 	set -- $target
 	corpus="$2/testdata/fuzz/$1"
 	before=$(corpus_size "$corpus")

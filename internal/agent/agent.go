@@ -12,7 +12,7 @@
 //	udp://192.0.2.1:161           Telegraf's agents: udp, udp4, udp6, tcp, tcp4, tcp6
 //	udp6://[2001:db8::1]:161      (a zone is written %25 in a URL: [fe80::1%25eth0])
 //	udp:192.0.2.1:161             net-snmp's transport specifiers: udp, udp6 (udpv6,
-//	udp6:[2001:db8::1]:161        udpipv6), tcp, tcp6 (tcpv6, tcpipv6)
+//	udp6:[2001:db8::1]:161        udpipv6, ipv6), tcp, tcp6 (tcpv6, tcpipv6); udp4, tcp4
 //
 // Anything else is an error that quotes the address and says what is
 // wrong with it: a name that can never resolve (999.1.1.1 is neither an
@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The transports, by their Go network names. "udp" and "tcp" take either
@@ -77,8 +78,8 @@ func (a Agent) String() string {
 // net-snmp's transport specifiers (snmpcmd(1), "AGENT SPECIFICATION").
 var (
 	urlSchemes      = map[string]string{"udp": UDP, "udp4": UDP4, "udp6": UDP6, "tcp": TCP, "tcp4": TCP4, "tcp6": TCP6}
-	netsnmpPrefixes = map[string]string{"udp": UDP, "udp6": UDP6, "udpv6": UDP6, "udpipv6": UDP6,
-		"tcp": TCP, "tcp6": TCP6, "tcpv6": TCP6, "tcpipv6": TCP6}
+	netsnmpPrefixes = map[string]string{"udp": UDP, "udp4": UDP4, "udp6": UDP6, "udpv6": UDP6, "udpipv6": UDP6, "ipv6": UDP6,
+		"tcp": TCP, "tcp4": TCP4, "tcp6": TCP6, "tcpv6": TCP6, "tcpipv6": TCP6}
 )
 
 // Parse reads an agent address in any of the package's forms.
@@ -112,12 +113,16 @@ func Parse(s string) (Agent, error) {
 		if i := strings.IndexByte(rest, '@'); i >= 0 {
 			return bad("has a user part (%q): credentials belong in a credential profile", rest[:i])
 		}
-	} else if prefix, after, ok := strings.Cut(s, ":"); ok && after != "" && !isNumber(after) {
+	} else if prefix, after, ok := strings.Cut(s, ":"); ok && after != "" {
 		// net-snmp's "udp6:[::1]:161". Neither "host:161" nor an IPv6
 		// literal ("fe80::1" cuts to "fe80" and ":1") has a transport.
-		if tr, known := netsnmpPrefixes[strings.ToLower(prefix)]; known {
+		tr, known := netsnmpPrefixes[strings.ToLower(prefix)]
+		switch {
+		case known && isNumber(after):
+			return bad("has transport %q and port %s but no host: write %s:host:%s", prefix, after, prefix, after)
+		case known:
 			a.Transport, rest = tr, after
-		} else if isWord(prefix) && !isHex(prefix) && strings.ContainsAny(after, ":/[") {
+		case isWord(prefix) && !isHex(prefix) && looksLikeAgent(after):
 			return bad("starts with %q, which is not a transport Flock polls over (want udp, udp6, tcp or tcp6, as in udp:host:161)", prefix+":")
 		}
 	}
@@ -191,10 +196,11 @@ func splitHostPort(s string, url bool) (host, port, reason string) {
 		s = strings.Replace(s, "%25", "%", 1)
 	}
 	if _, err := netip.ParseAddr(s); err != nil {
-		if isNumber(s[strings.LastIndexByte(s, ':')+1:]) { // a port, it seems
-			return "", "", fmt.Sprintf("is not an IPv6 address (%s), and an address with a port is written [address]:port", netipReason(err))
+		last := strings.LastIndexByte(s, ':')
+		if _, perr := netip.ParseAddr(s[:last]); perr == nil && isNumber(s[last+1:]) { // an address, then a port
+			return "", "", fmt.Sprintf("has more than one ':' but is not an IPv6 address (%s); an IPv6 address with a port is written [address]:port", netipReason(err))
 		}
-		return "", "", fmt.Sprintf("is not an IPv6 address (%s)", netipReason(err))
+		return "", "", fmt.Sprintf("has more than one ':' but is not an IPv6 address (%s)", netipReason(err))
 	}
 	return s, "", ""
 }
@@ -224,7 +230,18 @@ func hostReason(host, transport string) string {
 	ip, err := netip.ParseAddr(host)
 	if err == nil {
 		v4 := ip.Unmap().Is4()
+		zone := ip.Zone()
 		switch {
+		case strings.IndexByte(zone, ':') >= 0:
+			return fmt.Sprintf("has zone %q, and no interface has ':' in its name: an IPv6 address with a port is written [address]:port", zone)
+		case !zoneName(zone):
+			return fmt.Sprintf("has zone %q, and an interface name is letters, digits, '.', '-' and '_'", zone)
+		case ip.IsUnspecified():
+			return "is the unspecified address, which names no agent"
+		case ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			return "is a broadcast or multicast address: Flock polls one agent at a time"
+		case len(zone) > 2 && zone[:2] == "25" && (zone[2]|0x20 >= 'a' && zone[2]|0x20 <= 'z'):
+			return fmt.Sprintf("has zone %q: %%25 is how a URL writes '%%'; outside one write %s%%%s", zone, ip.WithZone(""), zone[2:])
 		case family == 6 && v4:
 			return fmt.Sprintf("is an IPv4 address, and %s reaches IPv6 agents only", transport)
 		case family == 4 && !v4:
@@ -265,8 +282,8 @@ func IsTCP(transport string) bool { return transport == TCP || transport == TCP4
 
 // checkName checks a DNS host name, or says why it is none: labels of
 // letters, digits, '-' and '_' (seen in internal names), none empty or
-// over 63 characters, at most 253 in all, an optional final dot. A last
-// label of digits only is no name (RFC 3696 §2): it is a mistyped address.
+// over 63 characters, at most 253 in all, an optional final dot. (Digits
+// and dots alone, a mistyped IPv4 address, are refused before.)
 func checkName(s string) string {
 	name := strings.TrimSuffix(s, ".")
 	if len(name) > 253 {
@@ -276,6 +293,10 @@ func checkName(s string) string {
 	for i := 0; i <= len(name); i++ {
 		if i < len(name) && name[i] != '.' {
 			c := name[i]
+			if c >= utf8.RuneSelf {
+				r, _ := utf8.DecodeRuneInString(name[i:])
+				return fmt.Sprintf("has %q: write an internationalized name in its ASCII (xn--, punycode) form", r)
+			}
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 				return fmt.Sprintf("has %q, which a host name cannot have (letters, digits, '-', '_' and '.')", c)
 			}
@@ -289,9 +310,6 @@ func checkName(s string) string {
 			return fmt.Sprintf("has label %q, longer than the 63 characters a label may have", label)
 		case label[0] == '-' || label[len(label)-1] == '-':
 			return fmt.Sprintf("has label %q, which begins or ends with '-'", label)
-		}
-		if i == len(name) && isNumber(label) {
-			return fmt.Sprintf("ends in label %q, all digits, which no host name does: a mistyped IPv4 address?", label)
 		}
 		start = i + 1
 	}
@@ -332,6 +350,28 @@ func isNumber(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// zoneName: an interface name or index as a zone (eth0, enp0s3, eth0.100,
+// br-lan, 2), or none.
+func zoneName(z string) bool {
+	for i := 0; i < len(z); i++ {
+		c := z[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// looksLikeAgent: what follows "word:" in a transport specifier ("[v6]",
+// "/path", "host:port"), not a port ("161") or an IPv6 literal's rest.
+func looksLikeAgent(after string) bool {
+	if after[0] == '[' || after[0] == '/' {
+		return true
+	}
+	host, _, ok := strings.Cut(after, ":")
+	return ok && host != "" && !isNumber(host)
 }
 
 // isHex: up to four hexadecimal digits (the start of an IPv6 literal).

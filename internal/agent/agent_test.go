@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -59,6 +60,13 @@ func TestParseAccepts(t *testing.T) {
 		{"tcp:127.0.0.1:1161", Agent{"127.0.0.1", 1161, TCP}},
 		{"tcp6:[::1]:1161", Agent{"::1", 1161, TCP6}},
 		{"TCPv6:[::1]:1161", Agent{"::1", 1161, TCP6}},
+		{"ipv6:[::1]:161", Agent{"::1", 161, UDP6}},
+		{"udp4:core-sw1.example.net", Agent{"core-sw1.example.net", 0, UDP4}},
+		{"tcp4:192.0.2.1:1161", Agent{"192.0.2.1", 1161, TCP4}},
+		// A name whose last label is numeric may still be in /etc/hosts.
+		{"rack.42", Agent{"rack.42", 0, UDP}},
+		{"fe80::1%2", Agent{"fe80::1%2", 0, UDP}},
+		{"[fe80::1%25]:161", Agent{"fe80::1%25", 161, UDP}},
 	} {
 		got, err := Parse(tc.in)
 		if err != nil {
@@ -87,7 +95,18 @@ func TestParseRefuses(t *testing.T) {
 		{"010.1.1.1", `"010.1.1.1" is not an IPv4 address (IPv4 field has octet with leading zero), and a name of digits and dots can never resolve`},
 		{"999.1.1.1:161", `"999.1.1.1:161" has host "999.1.1.1", which is not an IPv4 address (IPv4 field has value >255), and a name of digits and dots can never resolve`},
 		{"udp://999.1.1.1:161", `"udp://999.1.1.1:161" has host "999.1.1.1", which is not an IPv4 address (IPv4 field has value >255), and a name of digits and dots can never resolve`},
-		{"router.10", `"router.10" ends in label "10", all digits, which no host name does: a mistyped IPv4 address?`},
+		{"udp:161", `"udp:161" has transport "udp" and port 161 but no host: write udp:host:161`},
+		{"abcde::1", `"abcde::1" has more than one ':' but is not an IPv6 address (each group must have 4 or less digits (at "abcde::1"))`},
+		{"fe80x::1", `"fe80x::1" has more than one ':' but is not an IPv6 address (unexpected character, want colon (at "x::1"))`},
+		{"router:161:", `"router:161:" has more than one ':' but is not an IPv6 address (each colon-separated field must have at least one digit (at "router:161:"))`},
+		{"switch:161/x", `"switch:161/x" has port "161/x", which is not a port number (1..65535)`},
+		{"[fe80::1%25eth0]:161", `"[fe80::1%25eth0]:161" has host "fe80::1%25eth0", which has zone "25eth0": %25 is how a URL writes '%'; outside one write fe80::1%eth0`},
+		{"münchen.example.net", `"münchen.example.net" has 'ü': write an internationalized name in its ASCII (xn--, punycode) form`},
+		{"fe80::1%#0", `"fe80::1%#0" has zone "#0", and an interface name is letters, digits, '.', '-' and '_'`},
+		{"0.0.0.0", `"0.0.0.0" is the unspecified address, which names no agent`},
+		{"[::]:161", `"[::]:161" has host "::", which is the unspecified address, which names no agent`},
+		{"255.255.255.255", `"255.255.255.255" is a broadcast or multicast address: Flock polls one agent at a time`},
+		{"udp6://[ff02::1]:161", `"udp6://[ff02::1]:161" has host "ff02::1", which is a broadcast or multicast address: Flock polls one agent at a time`},
 		{"core sw1", `"core sw1" has ' ', which no address has`},
 		{"core-sw1.example.net/24", `"core-sw1.example.net/24" has '/', which a host name cannot have (letters, digits, '-', '_' and '.')`},
 		{"core..sw1", `"core..sw1" has an empty label (".." or a leading dot), which a host name cannot have`},
@@ -103,9 +122,10 @@ func TestParseRefuses(t *testing.T) {
 		{"127.0.0.1:", `"127.0.0.1:" has an empty port after ':'`},
 		{":161", `":161" has no host before ':'`},
 		{"core-sw1:snmp", `"core-sw1:snmp" has port "snmp", which is not a port number (1..65535)`},
-		{"2001:db8::1:zz", `"2001:db8::1:zz" is not an IPv6 address (each colon-separated field must have at least one digit (at "zz"))`},
-		{"2001:db8::zz:161", `"2001:db8::zz:161" is not an IPv6 address (each colon-separated field must have at least one digit (at "zz:161")), and an address with a port is written [address]:port`},
-		{"2001:db8::1%", `"2001:db8::1%" is not an IPv6 address (zone must be a non-empty string)`},
+		{"2001:db8::1:zz", `"2001:db8::1:zz" has more than one ':' but is not an IPv6 address (each colon-separated field must have at least one digit (at "zz"))`},
+		{"2001:db8::zz:161", `"2001:db8::zz:161" has more than one ':' but is not an IPv6 address (each colon-separated field must have at least one digit (at "zz:161"))`},
+		{"fe80::1%eth0:161", `"fe80::1%eth0:161" has zone "eth0:161", and no interface has ':' in its name: an IPv6 address with a port is written [address]:port`},
+		{"2001:db8::1%", `"2001:db8::1%" has more than one ':' but is not an IPv6 address (zone must be a non-empty string)`},
 		{"192.0.2.1%eth0", `"192.0.2.1%eth0" has a zone (%eth0), which only an IPv6 address has`},
 		{"core-sw1%eth0", `"core-sw1%eth0" has a zone (%eth0), which only an IPv6 address has`},
 		{"http://core-sw1:161", `"http://core-sw1:161" has scheme "http", which is not an SNMP transport (want udp, udp4, udp6, tcp, tcp4 or tcp6, as in udp://host:161)`},
@@ -194,4 +214,29 @@ func BenchmarkParse(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Whatever a configuration holds, Parse answers without panicking; what
+// it accepts writes back (String) as the same agent and passes CheckHost,
+// as the poller checks every task.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"core-sw1.example.net", "192.0.2.1:161", "[::1]:161", "fe80::1%eth0", "udp6://[fe80::1%25eth0]:161",
+		"udp6:[::1]:161", "tcp:host:1161", "999.1.1.1", "[::1", "udp://", "a:b:c", "%", "[]:", "udp6:::1", "ipv6:[::1]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := Parse(s)
+		if err != nil {
+			if !errors.Is(err, ErrAddress) || !strings.HasPrefix(err.Error(), strconv.Quote(s)+" ") {
+				t.Fatalf("Parse(%q): error %q does not quote the address", s, err)
+			}
+			return
+		}
+		if err := CheckHost(a.Host, a.Transport); err != nil {
+			t.Fatalf("Parse(%q) = %+v, which CheckHost refuses: %v", s, a, err)
+		}
+		if again, err := Parse(a.String()); err != nil || again.Host != a.Host || again.Transport != a.Transport || again.Port != a.Port {
+			t.Fatalf("Parse(%q) = %+v; Parse(%q) = %+v, %v", s, a, a.String(), again, err)
+		}
+	})
 }
