@@ -28,13 +28,13 @@ func TestLoadGood(t *testing.T) {
 		t.Fatalf("hosts: %+v", c.Hosts)
 	}
 	want := []Host{
-		{Name: "localhost", Key: "localhost", Site: "default", Address: "localhost", Port: 161, Transport: "udp", Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
+		{Name: "localhost", Key: "localhost", Site: "default", Address: "localhost", Port: 161, Credentials: "public", Timeout: 2 * time.Second, Retries: 1,
 			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
 			Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
-		{Name: "lab-sw1", Key: "lab-sw1", Site: "default", Address: "127.0.0.1", Port: 16100, Transport: "udp", Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
+		{Name: "lab-sw1", Key: "lab-sw1", Site: "default", Address: "127.0.0.1", Port: 16100, Credentials: "lab", Timeout: 2 * time.Second, Retries: 1,
 			Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.1.0"}, MaxOids: 32, MaxRepetitions: 25, PollTimeout: 9 * time.Second,
 			Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
-		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Site: "default", Address: "core-sw1.example.net", Port: 161, Transport: "udp", Credentials: "public",
+		{Name: "core-sw1.example.net", Key: "core-sw1-example-net", Site: "default", Address: "core-sw1.example.net", Port: 161, Credentials: "public",
 			Timeout: 500 * time.Millisecond, Retries: 0, Modules: []string{}, Get: []string{".1.3.6.1.2.1.1.5.0", ".1.3.6.1.2.1.1.3.0"},
 			MaxOids: 32, MaxRepetitions: 10, PollTimeout: 2 * time.Second, Interval: time.Minute, Bulk: true, MaxOutstanding: 1},
 	}
@@ -449,29 +449,29 @@ func TestAgentAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"core-sw1.example.net key=core-sw1-example-net core-sw1.example.net 1161 udp",
-		"192.0.2.1 key=192-0-2-1 192.0.2.1 1161 udp",
-		"2001:db8::1 key=2001-db8--1 2001:db8::1 1161 udp",
-		"[2001:db8::2] key=-2001-db8--2- 2001:db8::2 1161 udp",
-		"fe80::1%eth0 key=fe80--1-eth0 fe80::1%eth0 1161 udp",
-		"192.0.2.3:16551 key=192-0-2-3-16551 192.0.2.3 16551 udp",
-		"[2001:db8::3]:16552 key=-2001-db8--3--16552 2001:db8::3 16552 udp",
-		"udp://192.0.2.4:161 key=udp---192-0-2-4-161 192.0.2.4 161 udp",
-		"udp6://[2001:db8::4]:162 key=udp6----2001-db8--4--162 2001:db8::4 162 udp6",
-		"udp:192.0.2.5:163 key=udp-192-0-2-5-163 192.0.2.5 163 udp",
-		"udp6:[2001:db8::5]:164 key=udp6--2001-db8--5--164 2001:db8::5 164 udp6",
-		"tcp://192.0.2.6:165 key=tcp---192-0-2-6-165 192.0.2.6 165 tcp",
-		"tcp6://[2001:db8::6] key=tcp6----2001-db8--6- 2001:db8::6 1161 tcp6",
-		"a1 key=a1 core-sw2.example.net 16553 udp",
-		"a2 key=a2 fe80::2%eth1 16554 udp",
-		"a3 key=a3 fe80::3%eth0 16555 udp6",
-		"a4 key=a4 core-sw3.example.net 16556 tcp",
-		"same-1 key=same-1 192.0.2.9 161 udp",
-		"same-2 key=same-2 192.0.2.9 161 udp",
+		"core-sw1.example.net key=core-sw1-example-net core-sw1.example.net 1161 transport=\"\"",
+		"192.0.2.1 key=192-0-2-1 192.0.2.1 1161 transport=\"\"",
+		"2001:db8::1 key=2001-db8--1 2001:db8::1 1161 transport=\"\"",
+		"[2001:db8::2] key=-2001-db8--2- 2001:db8::2 1161 transport=\"\"",
+		"fe80::1%eth0 key=fe80--1-eth0 fe80::1%eth0 1161 transport=\"\"",
+		"192.0.2.3:16551 key=192-0-2-3-16551 192.0.2.3 16551 transport=\"\"",
+		"[2001:db8::3]:16552 key=-2001-db8--3--16552 2001:db8::3 16552 transport=\"\"",
+		"udp://192.0.2.4:161 key=udp---192-0-2-4-161 192.0.2.4 161 transport=\"\"",
+		"udp6://[2001:db8::4]:162 key=udp6----2001-db8--4--162 2001:db8::4 162 transport=\"udp6\"",
+		"udp:192.0.2.5:163 key=udp-192-0-2-5-163 192.0.2.5 163 transport=\"\"",
+		"udp6:[2001:db8::5]:164 key=udp6--2001-db8--5--164 2001:db8::5 164 transport=\"udp6\"",
+		"tcp://192.0.2.6:165 key=tcp---192-0-2-6-165 192.0.2.6 165 transport=\"tcp\"",
+		"tcp6://[2001:db8::6] key=tcp6----2001-db8--6- 2001:db8::6 1161 transport=\"tcp6\"",
+		"a1 key=a1 core-sw2.example.net 16553 transport=\"\"",
+		"a2 key=a2 fe80::2%eth1 16554 transport=\"\"",
+		"a3 key=a3 fe80::3%eth0 16555 transport=\"udp6\"",
+		"a4 key=a4 core-sw3.example.net 16556 transport=\"tcp\"",
+		"same-1 key=same-1 192.0.2.9 161 transport=\"\"",
+		"same-2 key=same-2 192.0.2.9 161 transport=\"\"",
 	}
 	var got []string
 	for _, h := range c.Hosts {
-		got = append(got, fmt.Sprintf("%s key=%s %s %d %s", h.Name, h.Key, h.Address, h.Port, h.Transport))
+		got = append(got, fmt.Sprintf("%s key=%s %s %d transport=%q", h.Name, h.Key, h.Address, h.Port, h.Transport))
 		if _, k, ok := task.ParseTaskSubject(task.TaskSubject(h.Site, h.Key)); !ok || k != h.Key ||
 			strings.Trim(h.Key, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
 			t.Errorf("host %s: key %q is not one subject token of lowercase letters, digits, '-' and '_'", h.Name, h.Key)

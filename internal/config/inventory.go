@@ -135,8 +135,9 @@ type Host struct {
 	Key  string // subject-safe token, see task.HostKey
 	Site string // which site's pollers take its tasks
 	// Address is the agent's host, a name or an IP literal (IPv6 without
-	// brackets), and Port and Transport (agent.UDP, ...) how to reach it:
-	// read from the address or name as written (see package agent).
+	// brackets), and Port and Transport how to reach it: read from the
+	// address or name as written (see package agent). Transport is empty
+	// for plain udp, as in tasks (task.PollTask.Transport).
 	Address     string
 	Port        uint16
 	Transport   string
@@ -490,7 +491,10 @@ func (c *Config) parseAgent(p *problems, key string, raw any, own *overrides, h 
 		p.add(key+field, "%v", err)
 		return
 	}
-	h.Address, h.Transport = a.Host, a.Transport
+	h.Address = a.Host
+	if a.Transport != agent.UDP {
+		h.Transport = a.Transport
+	}
 	if a.Port == 0 {
 		return
 	}
@@ -566,7 +570,6 @@ func derivedPollTimeout(timeout time.Duration, retries int) time.Duration {
 	return 2*timeout*time.Duration(retries+1) + time.Second
 }
 
-// decodeStrict decodes m into out, reporting unknown keys by name.
 // hostKeys are the keys a host entry may have.
 var hostKeys = append([]string{"name", "address", "groups"}, overrideKeys...)
 
@@ -608,6 +611,7 @@ func plainHost(m map[string]any) (name, address string, port *int, groups []stri
 	return name, address, port, groups, true
 }
 
+// decodeStrict decodes m into out, reporting unknown keys by name.
 func decodeStrict(p *problems, key string, m map[string]any, known []string, out any) bool {
 	var unknown []string
 	for k := range m {

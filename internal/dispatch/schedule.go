@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 	"time"
 
-	"github.com/flock-snmp/flock/internal/agent"
 	"github.com/flock-snmp/flock/internal/config"
 	"github.com/flock-snmp/flock/internal/task"
 )
@@ -183,8 +182,8 @@ func (s *Scheduler) task(h *config.Host, slot, scheduled time.Time) task.PollTas
 // newTask builds the task of host h for the slot starting at slot.
 func newTask(h *config.Host, slot, scheduled, deadline time.Time) task.PollTask {
 	return task.PollTask{
-		Schema: task.TaskSchema(taskTransport(h.Transport)), ID: task.SlotID(h.Site, h.Key, slot), Site: h.Site,
-		Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Transport: taskTransport(h.Transport),
+		Schema: task.TaskSchema(h.Transport), ID: task.SlotID(h.Site, h.Key, slot), Site: h.Site,
+		Host: h.Name, HostKey: h.Key, Address: h.Address, Port: h.Port, Transport: h.Transport,
 		Credentials: h.Credentials,
 		Get:         h.Get, Walk: h.Walk, Tables: h.Tables, TimeoutMS: h.Timeout.Milliseconds(),
 		PollTimeoutMS: min(h.PollTimeout, deadline.Sub(scheduled)).Milliseconds(),
@@ -192,15 +191,6 @@ func newTask(h *config.Host, slot, scheduled, deadline time.Time) task.PollTask 
 		NoBulk: !h.Bulk, AllowNonIncreasingOIDs: h.AllowNonIncreasingOIDs, UnconnectedUDP: h.UnconnectedUDP, MaxOutstanding: h.MaxOutstanding,
 		ScheduledAt: scheduled, Deadline: deadline,
 	}
-}
-
-// taskTransport is the task's transport: empty for plain udp, the common
-// case, which tasks leave out.
-func taskTransport(t string) string {
-	if t == agent.UDP {
-		return ""
-	}
-	return t
 }
 
 // slotQueue is a min-heap of entries by due time.

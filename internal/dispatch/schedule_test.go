@@ -182,7 +182,7 @@ func TestTaskTransport(t *testing.T) {
 	for _, tc := range []struct {
 		transport, want string
 		schema          int
-	}{{agent.UDP, "", 1}, {agent.TCP, "tcp", 2}, {agent.UDP6, "udp6", 2}} {
+	}{{"", "", 1}, {agent.TCP, "tcp", 2}, {agent.UDP6, "udp6", 2}} {
 		h := config.Host{Name: "core-sw1", Key: "core-sw1", Site: "default", Address: "::1", Port: 1161, Transport: tc.transport,
 			Credentials: "public", Timeout: time.Second, Get: []string{".1.3.6.1.2.1.1.5.0"}, PollTimeout: 3 * time.Second,
 			MaxOids: 32, MaxRepetitions: 25}

@@ -1,7 +1,6 @@
 package task
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,7 +128,7 @@ func (t *PollTask) Validate() error {
 	}
 	if t.Address == "" {
 		bad("address is empty")
-	} else if err := agent.CheckHost(t.Address, cmp.Or(t.Transport, agent.UDP)); err != nil {
+	} else if err := agent.CheckHost(t.Address, t.Transport); err != nil {
 		bad("address: %w", err)
 	}
 	if t.Port == 0 {
