@@ -175,7 +175,7 @@ func Connect(ctx context.Context, o ConnectOptions) (*Bus, error) {
 			return nil, err
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishAckTimeout))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("JetStream on %s: %w", redact(o.URL), err)

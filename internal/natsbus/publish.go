@@ -63,7 +63,7 @@ func (b *Bus) publishBatch(ctx context.Context, tasks []task.PollTask, errs []er
 			jetstream.MsgIDHeader: []string{t.ID}, jetstream.MsgTTLHeader: []string{ttl.String()},
 			jetstream.ExpectedStreamHeader: []string{TaskStream}}}
 		wg.Add(1)
-		a.publish(b.nc, msg, func(err error) {
+		a.publishStored(b.nc, msg, func(err error) {
 			if err != nil {
 				errs[i] = classifyPublish(t.Host, err)
 			}
@@ -123,35 +123,21 @@ func (b *Bus) PublishRecordAsync(subject, id string, data []byte, done func(erro
 		done(fmt.Errorf("publish record to %s: %w", subject, err))
 		return
 	}
-	attempt := 1
-	var send func()
-	send = func() {
-		msg := &nats.Msg{Subject: subject, Data: data,
-			Header: nats.Header{jetstream.MsgIDHeader: []string{id}, jetstream.ExpectedStreamHeader: []string{ResultStream}}}
-		a.publish(b.nc, msg, func(err error) {
-			// No responders (the stream is electing a leader): sent again,
-			// as nats.go's own publish does, so a brief election does not
-			// cost the task a delivery. No acknowledgement at all (the
-			// server is away) hands the task back instead.
-			if errors.Is(err, nats.ErrNoResponders) && attempt < recordAttempts && !b.nc.IsClosed() {
-				attempt++
-				time.AfterFunc(recordRetryWait, send)
-				return
-			}
-			if err != nil {
-				err = fmt.Errorf("publish record to %s (attempt %d): %w", subject, attempt, err)
-			}
-			done(err)
-		})
-	}
-	send()
+	msg := &nats.Msg{Subject: subject, Data: data,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{id}, jetstream.ExpectedStreamHeader: []string{ResultStream}}}
+	a.publishStored(b.nc, msg, func(err error) {
+		if err != nil {
+			err = fmt.Errorf("publish record to %s: %w", subject, err)
+		}
+		done(err)
+	})
 }
 
-// recordAttempts and recordRetryWait: how often, and how far apart, a
-// record is sent while no stream leader answers.
+// storeAttempts and storeRetryWait: how often, and how far apart, a task
+// or record is sent while no stream leader answers.
 const (
-	recordAttempts  = 3
-	recordRetryWait = 250 * time.Millisecond
+	storeAttempts  = 3
+	storeRetryWait = 250 * time.Millisecond
 )
 
 // pubAcks matches asynchronous JetStream publications (records, tasks)
@@ -163,12 +149,8 @@ type pubAcks struct {
 	prefix  string // <inbox>.
 	mu      sync.Mutex
 	next    uint64
-	pending map[uint64]pendingPub
-	order   []sentAt // by time sent: the timeouts
-}
-
-type pendingPub struct {
-	done func(error)
+	pending map[uint64]func(error) // done, by reply token
+	order   []sentAt               // by time sent: the timeouts
 }
 
 type sentAt struct {
@@ -178,7 +160,7 @@ type sentAt struct {
 
 func (b *Bus) pubAcks() (*pubAcks, error) {
 	b.acksOnce.Do(func() {
-		a := &pubAcks{prefix: b.nc.NewInbox() + ".", pending: make(map[uint64]pendingPub)}
+		a := &pubAcks{prefix: b.nc.NewInbox() + ".", pending: make(map[uint64]func(error))}
 		if _, err := b.nc.Subscribe(a.prefix+"*", a.reply); err != nil {
 			b.acksErr = fmt.Errorf("subscribe to acknowledgements: %w", err)
 			return
@@ -189,13 +171,37 @@ func (b *Bus) pubAcks() (*pubAcks, error) {
 	return b.acks, b.acksErr
 }
 
-// publish sends msg with a reply subject of its own; done gets the outcome.
+// publishStored sends msg to a stream; done gets the outcome. While no
+// stream leader answers (no responders: an election) it is sent again, as
+// nats.go's own publish does, so a brief election costs neither a task nor
+// a record's delivery; no acknowledgement at all (the server is away)
+// fails it instead.
+func (a *pubAcks) publishStored(nc *nats.Conn, msg *nats.Msg, done func(error)) {
+	attempt := 1
+	var send func()
+	send = func() {
+		a.publish(nc, msg, func(err error) {
+			if errors.Is(err, nats.ErrNoResponders) && attempt < storeAttempts && !nc.IsClosed() {
+				attempt++
+				time.AfterFunc(storeRetryWait, send)
+				return
+			}
+			if err != nil && attempt > 1 {
+				err = fmt.Errorf("attempt %d: %w", attempt, err)
+			}
+			done(err)
+		})
+	}
+	send()
+}
+
+// publish sends msg once, with a reply subject of its own; done gets the outcome.
 func (a *pubAcks) publish(nc *nats.Conn, msg *nats.Msg, done func(error)) {
 	tok := a.add(done)
 	msg.Reply = a.prefix + strconv.FormatUint(tok, 36)
 	if err := nc.PublishMsg(msg); err != nil {
-		if p, ok := a.take(tok); ok {
-			p.done(err)
+		if done, ok := a.take(tok); ok {
+			done(err)
 		}
 	}
 }
@@ -204,19 +210,19 @@ func (a *pubAcks) add(done func(error)) uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.next++
-	a.pending[a.next] = pendingPub{done: done}
+	a.pending[a.next] = done
 	a.order = append(a.order, sentAt{a.next, time.Now()})
 	return a.next
 }
 
-func (a *pubAcks) take(tok uint64) (pendingPub, bool) {
+func (a *pubAcks) take(tok uint64) (func(error), bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	p, ok := a.pending[tok]
+	done, ok := a.pending[tok]
 	if ok {
 		delete(a.pending, tok)
 	}
-	return p, ok
+	return done, ok
 }
 
 // reply is an acknowledgement: {"stream":...,"seq":...} or {"error":{...}}.
@@ -225,11 +231,11 @@ func (a *pubAcks) reply(m *nats.Msg) {
 	if err != nil {
 		return
 	}
-	p, ok := a.take(tok)
+	done, ok := a.take(tok)
 	if !ok {
 		return // timed out already: its task was handed back
 	}
-	p.done(pubAckError(m))
+	done(pubAckError(m))
 }
 
 // pubAckError reads an acknowledgement: nil for a stored message, the
@@ -255,7 +261,7 @@ func pubAckError(m *nats.Msg) error {
 func (a *pubAcks) expire(nc *nats.Conn) {
 	tick := time.NewTicker(publishAckTimeout / 8)
 	defer tick.Stop()
-	var due []pendingPub
+	var due []func(error)
 	for range tick.C {
 		closed := nc.IsClosed()
 		limit := time.Now().Add(-publishAckTimeout)
@@ -265,21 +271,21 @@ func (a *pubAcks) expire(nc *nats.Conn) {
 			if !closed && s.at.After(limit) {
 				break
 			}
-			if p, ok := a.pending[s.tok]; ok {
+			if done, ok := a.pending[s.tok]; ok {
 				delete(a.pending, s.tok)
-				due = append(due, p)
+				due = append(due, done)
 			}
 			n++
 		}
 		a.order = a.order[n:]
 		a.mu.Unlock()
-		for i, p := range due {
+		for i, done := range due {
 			err := nats.ErrTimeout
 			if closed {
 				err = nats.ErrConnectionClosed
 			}
-			p.done(fmt.Errorf("no acknowledgement within %s: %w", publishAckTimeout, err))
-			due[i] = pendingPub{}
+			done(fmt.Errorf("no acknowledgement within %s: %w", publishAckTimeout, err))
+			due[i] = nil
 		}
 		due = due[:0]
 		if closed {
