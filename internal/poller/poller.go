@@ -97,7 +97,8 @@ type Options struct {
 	// ShutdownGrace is how long in-flight polls may go on once Serve's
 	// context ends.
 	ShutdownGrace time.Duration
-	// PublishTimeout bounds the wait for a record's acknowledgement; default 10s.
+	// PublishTimeout bounds the wait for a bad task's error record to be
+	// stored; default 10s. (A poll's record is bounded by the bus.)
 	PublishTimeout time.Duration
 	Log            *slog.Logger
 	// Hooks observe each poll; nil observes nothing.
@@ -161,7 +162,7 @@ func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 	go func() {
 		defer close(published)
 		for j := range l.finished {
-			j.afterPoll(j.perr)
+			j.afterPoll()
 		}
 	}()
 	defer func() {
@@ -169,6 +170,10 @@ func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 		<-published
 	}()
 	var inflight sync.WaitGroup
+	release := func() { // a delivery is answered: its slot is free
+		<-slots
+		inflight.Done()
+	}
 	stop, err := consume(l.o.Workers, func(d Delivery) {
 		select {
 		case <-l.stopping:
@@ -183,10 +188,7 @@ func (l *Loop) Serve(ctx context.Context, consume Consume) error {
 			return
 		}
 		inflight.Add(1)
-		l.begin(workCtx, d, func() {
-			<-slots
-			inflight.Done()
-		})
+		l.begin(workCtx, d, release)
 	})
 	if err != nil {
 		return err

@@ -19,9 +19,8 @@ type job struct {
 	rec     task.HostRecord
 	buf     []byte
 	subject string
-	id      string
 	final   bool      // the record answers the last delivery: terminate, not ack
-	live    int       // index in Loop.live while polled, else -1
+	live    int       // index in Loop.live while polled
 	lastRun time.Time // when the task was taken or last reported in progress
 	release func()
 	perr    error       // how the poll ended
@@ -37,8 +36,12 @@ func (l *Loop) begin(ctx context.Context, d Delivery, release func()) {
 	attempt := d.Attempt()
 	t, err := task.DecodeTask(d.Data())
 	if err != nil {
-		l.badTask(ctx, d, &t, attempt, err)
-		release()
+		// Its error record is published and waited for: not on the
+		// delivery goroutine, which would hold up every other task.
+		go func() {
+			l.badTask(ctx, d, &t, attempt, err)
+			release()
+		}()
 		return
 	}
 	j, _ := l.jobs.Get().(*job)
@@ -51,33 +54,38 @@ func (l *Loop) begin(ctx context.Context, d Delivery, release func()) {
 		j.stored = j.afterStore
 	}
 	j.d, j.t, j.attempt, j.release, j.final = d, t, attempt, release, false
-	j.subject, j.id = task.ResultSubject(t.Site, t.HostKey), t.ID // the record answers the task, whatever the poll wrote
+	j.subject = task.ResultSubject(t.Site, t.HostKey)
 	j.rec = task.HostRecord{Varbinds: j.rec.Varbinds[:0]}
 	l.hooks.PollStarted()
 	l.track(j)
 	l.start(ctx, &j.t, attempt, &j.rec, j.polled)
 }
 
-// afterPoll: the poll ended; its record goes to the store.
-func (j *job) afterPoll(perr error) {
+// afterPoll: the poll ended (j.perr); its record goes to the store.
+func (j *job) afterPoll() {
 	j.l.untrack(j)
 	l, t, rec := j.l, &j.t, &j.rec
-	if perr != nil {
+	if j.perr != nil {
 		if l.o.MaxDeliver > 0 && j.attempt >= l.o.MaxDeliver {
 			// No delivery is left: handing it back would leave it stuck in the
 			// queue. Answer it with a final error instead.
-			*rec = task.Undelivered(t, l.o.Name, j.attempt, "the last delivery was interrupted: "+perr.Error(), time.Now())
+			*rec = task.Undelivered(t, l.o.Name, j.attempt, "the last delivery was interrupted: "+j.perr.Error(), time.Now())
 			j.final = true
 			j.publish()
 			return
 		}
-		l.log.Info("handing task back", "host", t.Host, "task_id", t.ID, "err", perr)
-		_ = j.d.Nak(0)
-		l.hooks.PollDone(nil, j.attempt)
+		j.handBack(j.perr)
 		j.done()
 		return
 	}
 	j.publish()
+}
+
+// handBack returns the task to the queue at once, unpolled or unanswered.
+func (j *job) handBack(why error) {
+	j.l.log.Info("handing task back", "host", j.t.Host, "task_id", j.t.ID, "err", why)
+	_ = j.d.Nak(0)
+	j.l.hooks.PollDone(nil, j.attempt)
 }
 
 // publish stores the record on the host's result subject with the task id
@@ -88,7 +96,7 @@ func (j *job) publish() {
 	l, rec := j.l, &j.rec
 	j.buf = rec.AppendJSON(j.buf[:0])
 	if why := l.tooLarge(rec, len(j.buf)); why != "" {
-		l.log.Error("record too large; published without its varbinds", "host", rec.Host, "task_id", j.id, "bytes", len(j.buf))
+		l.log.Error("record too large; published without its varbinds", "host", rec.Host, "task_id", j.t.ID, "bytes", len(j.buf))
 		rec.Varbinds = rec.Varbinds[:0]
 		rec.Error = &task.Error{Kind: task.KindTooLarge, Message: why}
 		rec.Errors = append(rec.Errors, task.PartError{Part: "record", Kind: task.KindTooLarge, Message: why})
@@ -100,7 +108,7 @@ func (j *job) publish() {
 		j.afterStore(fmt.Errorf("publish record to %s: not connected to NATS while shutting down", j.subject))
 		return
 	}
-	l.pub.PublishRecordAsync(j.subject, j.id, j.buf, j.stored)
+	l.pub.PublishRecordAsync(j.subject, j.t.ID, j.buf, j.stored)
 }
 
 // afterStore: the store answered; so is the task.
@@ -108,9 +116,7 @@ func (j *job) afterStore(err error) {
 	l, t, rec := j.l, &j.t, &j.rec
 	switch {
 	case err != nil && j.final:
-		l.log.Info("handing task back", "host", t.Host, "task_id", t.ID, "err", err)
-		_ = j.d.Nak(0)
-		l.hooks.PollDone(nil, j.attempt)
+		j.handBack(err)
 	case err != nil:
 		l.log.Error("cannot publish host record; the task will be redelivered", "host", t.Host, "task_id", t.ID, "err", err)
 		_ = j.d.Nak(time.Second)
@@ -214,7 +220,6 @@ func (l *Loop) untrack(j *job) {
 	l.live[j.live], moved.live = moved, j.live
 	l.live[last] = nil
 	l.live = l.live[:last]
-	j.live = -1
 	l.liveMu.Unlock()
 }
 
