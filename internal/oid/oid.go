@@ -66,13 +66,54 @@ func AppendParse(dst OID, s string) (OID, error) {
 	return dst, nil
 }
 
-// Normalize returns s in canonical form (leading dot, no leading zeros), or an error.
+// Normalize returns s in canonical form (leading dot, no leading zeros), or
+// an error. An OID already in that form is returned as it is, without
+// allocating: pollers normalize every walk root of every poll.
 func Normalize(s string) (string, error) {
+	if canonicalForm(s) {
+		return s, nil
+	}
 	o, err := Parse(s)
 	if err != nil {
 		return "", err
 	}
 	return o.String(), nil
+}
+
+// canonicalForm says whether s is what Normalize would return for it: a
+// leading dot, then at most MaxLen sub-identifiers of decimal digits
+// without leading zeros, each at most 4294967295, the first at most 2.
+func canonicalForm(s string) bool {
+	if len(s) < 2 || s[0] != '.' {
+		return false
+	}
+	arcs := 0
+	for i := 1; i < len(s); {
+		j := i
+		var n uint64
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			n = n*10 + uint64(s[j]-'0')
+			if n > 0xFFFFFFFF {
+				return false
+			}
+			j++
+		}
+		switch {
+		case j == i, s[i] == '0' && j-i > 1, arcs == 0 && n > 2:
+			return false
+		}
+		if arcs++; arcs > MaxLen {
+			return false
+		}
+		if j == len(s) {
+			return true
+		}
+		if s[j] != '.' {
+			return false
+		}
+		i = j + 1
+	}
+	return false // a trailing dot
 }
 
 // String prints the OID with a leading dot.

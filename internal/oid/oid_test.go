@@ -74,3 +74,23 @@ func TestSubtree(t *testing.T) {
 		t.Error("HasPrefix wrong")
 	}
 }
+
+// Normalize hands back an OID already canonical without allocating, and
+// takes that path exactly when parsing and printing would give s back.
+func TestNormalizeCanonicalFastPath(t *testing.T) {
+	long := ""
+	for range MaxLen + 1 {
+		long += ".1"
+	}
+	for _, s := range []string{".1.3.6.1.2.1.1.1.0", ".1", ".0.0", ".2.999", ".1.3.4294967295", ".1.3.4294967296",
+		".1.03.6", ".1.3..6", ".1.3.6.", ".3.1", ".", "", "1.3.6", ".1.3.x", ".00", ".1.0", long[:2*MaxLen], long} {
+		o, err := Parse(s)
+		want := err == nil && o.String() == s
+		if got := canonicalForm(s); got != want {
+			t.Errorf("canonicalForm(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = Normalize(".1.3.6.1.2.1.31.1.1.1.6") }); n != 0 {
+		t.Errorf("Normalize of a canonical OID allocates %v times", n)
+	}
+}
