@@ -64,7 +64,7 @@ func (a *answer) decodeFast(b []byte) bool {
 	if !ok {
 		return false
 	}
-	v, msg, ok := berSmallInt(msg)
+	v, msg, ok := berInt(msg, 4)
 	if !ok || (v != int64(gosnmp.Version1) && v != int64(gosnmp.Version2c)) {
 		return false
 	}
@@ -75,15 +75,15 @@ func (a *answer) decodeFast(b []byte) bool {
 	if !ok {
 		return false
 	}
-	rid, pdu, ok := berSmallInt(pdu)
+	rid, pdu, ok := berInt(pdu, 4)
 	if !ok || rid < 0 || rid > 0x7fffffff {
 		return false
 	}
-	status, pdu, ok := berSmallInt(pdu)
+	status, pdu, ok := berInt(pdu, 4)
 	if !ok || status < 0 || status > 255 {
 		return false
 	}
-	index, pdu, ok := berSmallInt(pdu)
+	index, pdu, ok := berInt(pdu, 4)
 	if !ok || index < 0 || index > 255 {
 		return false
 	}
@@ -133,10 +133,7 @@ func decodeValue(val []byte, vb *task.Varbind) bool {
 		if n < 1 || n > 8 {
 			return false
 		}
-		x := int64(int8(c[0]))
-		for _, d := range c[1:] {
-			x = x<<8 | int64(d)
-		}
+		x := beInt(c)
 		if int64(int(x)) != x {
 			return false
 		}
@@ -280,17 +277,4 @@ func berContent(b []byte, tag byte) ([]byte, bool) {
 		return nil, false
 	}
 	return b[start:], true
-}
-
-// berSmallInt reads an INTEGER of one to four bytes.
-func berSmallInt(b []byte) (int64, []byte, bool) {
-	start, n, ok := berHeader(b, 0x02)
-	if !ok || n < 1 || n > 4 || start+n > len(b) {
-		return 0, nil, false
-	}
-	v := int64(int8(b[start]))
-	for _, c := range b[start+1 : start+n] {
-		v = v<<8 | int64(c)
-	}
-	return v, b[start+n:], true
 }

@@ -41,6 +41,7 @@ type Engine struct {
 	waiting map[netip.AddrPort][]*machine // requests queued for an agent's slot
 	paced   []*machine                    // requests queued for the packet rate
 	nextTx  time.Time                     // when the packet rate allows the next send
+	txEvery time.Duration                 // 1/MaxPacketsPerSecond; 0: unpaced
 	clockAt time.Time                     // when the timer goroutine wakes next
 	icmp    []icmpNote                    // ICMP errors a sender read, for the timer goroutine
 
@@ -91,6 +92,9 @@ func NewEngine(o EngineOptions) *Engine {
 	}
 	e := &Engine{o: o, pending: make(map[uint32]*machine), agents: make(map[netip.AddrPort]agent),
 		waiting: make(map[netip.AddrPort][]*machine), wake: make(chan struct{}, 1), closing: make(chan struct{})}
+	if o.MaxPacketsPerSecond > 0 {
+		e.txEvery = time.Duration(float64(time.Second) / o.MaxPacketsPerSecond)
+	}
 	e.nextID.Store(uint32(time.Now().UnixNano()) & 0x7fffffff)
 	e.wg.Add(1)
 	go e.clock()
@@ -240,12 +244,9 @@ func (e *Engine) transmit(m *machine, first bool) {
 		e.agents[m.peer] = a
 		m.holdsSlot = true
 	}
-	if e.o.MaxPacketsPerSecond > 0 {
+	if e.txEvery > 0 {
 		now := time.Now()
-		interval := time.Duration(float64(time.Second) / e.o.MaxPacketsPerSecond)
-		if e.nextTx.Before(now.Add(-10 * time.Millisecond)) { // at most 10 ms of credit
-			e.nextTx = now.Add(-10 * time.Millisecond)
-		}
+		e.paceCredit(now)
 		if len(e.paced) > 0 || e.nextTx.After(now) {
 			e.paced = append(e.paced, m)
 			m.where = atPace
@@ -254,7 +255,7 @@ func (e *Engine) transmit(m *machine, first bool) {
 			e.mu.Unlock()
 			return
 		}
-		e.nextTx = e.nextTx.Add(interval)
+		e.nextTx = e.nextTx.Add(e.txEvery)
 	}
 	e.register(m)
 	e.mu.Unlock()
@@ -320,6 +321,14 @@ func (e *Engine) claim(m *machine) bool {
 	return true
 }
 
+// paceCredit keeps the packet rate's next send at most 10 ms in the past:
+// no burst after a stall. Under e.mu.
+func (e *Engine) paceCredit(now time.Time) {
+	if floor := now.Add(-10 * time.Millisecond); e.nextTx.Before(floor) {
+		e.nextTx = floor
+	}
+}
+
 // unpend takes m's request out of flight; m now belongs to the caller.
 // Under e.mu.
 func (e *Engine) unpend(m *machine) {
@@ -383,8 +392,7 @@ func (e *Engine) release(m *machine) {
 }
 
 // answer is a datagram from an agent: the poll it answers moves on.
-func (e *Engine) answer(s *socket, b []byte, from netip.Addr, port uint16) {
-	src := netip.AddrPortFrom(from, port)
+func (e *Engine) answer(s *socket, b []byte, src netip.AddrPort) {
 	version, id, ok := messageID(b)
 	e.mu.Lock()
 	m := e.pending[id]
@@ -467,8 +475,7 @@ func (e *Engine) cancel(m *machine) {
 	m.cancelled = true
 	switch m.where {
 	case atPending:
-		delete(e.pending, m.req.id)
-		heap.Remove(&e.timers, m.heapIdx)
+		e.unpend(m)
 	case atAgent:
 		e.dequeue(m)
 		e.dropWaiting(m)
@@ -549,15 +556,12 @@ func (e *Engine) clock() {
 			expired = append(expired, m)
 		}
 		if len(e.paced) > 0 {
-			interval := time.Duration(float64(time.Second) / e.o.MaxPacketsPerSecond)
-			if e.nextTx.Before(now.Add(-10 * time.Millisecond)) { // no burst after a stall
-				e.nextTx = now.Add(-10 * time.Millisecond)
-			}
+			e.paceCredit(now)
 			for len(e.paced) > 0 && !e.nextTx.After(now) {
 				m := e.paced[0]
 				e.paced[0] = nil
 				e.paced = e.paced[1:]
-				e.nextTx = e.nextTx.Add(interval)
+				e.nextTx = e.nextTx.Add(e.txEvery)
 				e.dequeue(m)
 				e.register(m)
 				paced = append(paced, m)

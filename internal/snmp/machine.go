@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -94,6 +95,7 @@ type span struct {
 type column struct {
 	root, cursor string
 	got          []task.Varbind
+	buf          *[]task.Varbind // got's holder in columnBuffers (the engine's tables)
 	done         bool
 }
 
@@ -207,12 +209,12 @@ func (m *machine) endPart() {
 			for k := range c.got {
 				m.sink.Varbind(&c.got[k])
 			}
-			if cap(c.got) > 0 {
+			if c.buf != nil {
 				clear(c.got) // the strings and bytes now belong to the record
-				got := c.got[:0]
-				columnBuffers.Put(&got)
+				*c.buf = c.got[:0]
+				columnBuffers.Put(c.buf)
 			}
-			c.got = nil
+			c.got, c.buf = nil, nil
 		}
 		m.cols = m.cols[:0]
 	}
@@ -225,11 +227,12 @@ func (m *machine) endPart() {
 // sixth of a walking poller's CPU.
 var columnBuffers sync.Pool
 
-func columnBuffer() []task.Varbind {
+func columnBuffer() *[]task.Varbind {
 	if b, ok := columnBuffers.Get().(*[]task.Varbind); ok {
-		return *b
+		return b
 	}
-	return make([]task.Varbind, 0, 64)
+	b := make([]task.Varbind, 0, 64)
+	return &b
 }
 
 // fail ends the current part with err: the poll goes on with the next part
@@ -285,7 +288,7 @@ func (m *machine) build() (done bool, err error) {
 			lim = min(lim, m.capVB)
 		}
 		if s := m.spans[0]; s.hi-s.lo > lim {
-			m.spans = append(m.spans[:1], append([]span{{lo: s.lo + lim, hi: s.hi}}, m.spans[1:]...)...)
+			m.spans = slices.Insert(m.spans, 1, span{lo: s.lo + lim, hi: s.hi})
 			m.spans[0].hi = s.lo + lim
 		}
 		s := m.spans[0]
@@ -483,9 +486,11 @@ func (m *machine) probeAnswered() {
 	m.next()
 }
 
-func (m *machine) learnRepetitions(n int) {
-	if m.learned.MaxRepetitions == 0 || n < m.learned.MaxRepetitions {
-		m.learned.MaxRepetitions = n
+// learnRepetitions keeps in q the smallest max-repetitions an agent
+// answered after tooBig (the engine's polls and gosnmp sessions alike).
+func learnRepetitions(q *task.Quirks, n int) {
+	if q.MaxRepetitions == 0 || n < q.MaxRepetitions {
+		q.MaxRepetitions = n
 	}
 }
 
@@ -569,7 +574,7 @@ func (m *machine) walkAnswer(pkt *answer) error {
 		return nil
 	case pkt.errStatus == gosnmp.TooBig && m.req.reps > 1:
 		m.maxRep = m.req.reps / 2
-		m.learnRepetitions(m.maxRep)
+		learnRepetitions(&m.learned, m.maxRep)
 		return nil
 	case pkt.errStatus != gosnmp.NoError:
 		return fmt.Errorf("walk %s on %s: %w: agent answered %s after %s (max-repetitions %d)", m.root, m.job.Name, ErrProtocol, pkt.errStatus, m.cur, max(m.req.reps, 1))
@@ -644,7 +649,7 @@ func (m *machine) tableAnswer(pkt *answer) error {
 	switch {
 	case pkt.errStatus == gosnmp.TooBig && m.req.reps > 1:
 		m.limit = m.req.reps / 2
-		m.learnRepetitions(m.limit)
+		learnRepetitions(&m.learned, m.limit)
 		return nil
 	case pkt.errStatus == gosnmp.NoSuchName && !bulk && int(pkt.errIndex) >= 1 && int(pkt.errIndex) <= len(batch):
 		batch[pkt.errIndex-1].done = true // v1's end of view for that column
@@ -673,8 +678,9 @@ func (m *machine) tableAnswer(pkt *answer) error {
 			if i == pkt.badAt {
 				return fmt.Errorf("walk table %s on %s: %w: %w", m.root, m.job.Name, ErrProtocol, pkt.badErr)
 			}
-			if c.got == nil {
-				c.got = columnBuffer()
+			if c.buf == nil {
+				c.buf = columnBuffer()
+				c.got = *c.buf
 			}
 			c.got = append(c.got, *p)
 			c.cursor = p.OID

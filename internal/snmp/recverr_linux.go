@@ -33,21 +33,19 @@ func recvErrors(conn *net.UDPConn, v6 bool) error {
 // answers (as much of it as the ICMP message quoted), where it was sent,
 // and the error. The reader and senders may drain at once: each uses
 // buffers of its own.
-func drainErrors(conn *net.UDPConn, fn func(payload []byte, to netip.AddrPort, errno syscall.Errno)) int {
+func drainErrors(conn *net.UDPConn, fn func(payload []byte, to netip.AddrPort, errno syscall.Errno)) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return 0
+		return
 	}
 	var payload [512]byte
 	var oob [256]byte
-	count := 0
 	_ = rc.Control(func(fd uintptr) {
 		for range 1024 { // bounded: a flood of errors cannot hold the reader here
 			n, oobn, _, from, err := syscall.Recvmsg(int(fd), payload[:], oob[:], syscall.MSG_ERRQUEUE|syscall.MSG_DONTWAIT)
 			if err != nil {
 				return // EAGAIN: empty
 			}
-			count++
 			errno := extendedErrno(oob[:oobn])
 			if errno == 0 {
 				continue
@@ -64,7 +62,6 @@ func drainErrors(conn *net.UDPConn, fn func(payload []byte, to netip.AddrPort, e
 			fn(payload[:n], to, errno)
 		}
 	})
-	return count
 }
 
 // extendedErrno is the ee_errno of the sock_extended_err in a control message.

@@ -12,4 +12,4 @@ import (
 // unreachable agent is reported as a timeout.
 func recvErrors(*net.UDPConn, bool) error { return nil }
 
-func drainErrors(*net.UDPConn, func([]byte, netip.AddrPort, syscall.Errno)) int { return 0 }
+func drainErrors(*net.UDPConn, func([]byte, netip.AddrPort, syscall.Errno)) {}

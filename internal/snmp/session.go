@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -99,7 +98,6 @@ type Session struct {
 	addr    netip.AddrPort
 	opts    Options
 	learned task.Quirks
-	waking  sync.WaitGroup // a context's wake-up of a blocked read, while it runs
 }
 
 // Learned is what the session found out about the agent: that it does not
@@ -118,12 +116,6 @@ func (s *Session) bulkRefused(oids []string) bool {
 	}
 	s.opts.NoBulk, s.learned.NoBulk = true, true
 	return true
-}
-
-func (s *Session) learnRepetitions(n int) {
-	if s.learned.MaxRepetitions == 0 || n < s.learned.MaxRepetitions {
-		s.learned.MaxRepetitions = n
-	}
 }
 
 // Resolve turns a host name or address into an IP address of network's
@@ -247,26 +239,13 @@ func setV3(g *gosnmp.GoSNMP, cred *config.Credential) error {
 
 // bind makes ctx govern the session's requests. gosnmp checks the context
 // only between retries, so a cancel also expires the socket's read deadline
-// to wake a read that is blocked waiting for the agent.
-//
-// release waits for a wake-up that already started, so that it can never
-// land on the socket after the session has gone back to its pool and is
-// polling another device.
+// to wake a read that is blocked waiting for the agent. A session polls one
+// device once: a wake-up that comes after release finds the poll ending.
 func (s *Session) bind(ctx context.Context) (release func()) {
 	s.g.Context = ctx
 	conn := s.g.Conn
-	s.waking.Add(1)
-	stop := context.AfterFunc(ctx, func() {
-		_ = conn.SetReadDeadline(time.Now())
-		s.waking.Done()
-	})
-	return func() {
-		if stop() {
-			s.waking.Done()
-		} else {
-			s.waking.Wait()
-		}
-	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	return func() { stop() }
 }
 
 // Close releases the socket and remembers what the session learnt of an
@@ -369,7 +348,7 @@ func (s *Session) Walk(ctx context.Context, root string, fn func(*task.Varbind))
 			return s.walkEnd(ctx, root, seen, fn) // v1's end of MIB view
 		case pkt.Error == gosnmp.TooBig && maxRep > 1:
 			maxRep /= 2
-			s.learnRepetitions(int(maxRep))
+			learnRepetitions(&s.learned, int(maxRep))
 			continue
 		case pkt.Error != gosnmp.NoError:
 			return fmt.Errorf("walk %s on %s: %w: agent answered %s after %s (max-repetitions %d)", root, s.name, ErrProtocol, pkt.Error, cur, maxRep)
@@ -474,8 +453,7 @@ func classify(err error) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, gosnmp.ErrMaxRetriesExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH),
-		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTDOWN),
+	case isAsyncError(err), // the ICMP errors an unconnected socket reports later
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE): // a TCP agent that hangs up
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	case errors.Is(err, gosnmp.ErrUnknownUsername), errors.Is(err, gosnmp.ErrWrongDigest),

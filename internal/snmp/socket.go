@@ -60,7 +60,7 @@ func (s *socket) read() {
 		}
 		// Without a zone: the kernel names a link-local sender's interface
 		// its own way (eth0, not the %2 a configuration may have written).
-		s.e.answer(s, s.buf[:n], from.Addr().Unmap().WithZone(""), from.Port())
+		s.e.answer(s, s.buf[:n], netip.AddrPortFrom(from.Addr().Unmap().WithZone(""), from.Port()))
 	}
 }
 
@@ -98,7 +98,7 @@ func messageID(b []byte) (version int, id uint32, ok bool) {
 	if !ok {
 		return 0, 0, false
 	}
-	v, b, ok := berInt(b)
+	v, b, ok := berInt(b, 5)
 	if !ok || (v != int64(gosnmp.Version1) && v != int64(gosnmp.Version2c)) {
 		return 0, 0, false
 	}
@@ -111,7 +111,7 @@ func messageID(b []byte) (version int, id uint32, ok bool) {
 	if b, ok = berEnter(b, b[0]); !ok {
 		return 0, 0, false
 	}
-	rid, _, ok := berInt(b)
+	rid, _, ok := berInt(b, 5)
 	if !ok || rid < 0 || rid > 0x7fffffff {
 		return 0, 0, false
 	}
@@ -158,14 +158,20 @@ func berSkip(b []byte, tag byte) ([]byte, bool) {
 	return b[start+n:], true
 }
 
-func berInt(b []byte) (int64, []byte, bool) {
+// berInt reads an INTEGER of one to maxLen bytes.
+func berInt(b []byte, maxLen int) (int64, []byte, bool) {
 	start, n, ok := berHeader(b, 0x02)
-	if !ok || n < 1 || n > 5 || start+n > len(b) {
+	if !ok || n < 1 || n > maxLen || start+n > len(b) {
 		return 0, nil, false
 	}
-	v := int64(int8(b[start])) // sign
-	for _, c := range b[start+1 : start+n] {
-		v = v<<8 | int64(c)
+	return beInt(b[start : start+n]), b[start+n:], true
+}
+
+// beInt is a big-endian two's-complement integer of 1 to 8 bytes.
+func beInt(c []byte) int64 {
+	v := int64(int8(c[0])) // sign
+	for _, d := range c[1:] {
+		v = v<<8 | int64(d)
 	}
-	return v, b[start+n:], true
+	return v
 }

@@ -25,12 +25,6 @@ const tableVarbinds = 100
 func (s *Session) WalkTable(ctx context.Context, root string, columns []string, fn func(*task.Varbind)) error {
 	defer s.bind(ctx)()
 	root = canonical(root)
-	type column struct {
-		root   string
-		cursor string
-		got    []task.Varbind
-		done   bool
-	}
 	cols := make([]*column, len(columns))
 	for i, c := range columns {
 		c = canonical(c)
@@ -77,7 +71,7 @@ func (s *Session) WalkTable(ctx context.Context, root string, columns []string, 
 		switch {
 		case pkt.Error == gosnmp.TooBig && reps > 1:
 			limit = reps / 2
-			s.learnRepetitions(limit)
+			learnRepetitions(&s.learned, limit)
 			continue
 		case pkt.Error == gosnmp.NoSuchName && !bulk && int(pkt.ErrorIndex) >= 1 && int(pkt.ErrorIndex) <= len(batch):
 			batch[pkt.ErrorIndex-1].done = true // v1's end of view for that column
