@@ -160,15 +160,7 @@ func decodeValue(val []byte, vb *task.Varbind) bool {
 		if !ok {
 			return false
 		}
-		vb.Uint = u
-		switch gosnmp.Asn1BER(tag) {
-		case gosnmp.Counter32:
-			vb.Type = task.TypeCounter32
-		case gosnmp.Gauge32:
-			vb.Type = task.TypeGauge32
-		default:
-			vb.Type = task.TypeTimeTicks
-		}
+		vb.Type, vb.Uint = tagTypes[tag], u
 	case gosnmp.Counter64:
 		u, ok := unsigned(c, 8)
 		if !ok {
@@ -179,20 +171,19 @@ func decodeValue(val []byte, vb *task.Varbind) bool {
 		if n != 0 {
 			return false
 		}
-		switch gosnmp.Asn1BER(tag) {
-		case gosnmp.Null:
-			vb.Type = task.TypeNull
-		case gosnmp.NoSuchObject:
-			vb.Type = task.TypeNoSuchObject
-		case gosnmp.NoSuchInstance:
-			vb.Type = task.TypeNoSuchInstance
-		default:
-			vb.Type = task.TypeEndOfMibView
-		}
+		vb.Type = tagTypes[tag]
 	default:
 		return false
 	}
 	return true
+}
+
+// tagTypes are the varbind types of the BER tags whose type is their tag
+// alone (the numbers and the empty values).
+var tagTypes = [256]task.Type{
+	byte(gosnmp.Counter32): task.TypeCounter32, byte(gosnmp.Gauge32): task.TypeGauge32, byte(gosnmp.TimeTicks): task.TypeTimeTicks,
+	byte(gosnmp.Null): task.TypeNull, byte(gosnmp.NoSuchObject): task.TypeNoSuchObject,
+	byte(gosnmp.NoSuchInstance): task.TypeNoSuchInstance, byte(gosnmp.EndOfMibView): task.TypeEndOfMibView,
 }
 
 // unsigned reads a non-negative integer of at most size bytes (plus the
